@@ -1,0 +1,33 @@
+# Set-up from nothing: a virtual environment with the pinned torch, then the extension, then the command.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEPS   := $(VENV)/.deps-installed
+BUILT  := $(VENV)/.cnnfast-built
+SOURCES := setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
+
+.PHONY: all check test bench build clean
+
+all: check
+
+$(DEPS): requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# --no-build-isolation: build against the torch already in .venv instead of a second copy.
+$(BUILT): $(DEPS) $(SOURCES)
+	$(BIN)/python -m pip install --no-build-isolation --no-deps --editable .
+	touch $@
+
+build: $(BUILT)
+
+check: $(BUILT)
+	$(BIN)/cnnfast check
+
+test: $(BUILT)
+	$(BIN)/python -m pytest tests
+
+clean:
+	rm -rf build $(VENV) *.egg-info cnnfast/*.so cnnfast/_build_config.py

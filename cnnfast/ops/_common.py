@@ -1,0 +1,38 @@
+import torch
+from torch._prims_common import suggest_memory_format
+
+# The dtypes each backend has kernels for (the C++ checks in csrc/checks.cpp enforce the same sets).
+_SUPPORTED = {
+    "cpu": (torch.float32, torch.float64),
+    "cuda": (torch.float32, torch.float16, torch.bfloat16),
+}
+
+
+def cuda_built():
+    from .. import _build_config
+
+    return bool(getattr(_build_config, "cuda", False))
+
+
+def supported_dtypes(device):
+    """The dtypes cnnfast has kernels for on ``device`` (empty where it has none)."""
+    device_type = torch.device(device).type
+    if device_type == "cuda" and not cuda_built():
+        return ()
+    return _SUPPORTED.get(device_type, ())
+
+
+def empty_in_format_of(like, size=None):
+    """An empty tensor in the memory format torch suggests for ``like``: the layout every cnnfast
+    kernel gives its gradients (the C++ glue uses ``suggest_memory_format`` the same way)."""
+    return torch.empty(
+        like.shape if size is None else size,
+        dtype=like.dtype,
+        device=like.device,
+        memory_format=suggest_memory_format(like),
+    )
+
+
+def conv2d_output_mask(ctx, has_bias):
+    """Which of (grad_input, grad_weight, grad_bias) autograd needs."""
+    return [ctx.needs_input_grad[0], ctx.needs_input_grad[1], bool(has_bias and ctx.needs_input_grad[2])]

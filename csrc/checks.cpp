@@ -1,0 +1,144 @@
+#include "checks.h"
+
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+
+namespace cnnfast {
+namespace {
+
+std::string dtype_list(DtypeList supported) {
+  std::string s;
+  for (auto t : supported) {
+    if (!s.empty()) s += ", ";
+    s += c10::toString(t);
+  }
+  return s;
+}
+
+void check_pair(const char* op, const char* arg, at::IntArrayRef v) {
+  TORCH_CHECK(v.size() == 2, op, ": expected ", arg, " to have 2 elements (height, width), but got ", arg, "=",
+              v);
+}
+
+void check_positive(const char* op, const char* arg, at::IntArrayRef v) {
+  check_pair(op, arg, v);
+  TORCH_CHECK(v[0] > 0 && v[1] > 0, op, ": ", arg, " should be greater than zero, but got ", arg, "=", v);
+}
+
+void check_non_negative(const char* op, const char* arg, at::IntArrayRef v) {
+  check_pair(op, arg, v);
+  TORCH_CHECK(v[0] >= 0 && v[1] >= 0, op, ": negative ", arg, " is not supported, but got ", arg, "=", v);
+}
+
+}  // namespace
+
+void check_supported_dtype(const char* op, const char* arg, const at::Tensor& t, DtypeList supported) {
+  TORCH_CHECK(t.defined(), op, ": ", arg, " is an undefined tensor");
+  const auto dt = t.scalar_type();
+  TORCH_CHECK(std::find(supported.begin(), supported.end(), dt) != supported.end(), op, ": ", arg,
+              " has dtype ", dt, ", but cnnfast's ", t.device().type(), " kernels support only ",
+              dtype_list(supported));
+}
+
+void check_same_dtype_device(const char* op, const char* arg, const at::Tensor& t, const char* ref_arg,
+                             const at::Tensor& ref) {
+  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": expected ", arg, " and ", ref_arg,
+              " to have the same dtype, but got ", arg, ".dtype=", t.scalar_type(), " and ", ref_arg,
+              ".dtype=", ref.scalar_type());
+  TORCH_CHECK(t.device() == ref.device(), op, ": expected ", arg, " and ", ref_arg,
+              " to be on the same device, but got ", arg, ".device=", t.device(), " and ", ref_arg,
+              ".device=", ref.device());
+}
+
+void check_same_size(const char* op, const char* arg, const at::Tensor& t, const char* ref_arg,
+                     at::IntArrayRef expected) {
+  TORCH_CHECK(t.sizes() == expected, op, ": expected ", arg, " to have the size of ", ref_arg, ", ", expected,
+              ", but got ", arg, " of size ", t.sizes());
+}
+
+Conv2dProblem make_conv2d_problem(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                                  const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                  at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                                  DtypeList supported) {
+  TORCH_CHECK(input.dim() == 4, op, ": expected 4D (batched) input (N, C, H, W), but got input of size: ",
+              input.sizes());
+  TORCH_CHECK(weight.dim() == 4, op, ": expected 4D weight (out_channels, in_channels/groups, kH, kW), ",
+              "but got weight of size: ", weight.sizes());
+  check_supported_dtype(op, "input", input, supported);
+  check_same_dtype_device(op, "weight", weight, "input", input);
+  const bool has_bias = bias.has_value() && bias->defined();
+  if (has_bias) check_same_dtype_device(op, "bias", *bias, "input", input);
+  check_positive(op, "stride", stride);
+  check_non_negative(op, "padding", padding);
+  check_positive(op, "dilation", dilation);
+  TORCH_CHECK(groups > 0, op, ": non-positive groups is not supported, but got groups=", groups);
+
+  Conv2dProblem p;
+  p.N = input.size(0), p.C = input.size(1), p.H = input.size(2), p.W = input.size(3);
+  p.K = weight.size(0), p.R = weight.size(2), p.S = weight.size(3);
+  p.stride_h = stride[0], p.stride_w = stride[1];
+  p.pad_h = padding[0], p.pad_w = padding[1];
+  p.dilation_h = dilation[0], p.dilation_w = dilation[1];
+  p.groups = groups;
+
+  TORCH_CHECK(p.K % groups == 0, op, ": given groups=", groups, ", expected weight to be divisible by ", groups,
+              " at dimension 0 (out_channels), but got weight of size ", weight.sizes(), " instead");
+  TORCH_CHECK(p.C == weight.size(1) * groups, op, ": given groups=", groups, ", weight of size ", weight.sizes(),
+              ", expected input", input.sizes(), " to have ", weight.size(1) * groups,
+              " channels, but got ", p.C, " channels instead");
+  if (has_bias) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == p.K, op, ": given weight of size ", weight.sizes(),
+                ", expected bias to be 1-dimensional with ", p.K, " elements, but got bias of size ",
+                bias->sizes(), " instead");
+  }
+  const int64_t span_h = p.dilation_h * (p.R - 1) + 1, span_w = p.dilation_w * (p.S - 1) + 1;
+  TORCH_CHECK(p.H + 2 * p.pad_h >= span_h && p.W + 2 * p.pad_w >= span_w, op,
+              ": calculated padded input size per channel: (", p.H + 2 * p.pad_h, " x ", p.W + 2 * p.pad_w,
+              "). Kernel size (dilated): (", span_h, " x ", span_w,
+              "). Kernel size can't be greater than actual input size");
+  p.compute_output_size();
+  return p;
+}
+
+Pool2dProblem make_max_pool2d_problem(const char* op, const at::Tensor& input, at::IntArrayRef kernel_size,
+                                      at::IntArrayRef stride, at::IntArrayRef padding,
+                                      at::IntArrayRef dilation, bool ceil_mode, DtypeList supported) {
+  TORCH_CHECK(input.dim() == 4 && input.size(1) > 0 && input.size(2) > 0 && input.size(3) > 0, op,
+              ": expected 4D (batched) input (N, C, H, W) with non-zero C, H and W, but got input of size: ",
+              input.sizes());
+  check_supported_dtype(op, "input", input, supported);
+  check_positive(op, "kernel_size", kernel_size);
+  check_positive(op, "stride", stride);
+  check_non_negative(op, "padding", padding);
+  check_positive(op, "dilation", dilation);
+
+  Pool2dProblem p;
+  p.N = input.size(0), p.C = input.size(1), p.H = input.size(2), p.W = input.size(3);
+  p.kernel_h = kernel_size[0], p.kernel_w = kernel_size[1];
+  p.stride_h = stride[0], p.stride_w = stride[1];
+  p.pad_h = padding[0], p.pad_w = padding[1];
+  p.dilation_h = dilation[0], p.dilation_w = dilation[1];
+  p.ceil_mode = ceil_mode;
+  // A window must hold at least one real element: padding at most half the dilated window.
+  for (int d = 0; d < 2; ++d) {
+    const int64_t span = dilation[d] * (kernel_size[d] - 1) + 1;
+    TORCH_CHECK(padding[d] <= span / 2, op,
+                ": pad should be at most half of effective kernel size, but got padding=", padding,
+                ", kernel_size=", kernel_size, " and dilation=", dilation);
+  }
+  p.compute_output_size();
+  TORCH_CHECK(p.P >= 1 && p.Q >= 1, op, ": given input size: (", p.C, "x", p.H, "x", p.W,
+              "). Calculated output size: (", p.C, "x", p.P, "x", p.Q,
+              "). Output size is too small (kernel_size=", kernel_size, ", stride=", stride,
+              ", padding=", padding, ", dilation=", dilation, ")");
+  return p;
+}
+
+at::MemoryFormat conv2d_memory_format(const at::Tensor& input, const at::Tensor& weight) {
+  const bool cl = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast ||
+                  weight.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+  return cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+}
+
+}  // namespace cnnfast

@@ -1,0 +1,45 @@
+// Argument checks and problem construction for every cnnfast op, shared by the CPU and CUDA glue
+// (and so by every backend): one place for the rules and the words of the errors. Every check runs
+// before any output is allocated. Messages name the argument and its value, as torch's own do.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/ArrayRef.h>
+
+#include <initializer_list>
+#include <optional>
+
+#include "problem.h"
+
+namespace cnnfast {
+
+// The dtypes a backend has kernels for, e.g. {at::kFloat, at::kDouble} on the CPU.
+using DtypeList = std::initializer_list<at::ScalarType>;
+
+// input, weight and bias: ranks, dtypes, devices, arguments, channel arithmetic, sizes.
+Conv2dProblem make_conv2d_problem(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                                  const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                  at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                                  DtypeList supported);
+
+// input and the window arguments of max_pool2d.
+Pool2dProblem make_max_pool2d_problem(const char* op, const at::Tensor& input, at::IntArrayRef kernel_size,
+                                      at::IntArrayRef stride, at::IntArrayRef padding,
+                                      at::IntArrayRef dilation, bool ceil_mode, DtypeList supported);
+
+// A floating tensor with a kernel in `supported`, e.g. the input of relu.
+void check_supported_dtype(const char* op, const char* arg, const at::Tensor& t, DtypeList supported);
+
+// `t` has exactly the sizes `expected` (e.g. a gradient against the tensor it is the gradient of).
+void check_same_size(const char* op, const char* arg, const at::Tensor& t, const char* ref_arg,
+                     at::IntArrayRef expected);
+
+// `t` has the dtype and device of `ref`.
+void check_same_dtype_device(const char* op, const char* arg, const at::Tensor& t, const char* ref_arg,
+                             const at::Tensor& ref);
+
+// torch's rule for the layout of a convolution's output: channels_last when the input or the weight
+// suggests it, NCHW otherwise.
+at::MemoryFormat conv2d_memory_format(const at::Tensor& input, const at::Tensor& weight);
+
+}  // namespace cnnfast

@@ -1,0 +1,33 @@
+// The cnnfast op library: every schema in one place. Kernels are registered per backend with
+// TORCH_LIBRARY_IMPL in csrc/cpu/<op>_kernel.cpp and csrc/cuda/<op>_kernel.cu; fake kernels and
+// autograd are registered from Python (cnnfast/ops/<op>.py).
+#include <torch/library.h>
+
+TORCH_LIBRARY(cnnfast, m) {
+  const std::vector<at::Tag> tags{at::Tag::pt2_compliant_tag};
+  // conv2d: input [N, C, H, W], weight [K, C/groups, R, S], bias [K] or None -> [N, K, P, Q].
+  m.def("conv2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
+        "int[2] dilation, int groups) -> Tensor",
+        tags);
+  // Gradients of conv2d; output_mask selects (grad_input, grad_weight, grad_bias), the others are None.
+  m.def("conv2d_backward(Tensor grad_output, Tensor input, Tensor weight, int[2] stride, int[2] padding, "
+        "int[2] dilation, int groups, bool[3] output_mask) -> (Tensor, Tensor, Tensor)",
+        tags);
+  // conv2d + bias + ReLU in one pass.
+  m.def("conv2d_relu(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
+        "int[2] dilation, int groups) -> Tensor",
+        tags);
+  // Gradients of conv2d_relu from its output (the ReLU mask is output > 0).
+  m.def("conv2d_relu_backward(Tensor grad_output, Tensor output, Tensor input, Tensor weight, int[2] stride, "
+        "int[2] padding, int[2] dilation, int groups, bool[3] output_mask) -> (Tensor, Tensor, Tensor)",
+        tags);
+  // max_pool2d: (output, indices); an index is h * W + w inside the input plane, as torch.
+  m.def("max_pool2d(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, "
+        "bool ceil_mode) -> (Tensor, Tensor)",
+        tags);
+  m.def("max_pool2d_backward(Tensor grad_output, Tensor input, Tensor indices) -> Tensor", tags);
+  m.def("relu(Tensor input) -> Tensor", tags);
+  m.def("relu_(Tensor(a!) input) -> Tensor(a!)", tags);
+  // Gradient of relu from its output: grad_output where output > 0, else 0 (torch's threshold_backward).
+  m.def("relu_backward(Tensor grad_output, Tensor output) -> Tensor", tags);
+}
