@@ -8,7 +8,7 @@ SOURCES := setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
 
 .PHONY: all check test bench build clean
 
-all: check
+all: bench
 
 $(DEPS): requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ check: $(BUILT)
 
 test: $(BUILT)
 	$(BIN)/python -m pytest tests
+
+bench: $(BUILT)
+	$(BIN)/cnnfast bench --json bench.json --plot bench.png
 
 clean:
 	rm -rf build $(VENV) *.egg-info cnnfast/*.so cnnfast/_build_config.py
