@@ -117,7 +117,7 @@ def extensions():
 
     sources = cpu_sources()
     cxx_flags = ["-O3", "-std=c++20", "-fvisibility=hidden"]
-    define_macros = [("Py_LIMITED_API", "0x030a0000")]
+    define_macros = []
     include_dirs = [os.path.join(ROOT, "csrc")]
     if build_cuda and cuda_sources():
         # ATen's CUDA headers include cuBLAS/cuSPARSE headers; the torch wheel ships them.

@@ -2,7 +2,7 @@
 // The module itself has no Python API: everything is reached through torch.ops.cnnfast.
 #include <Python.h>
 
-extern "C" PyObject* PyInit__C(void) {
+PyMODINIT_FUNC PyInit__C(void) {
   static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
   return PyModule_Create(&module);
 }

@@ -17,7 +17,7 @@ def _relu__fake(input):
 
 @torch.library.register_fake("cnnfast::relu_backward")
 def _relu_backward_fake(grad_output, output):
-    return torch.empty_like(grad_output)
+    return torch.empty_like(output)
 
 
 def _setup_context(ctx, inputs, output):
