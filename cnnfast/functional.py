@@ -105,4 +105,5 @@ def relu_(input):
     ``input`` exactly as it does for torch's ``relu_``."""
     if torch.is_grad_enabled() and input.requires_grad:
         return input.copy_(torch.ops.cnnfast.relu(input))
-    return torch.ops.cnnfast.relu_(input)
+    torch.ops.cnnfast.relu_(input)
+    return input

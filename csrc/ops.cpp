@@ -27,7 +27,8 @@ TORCH_LIBRARY(cnnfast, m) {
         tags);
   m.def("max_pool2d_backward(Tensor grad_output, Tensor input, Tensor indices) -> Tensor", tags);
   m.def("relu(Tensor input) -> Tensor", tags);
-  m.def("relu_(Tensor(a!) input) -> Tensor(a!)", tags);
+  // In place; returns nothing (a custom op may not return an alias, so torch.compile can functionalize it).
+  m.def("relu_(Tensor(a!) input) -> ()", tags);
   // Gradient of relu from its output: grad_output where output > 0, else 0 (torch's threshold_backward).
   m.def("relu_backward(Tensor grad_output, Tensor output) -> Tensor", tags);
 }

@@ -12,7 +12,7 @@ def _relu_fake(input):
 
 @torch.library.register_fake("cnnfast::relu_")
 def _relu__fake(input):
-    return input
+    return None
 
 
 @torch.library.register_fake("cnnfast::relu_backward")

@@ -40,9 +40,9 @@ at::Tensor relu_kernel(const at::Tensor& input) {
   return y;
 }
 
-at::Tensor& relu__kernel(at::Tensor& input) {
+void relu__kernel(at::Tensor& input) {
   check_supported_dtype("cnnfast::relu_", "input", input, kCpuDtypes);
-  if (input.numel() == 0) return input;
+  if (input.numel() == 0) return;
   if (input.is_non_overlapping_and_dense()) {
     relu_dense(input, input);
   } else {
@@ -50,7 +50,6 @@ at::Tensor& relu__kernel(at::Tensor& input) {
     relu_dense(y, y);
     input.copy_(y);
   }
-  return input;
 }
 
 at::Tensor relu_backward_kernel(const at::Tensor& grad_output, const at::Tensor& output) {

@@ -1,0 +1,121 @@
+"""cnnfast.functional.max_pool2d (cnnfast::max_pool2d, cnnfast::max_pool2d_backward) against torch.
+
+Max pooling does no arithmetic: outputs, indices and gradients are compared exactly (the backward
+sums at most (kernel/stride)^2 gradients per element, exactly as torch's does when windows do not
+overlap; with overlap the order of the sum may differ, so there the comparison allows float rounding)."""
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cnnfast
+from reference import memory_format_of, to_format
+
+
+def run_pool_case(shape, kernel, stride=None, padding=0, dilation=1, ceil_mode=False, fmt="nchw",
+                  dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x0 = to_format(torch.randn(*shape, generator=g, dtype=dtype), fmt)
+    xo, xt = x0.clone().requires_grad_(), x0.clone().requires_grad_()
+    if fmt == "strided":
+        xo, xt = to_format(x0, fmt).requires_grad_(), to_format(x0, fmt).requires_grad_()
+    args = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode,
+                return_indices=True)
+    (yo, io), (yt, it) = cnnfast.functional.max_pool2d(xo, **args), F.max_pool2d(xt, **args)
+    what = f"max_pool2d {shape} {args} {fmt}"
+    assert torch.equal(yo, yt), what
+    assert torch.equal(io, it), what
+    assert memory_format_of(yo) == memory_format_of(yt), what
+    if yo.numel():
+        gy = torch.randn(yt.shape, generator=g, dtype=dtype)
+        (go,), (gt,) = torch.autograd.grad(yo, xo, gy), torch.autograd.grad(yt, xt, gy)
+        torch.testing.assert_close(go, gt, msg=what)
+
+
+GRID = [
+    ((2, 6, 28, 28), 2, None, 0, 1, False),      # LeNet
+    ((2, 64, 16, 16), 3, 2, 1, 1, False),        # ResNet stem pool: overlapping windows
+    ((3, 4, 15, 13), 3, 2, 1, 1, True),          # ceil_mode, odd sizes
+    ((1, 3, 10, 11), (2, 3), (1, 2), (1, 1), 1, False),  # non-square
+    ((2, 2, 12, 12), 3, 1, 1, 2, False),         # dilation 2, stride 1
+    ((2, 2, 13, 12), 2, 3, 0, 3, True),          # dilation 3, ceil_mode
+    ((0, 3, 8, 8), 2, None, 0, 1, False),        # empty batch
+    ((2, 3, 5, 5), 5, None, 2, 1, False),        # window bigger than the input, padded
+    ((1, 1, 1, 1), 1, None, 0, 1, False),        # 1x1
+]
+
+
+@pytest.mark.parametrize("fmt", ["nchw", "channels_last", "strided"])
+@pytest.mark.parametrize("case", GRID, ids=[str(i) for i in range(len(GRID))])
+def test_max_pool2d_matches_torch(case, fmt):
+    shape, kernel, stride, padding, dilation, ceil_mode = case
+    run_pool_case(shape, kernel, stride, padding, dilation, ceil_mode, fmt=fmt)
+
+
+def test_max_pool2d_float64_and_unbatched():
+    run_pool_case((3, 9, 9), 3, 2, 1, dtype=torch.float64)
+    x = torch.randn(3, 9, 9)
+    assert torch.equal(cnnfast.functional.max_pool2d(x, 2), F.max_pool2d(x, 2))
+
+
+def test_max_pool2d_nan_wins_its_window():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    x[0, 0, 0, 1] = float("nan")
+    x[0, 0, 3, 3] = float("nan")
+    (yo, io), (yt, it) = [f(x, 2, return_indices=True) for f in (cnnfast.functional.max_pool2d, F.max_pool2d)]
+    assert torch.equal(yo.isnan(), yt.isnan()) and yo.isnan().sum() == 2
+    assert torch.equal(io, it)
+    assert io[0, 0, 0, 0] == 1 and io[0, 0, 1, 1] == 15  # the NaN's position, h * W + w
+
+
+def test_max_pool2d_ties_keep_the_first_maximum():
+    x = torch.zeros(1, 1, 4, 4)
+    (_, io), (_, it) = [f(x, 2, return_indices=True) for f in (cnnfast.functional.max_pool2d, F.max_pool2d)]
+    assert torch.equal(io, it)
+
+
+def test_max_pool2d_gradcheck_float64():
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: cnnfast.functional.max_pool2d(x, 3, 2, 1, ceil_mode=True), (x,))
+
+
+def test_max_pool2d_opcheck():
+    x = torch.randn(2, 3, 9, 8, requires_grad=True)
+    torch.library.opcheck(torch.ops.cnnfast.max_pool2d, (x, [3, 2], [2, 2], [1, 1], [1, 1], True))
+    torch.library.opcheck(torch.ops.cnnfast.max_pool2d,
+                          (x.detach().contiguous(memory_format=torch.channels_last), [2, 2], [1, 2], [0, 0], [2, 1], False))
+    _, idx = torch.ops.cnnfast.max_pool2d(x.detach(), [3, 2], [2, 2], [1, 1], [1, 1], True)
+    torch.library.opcheck(torch.ops.cnnfast.max_pool2d_backward, (torch.randn(idx.shape), x.detach(), idx))
+
+
+def test_max_pool2d_bit_identical_for_any_thread_count():
+    x = torch.randn(4, 8, 21, 19, requires_grad=True)
+
+    def run():
+        y = cnnfast.functional.max_pool2d(x, 3, 1, 1)
+        return y, torch.autograd.grad(y, x, torch.ones_like(y))[0]
+
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a = run()
+        torch.set_num_threads(2)
+        b = run()
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 2), c=st.integers(1, 3), h=st.integers(1, 12), w=st.integers(1, 12),
+       kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       dh=st.integers(1, 2), dw=st.integers(1, 2), ceil_mode=st.booleans(), data=st.data())
+def test_max_pool2d_random_arguments(n, c, h, w, kh, kw, sh, sw, dh, dw, ceil_mode, data):
+    # torch's return_indices path allows padding up to half the (undilated) kernel; its other path,
+    # and cnnfast, up to half the dilated window: draw what both of torch's paths accept.
+    ph = data.draw(st.integers(0, kh // 2))
+    pw = data.draw(st.integers(0, kw // 2))
+    h = max(h, dh * (kh - 1) + 1 - 2 * ph)
+    w = max(w, dw * (kw - 1) + 1 - 2 * pw)
+    run_pool_case((n, c, h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), ceil_mode)

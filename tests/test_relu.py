@@ -1,0 +1,73 @@
+"""cnnfast.functional.relu (cnnfast::relu, relu_, relu_backward) against torch: exact, no arithmetic."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnfast
+from reference import to_format
+
+
+@pytest.mark.parametrize("fmt", ["nchw", "channels_last", "strided"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_relu_matches_torch(fmt, dtype):
+    x0 = to_format(torch.randn(3, 5, 7, 6, dtype=dtype), fmt)
+    xo, xt = x0.clone().requires_grad_(), x0.clone().requires_grad_()
+    yo, yt = cnnfast.functional.relu(xo), F.relu(xt)
+    assert torch.equal(yo, yt)
+    assert yo.stride() == yt.stride() or not x0.is_non_overlapping_and_dense()
+    gy = torch.randn_like(yt)
+    assert torch.equal(torch.autograd.grad(yo, xo, gy)[0], torch.autograd.grad(yt, xt, gy)[0])
+
+
+def test_relu_special_values():
+    x = torch.tensor([float("nan"), -0.0, 0.0, -1.0, 2.0, float("inf"), -float("inf")])
+    y = cnnfast.functional.relu(x)
+    assert torch.equal(y.isnan(), F.relu(x).isnan())
+    assert torch.equal(y[1:], F.relu(x)[1:])
+    assert torch.equal(torch.signbit(y[1:]), torch.signbit(F.relu(x)[1:]))
+
+
+def test_relu_inplace_without_grad_writes_the_input():
+    x = torch.randn(4, 8, 5, 5).contiguous(memory_format=torch.channels_last)
+    expected = F.relu(x)
+    ptr = x.data_ptr()
+    y = cnnfast.functional.relu(x, inplace=True)
+    assert y is x and x.data_ptr() == ptr
+    assert torch.equal(x, expected)
+    strided = to_format(torch.randn(2, 3, 4, 5), "strided")
+    expected = F.relu(strided)
+    cnnfast.functional.relu_(strided)
+    assert torch.equal(strided, expected)
+
+
+def test_relu_inplace_under_autograd_matches_torch():
+    a0 = torch.randn(2, 3, 4, 4)
+    grads = []
+    for relu in (lambda t: cnnfast.functional.relu(t, inplace=True), lambda t: F.relu(t, inplace=True)):
+        a = a0.clone().requires_grad_()
+        h = a * 2  # not a leaf: in-place is allowed
+        out = relu(h)
+        assert out is h
+        (out * torch.arange(h.numel()).reshape(h.shape)).sum().backward()
+        grads.append(a.grad)
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_relu_inplace_on_leaf_requiring_grad_is_refused_like_torch():
+    x = torch.randn(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        cnnfast.functional.relu(x, inplace=True)
+
+
+def test_relu_opcheck_and_gradcheck():
+    x = torch.randn(2, 3, 4, 5, requires_grad=True)
+    torch.library.opcheck(torch.ops.cnnfast.relu, (x,))
+    torch.library.opcheck(torch.ops.cnnfast.relu_, (x.detach().clone(),))
+    torch.library.opcheck(torch.ops.cnnfast.relu_backward, (torch.randn(2, 3, 4, 5), F.relu(x.detach())))
+    xd = (torch.rand(3, 4, dtype=torch.float64) + 0.1) * torch.tensor([1.0, -1.0]).repeat(6).reshape(3, 4).double()
+    assert torch.autograd.gradcheck(cnnfast.functional.relu, (xd.requires_grad_(),))
+
+
+def test_relu_empty():
+    x = torch.randn(0, 3, 4, 4)
+    assert cnnfast.functional.relu(x).shape == x.shape
