@@ -1,0 +1,143 @@
+"""The body of ``cnnfast bench`` (argument parsing is in the package's ``__init__``)."""
+import shlex
+import sys
+
+import torch
+
+from . import report, roofline, suites, timing
+from .runner import DTYPES, cnnfast_impl, cnnfast_supported_dtypes, reference_impl, run_case
+
+
+def _usage_error(msg):
+    print(f"cnnfast bench: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def best_device():
+    """cuda when a GPU is present and cnnfast has kernels for it, else cpu."""
+    if torch.cuda.is_available() and cnnfast_supported_dtypes("cuda"):
+        return "cuda"
+    return "cpu"
+
+
+def jobs(cases, directions, dtypes, layouts):
+    """(case, direction, dtype, layout) in table order; models have no separate backward."""
+    for case in cases:
+        for layout in layouts:
+            for dtype in dtypes:
+                for direction in directions:
+                    if case.op == "model" and direction == "bwd":
+                        continue
+                    yield case, direction, dtype, layout
+
+
+def _settings(args, device, batches, threads, tf32):
+    return {
+        "device": device, "suites": args.suite, "ops": args.ops, "directions": args.direction,
+        "dtypes": args.dtype, "layouts": args.memory_format, "batch": batches, "repeat": args.repeat,
+        "warmup": args.warmup, "threads": threads, "tf32": tf32, "seed": args.seed,
+    }
+
+
+def _command_line():
+    argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith(("cnnfast", "__main__.py")) else None
+    return "cnnfast " + shlex.join(argv) if argv is not None else "cnnfast bench"
+
+
+def main(args, out=None):
+    out = out or sys.stdout
+    if args.predict and args.device != "cuda":
+        return _usage_error("--predict gives floors for a GPU that is not measured: use it with --device cuda")
+    if args.predict and args.plot:
+        return _usage_error("--plot needs measured speed-ups; --predict measures nothing")
+    device = args.device or best_device()
+    if device == "cuda" and not args.predict:
+        if not torch.cuda.is_available():
+            return _usage_error("no CUDA device is present here; `--device cuda --predict` prints roofline "
+                                "floors for a datasheet GPU without one")
+        if not cnnfast_supported_dtypes("cuda"):
+            return _usage_error("this cnnfast build has no CUDA kernels")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    tf32 = args.tf32 == "on"
+    if device == "cuda" and not args.predict:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = True
+
+    batches = {s: (args.batch or suites.SUITES[s][2]) for s in args.suite}
+    cases = [c for s in args.suite for c in suites.suite_cases(s, batches[s], args.ops)]
+    work = list(jobs(cases, args.direction, args.dtype, args.memory_format))
+    doc = {
+        "schema": report.SCHEMA,
+        "kind": "predicted" if args.predict else "measured",
+        "command": _command_line(),
+        "environment": report.environment(device, threads, tf32, predict=args.predict,
+                                          gpu=args.gpu[0] if args.predict else None),
+        "settings": _settings(args, device, batches, threads, tf32),
+    }
+    if args.predict:
+        return _predict(doc, work, args, out)
+
+    supported = cnnfast_supported_dtypes(device)
+    peak_dtypes = [DTYPES[d] for d in args.dtype if DTYPES[d] in supported]
+    doc["peaks"] = timing.measure_peaks(device, peak_dtypes)
+    print("\n".join(report.header_lines({**doc, "rows": [], "suites": {}})), file=out, flush=True)
+    print(f"running {len(work)} rows ...", file=out, flush=True)
+
+    impl, ref_impl = cnnfast_impl(), reference_impl()
+    rows = []
+    from tqdm import tqdm  # noqa: PLC0415
+
+    bar = tqdm(work, desc="cnnfast bench", unit="row", file=sys.stderr, disable=None, leave=False)
+    for case, direction, dtype, layout in bar:
+        bar.set_postfix_str(f"{case.suite} {case.op} {direction}", refresh=False)
+        rows.append(run_case(case, direction, dtype, layout, device, args.repeat, args.warmup, doc["peaks"],
+                             impl, ref_impl, supported, seed=args.seed))
+    bar.close()
+    doc["rows"] = rows
+    doc["suites"] = report.suite_summaries(rows)
+    doc["passed"] = all(r["passed"] is not False for r in rows)
+    text = report.format_report(doc, color=report.use_color(out))
+    # The header was printed before the run; print the table and summary now.
+    print("\n".join(text.splitlines()[len(report.header_lines(doc)):]), file=out)
+    if args.json:
+        report.write_json(doc, args.json)
+        print(f"wrote {args.json}", file=out)
+    if args.plot:
+        report.write_plot(doc, args.plot)
+        print(f"wrote {args.plot}", file=out)
+    return 0 if doc["passed"] else 1
+
+
+def _predict(doc, work, args, out):
+    rows = []
+    for case, direction, dtype, layout in work:
+        itemsize = roofline.ITEMSIZE[dtype]
+        row = {
+            "suite": case.suite, "op": case.op, "case": case.id, "args": case.describe(), "count": case.count,
+            "direction": direction, "dtype": dtype, "layout": layout,
+            "flops": roofline.flops(case, direction), "min_bytes": roofline.min_bytes(case, direction, itemsize),
+            "status": "predicted", "predicted": {},
+        }
+        for gpu in args.gpu:
+            if dtype not in ("float32", "float16", "bfloat16", "float64"):
+                continue
+            pf, pb = roofline.gpu_peaks(gpu, dtype, doc["settings"]["tf32"])
+            row["predicted"][gpu] = {
+                "peak_flops": pf, "peak_bytes": pb,
+                "floor_s": roofline.case_floor(case, direction, itemsize, pf, pb),
+                "bound": roofline.bound(case, direction, itemsize, pf, pb),
+            }
+        rows.append(row)
+    doc["settings"]["gpus"] = args.gpu
+    doc["rows"] = rows
+    doc["suites"] = {s: {"rows": sum(r["suite"] == s for r in rows), "failed": 0, "geomean_speedup": None}
+                     for s in args.suite}
+    doc["passed"] = True
+    print(report.format_prediction(doc), file=out)
+    if args.json:
+        report.write_json(doc, args.json)
+        print(f"wrote {args.json}", file=out)
+    return 0

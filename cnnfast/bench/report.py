@@ -1,0 +1,359 @@
+"""Output of ``cnnfast bench``: the environment header, the table, the per-suite geometric means, the
+JSON document (with its schema check) and the PNG plot."""
+import datetime
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+
+import torch
+
+from . import roofline
+
+SCHEMA = "cnnfast-bench/1"
+RED, RESET = "\033[31m", "\033[0m"
+
+
+# --- environment ----------------------------------------------------------------------------------
+
+def onednn_version():
+    m = re.search(r"(?:MKL-DNN|oneDNN)\s+v?([0-9][0-9.]*)", torch.__config__.show())
+    return m.group(1) if m else None
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit():
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device, threads, tf32, predict=False, gpu=None):
+    """Everything a reader needs to weigh the numbers: device, versions, threads, TF32."""
+    import cnnfast  # noqa: PLC0415
+
+    device = torch.device(device)
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    env = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "device": device.type,
+        "device_name": cpu_name() if device.type == "cpu" else (
+            torch.cuda.get_device_name(device) if not predict else roofline.GPUS[gpu]["name"] + " (datasheet, not present)"),
+        "cpu": cpu_name(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": cudnn,
+        "onednn": onednn_version(),
+        "cnnfast": getattr(cnnfast, "__version__", None),
+        "commit": git_commit(),
+        "threads": threads,
+        "tf32": tf32,
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if device.type == "cuda" else None,
+    }
+    return env
+
+
+# --- formatting -----------------------------------------------------------------------------------
+
+def _ms(summary):
+    if not summary:
+        return "-"
+    return f"{summary['median_s'] * 1e3:.3f}±{summary['spread'] * 100:.0f}%"
+
+
+def _num(v, fmt):
+    return "-" if v is None else format(v, fmt)
+
+
+def _color(enabled, text, red):
+    return f"{RED}{text}{RESET}" if enabled and red else text
+
+
+def use_color(stream=None):
+    stream = stream or sys.stdout
+    return hasattr(stream, "isatty") and stream.isatty() and "NO_COLOR" not in os.environ
+
+
+def _table(headers, rows, aligns):
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def fmt(cells):
+        return "  ".join(c.ljust(w) if a == "<" else c.rjust(w) for c, w, a in zip(cells, widths, aligns))
+
+    return fmt(headers), "  ".join("-" * w for w in widths), [fmt(r) for r in rows]
+
+
+HEADERS = ["suite", "op", "shape and arguments", "dir", "dtype", "layout", "cnnfast ms", "torch ms",
+           "speed-up", "cnnfast rate", "%peak", "floor ms", "cnnfast/floor", "torch/floor",
+           "max abs err", "max rel err", "pass"]
+ALIGNS = "<<<<<<>>>>>>>>>><"
+
+
+def row_cells(row):
+    err = row.get("error") or {}
+    if row["status"] == "not supported":
+        mark = "n/s"
+    elif row["status"] == "error":
+        mark = "ERROR"
+    else:
+        mark = "ok" if row["passed"] else "FAIL"
+    rate = "-"
+    if row.get("cnnfast_rate") is not None:
+        rate = f"{row['cnnfast_rate']:.1f} {row['rate_unit']}"
+    return [
+        row["suite"], row["op"], row["args"], row["direction"], row["dtype"], row["layout"],
+        _ms(row.get("cnnfast")), _ms(row.get("reference")),
+        _num(row.get("speedup"), ".2f") + ("x" if row.get("speedup") is not None else ""),
+        rate, _num(row.get("pct_peak"), ".1f"),
+        _num(row["floor_s"] * 1e3 if row.get("floor_s") is not None else None, ".4f"),
+        _num(row.get("cnnfast_x_floor"), ".1f"), _num(row.get("reference_x_floor"), ".1f"),
+        _num(err.get("max_abs"), ".1e"), _num(err.get("max_rel"), ".1e"), mark,
+    ]
+
+
+def geomean(values):
+    values = [v for v in values if v is not None and v > 0 and math.isfinite(v)]
+    if not values:
+        return None
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def suite_summaries(rows):
+    out = {}
+    for row in rows:
+        s = out.setdefault(row["suite"], {"rows": 0, "failed": 0, "not_supported": 0, "_speedups": []})
+        s["rows"] += 1
+        if row["status"] == "not supported":
+            s["not_supported"] += 1
+        elif not row["passed"]:
+            s["failed"] += 1
+        if row.get("speedup") is not None:
+            s["_speedups"].append(row["speedup"])
+    for s in out.values():
+        s["geomean_speedup"] = geomean(s.pop("_speedups"))
+    return out
+
+
+def header_lines(doc):
+    env, st, peaks = doc["environment"], doc["settings"], doc.get("peaks") or {}
+    lines = [f"cnnfast bench  {env['date']}  commit {env.get('commit') or '?'}"]
+    lines.append(f"command: {doc['command']}")
+    lines.append(f"device: {env['device'].upper()}  {env['device_name']}")
+    lines.append(
+        f"torch {env['torch']}  CUDA {env['cuda'] or '-'}  cuDNN {env['cudnn'] or '-'}  oneDNN {env['onednn'] or '-'}"
+        f"  python {env['python']}  cnnfast {env['cnnfast']}"
+    )
+    if env["device"] == "cpu":
+        lines.append(f"threads: {env['threads']} on both sides (torch.set_num_threads)")
+    else:
+        lines.append(f"TF32: {'on' if env['tf32'] else 'off'} on both sides (torch.backends.cuda.matmul.allow_tf32 and "
+                     f"torch.backends.cudnn.allow_tf32 = {bool(env['tf32'])}); cudnn.benchmark = True for the reference")
+    if peaks:
+        rates = ", ".join(f"{d} {v / 1e9:.1f} GFLOP/s" for d, v in peaks["flops"].items())
+        lines.append(f"measured peaks (this run): {rates} (matrix product); {peaks['bytes'] / 1e9:.1f} GB/s (copy)")
+    batches = ", ".join(f"{s} {b}" for s, b in st["batch"].items())
+    lines.append(f"batch: {batches};  repeat {st['repeat']} (median ± IQR/median), warm-up {st['warmup']}, "
+                 f"cnnfast and torch interleaved on the same inputs")
+    lines.append("reference: PyTorch's own ops (" + ("oneDNN/ATen" if env["device"] == "cpu" else "cuDNN") +
+                 "); conv2d_relu reference = torch.relu(F.conv2d(...)); model rows: cnnfast.convert(model) vs model, "
+                 "fwd = inference forward, fwdbwd = training step (forward, loss, backward)")
+    lines.append("rate: cnnfast's GFLOP/s (conv, models) or GB/s of minimal traffic (pool, relu); floor = "
+                 "max(FLOPs/peak FLOP/s, minimal bytes/peak bytes/s); err: cnnfast vs a float64 PyTorch computation")
+    return lines
+
+
+def format_report(doc, color=False):
+    """The whole text report: header, table, per-suite geometric means, verdict."""
+    lines = header_lines(doc)
+    cells = [row_cells(r) for r in doc["rows"]]
+    head, rule, body = _table(HEADERS, cells, ALIGNS)
+    lines += ["", head, rule]
+    for row, line in zip(doc["rows"], body):
+        lines.append(_color(color, line, row["status"] in ("fail", "error")))
+    lines.append(rule)
+    for suite, s in doc["suites"].items():
+        gm = s["geomean_speedup"]
+        text = (f"{suite}: geometric mean speed-up {gm:.2f}x over {s['rows'] - s['not_supported']} rows"
+                if gm is not None else f"{suite}: no timed rows")
+        text += f", {s['failed']} failed" + (f", {s['not_supported']} not supported" if s["not_supported"] else "")
+        lines.append(_color(color, text, s["failed"] > 0))
+    failed = sum(s["failed"] for s in doc["suites"].values())
+    lines.append(_color(color, f"FAILED: {failed} row(s) do not match the reference" if failed else
+                        "all rows match the reference", failed > 0))
+    return "\n".join(lines)
+
+
+# --- predictions --------------------------------------------------------------------------------
+
+def format_prediction(doc):
+    env, st = doc["environment"], doc["settings"]
+    gpus = st["gpus"]
+    lines = [f"cnnfast bench --predict  {env['date']}  commit {env.get('commit') or '?'}",
+             f"command: {doc['command']}",
+             "PREDICTION ONLY: no GPU was used and nothing below was measured. Roofline floors from datasheet rates:"]
+    for g in gpus:
+        spec = roofline.GPUS[g]
+        t = spec["tflops"]
+        lines.append(f"  {g}: {spec['name']}: FP32 {t['fp32']} TFLOP/s, TF32 {t['tf32']}, FP16/BF16 {t['float16']} "
+                     f"(dense), {spec['gbps']:.0f} GB/s. Source: {spec['source']}")
+    lines.append(f"float32 floors use the {'TF32 tensor-core' if env['tf32'] else 'plain FP32'} rate (--tf32 "
+                 f"{'on' if env['tf32'] else 'off'}); batch: " + ", ".join(f"{s} {b}" for s, b in st["batch"].items()))
+    headers = ["suite", "op", "shape and arguments", "dir", "dtype", "layout", "GFLOP", "min MB", "FLOP/byte"]
+    headers += [f"{g} floor us" for g in gpus]
+    cells = []
+    for r in doc["rows"]:
+        c = [r["suite"], r["op"], r["args"], r["direction"], r["dtype"], r["layout"],
+             f"{r['flops'] / 1e9:.4f}", f"{r['min_bytes'] / 1e6:.3f}",
+             f"{r['flops'] / r['min_bytes']:.1f}" if r["min_bytes"] else "-"]
+        for g in gpus:
+            p = r["predicted"][g]
+            c.append(f"{p['floor_s'] * 1e6:.2f} ({p['bound'][0]})")
+        cells.append(c)
+    head, rule, body = _table(headers, cells, "<<<<<<" + ">" * (3 + len(gpus)))
+    lines += ["", head, rule] + body + [rule, "(c) compute-bound, (m) memory-bound at that GPU's peaks. "
+                                        "Compare a measured `cnnfast bench --device cuda` run with these floors."]
+    return "\n".join(lines)
+
+
+# --- JSON -------------------------------------------------------------------------------------------
+
+# Required keys of the JSON document and of each row, with their types (None allowed where noted).
+DOC_KEYS = {"schema": str, "kind": str, "command": str, "environment": dict, "settings": dict, "rows": list,
+            "suites": dict, "passed": bool}
+ENV_KEYS = {"date": str, "device": str, "device_name": str, "torch": str, "threads": int}
+ROW_KEYS = {"suite": str, "op": str, "case": str, "args": str, "direction": str, "dtype": str, "layout": str,
+            "flops": int, "min_bytes": int, "status": str}
+MEASURED_ROW_KEYS = {"cnnfast": dict, "reference": dict, "speedup": float, "cnnfast_rate": float,
+                     "floor_s": float, "cnnfast_x_floor": float, "reference_x_floor": float, "error": dict,
+                     "passed": bool}
+SUMMARY_KEYS = {"median_s": float, "q1_s": float, "q3_s": float, "min_s": float, "max_s": float,
+                "spread": float, "samples_s": list}
+ERROR_KEYS = {"max_abs": float, "max_rel": float, "ref_max_abs": float, "passed": bool}
+
+
+def _check_keys(obj, keys, where, problems):
+    for k, t in keys.items():
+        if k not in obj:
+            problems.append(f"{where}: missing {k!r}")
+        elif obj[k] is not None and not isinstance(obj[k], t) and not (t is float and isinstance(obj[k], int)):
+            problems.append(f"{where}: {k!r} is {type(obj[k]).__name__}, expected {t.__name__}")
+
+
+def validate(doc):
+    """Problems with a bench JSON document (empty list when it follows the schema)."""
+    problems = []
+    _check_keys(doc, DOC_KEYS, "document", problems)
+    if problems:
+        return problems
+    if doc["schema"] != SCHEMA:
+        problems.append(f"schema is {doc['schema']!r}, expected {SCHEMA!r}")
+    _check_keys(doc["environment"], ENV_KEYS, "environment", problems)
+    for i, row in enumerate(doc["rows"]):
+        _check_keys(row, ROW_KEYS, f"rows[{i}]", problems)
+        if doc["kind"] == "measured" and row.get("status") in ("ok", "fail"):
+            _check_keys(row, MEASURED_ROW_KEYS, f"rows[{i}]", problems)
+            for side in ("cnnfast", "reference"):
+                if isinstance(row.get(side), dict):
+                    _check_keys(row[side], SUMMARY_KEYS, f"rows[{i}].{side}", problems)
+            if isinstance(row.get("error"), dict):
+                _check_keys(row["error"], ERROR_KEYS, f"rows[{i}].error", problems)
+        if doc["kind"] == "predicted":
+            if not isinstance(row.get("predicted"), dict):
+                problems.append(f"rows[{i}]: missing 'predicted'")
+            for bad in ("cnnfast", "reference", "speedup"):
+                if bad in row:
+                    problems.append(f"rows[{i}]: a prediction holds a measured field {bad!r}")
+    for name, s in doc["suites"].items():
+        _check_keys(s, {"rows": int, "failed": int, "geomean_speedup": float}, f"suites[{name}]", problems)
+    return problems
+
+
+def _jsonable(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def write_json(doc, path):
+    import json  # noqa: PLC0415
+
+    with open(path, "w") as f:
+        json.dump(_jsonable(doc), f, indent=1)
+        f.write("\n")
+
+
+# --- plot ---------------------------------------------------------------------------------------------
+
+def write_plot(doc, path):
+    """A PNG bar chart of the speed-ups, one bar per row, grouped by suite, log scale, with the 1.0 line."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    rows = [r for r in doc["rows"] if r.get("speedup")]
+    colors = {"fwd": "#4c72b0", "bwd": "#dd8452", "fwdbwd": "#55a868"}
+    xs, heights, cols, labels, edge = [], [], [], [], []
+    groups = []  # (suite, first x, last x)
+    x = 0
+    for suite in dict.fromkeys(r["suite"] for r in rows):
+        start = x
+        for r in (r for r in rows if r["suite"] == suite):
+            xs.append(x)
+            heights.append(r["speedup"])
+            cols.append(colors.get(r["direction"], "#888888"))
+            edge.append("red" if not r["passed"] else "none")
+            lbl = r["op"] + " " + r["args"]
+            if r["layout"] != "nchw" or len({q["layout"] for q in rows}) > 1:
+                lbl += " " + r["layout"]
+            if len({q["dtype"] for q in rows}) > 1:
+                lbl += " " + r["dtype"]
+            labels.append(f"{lbl} [{r['direction']}]")
+            x += 1
+        groups.append((suite, start, x - 1))
+        x += 1.5
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.28 * len(xs) + 2), 7.5))
+    if xs:
+        ax.bar(xs, heights, color=cols, edgecolor=edge, linewidth=1.5)
+        ax.set_yscale("log")
+        ax.set_xticks(xs)
+        ax.set_xticklabels(labels, rotation=90, fontsize=6)
+        lo, hi = min(heights + [1.0]), max(heights + [1.0])
+        ax.set_ylim(lo / 1.5, hi * 1.5)
+        for suite, a, b in groups:
+            ax.axvspan(a - 0.5, b + 0.5, color="#f2f2f2" if groups.index((suite, a, b)) % 2 else "white", zorder=0)
+            gm = doc["suites"].get(suite, {}).get("geomean_speedup")
+            ax.text((a + b) / 2, hi * 1.3, f"{suite}" + (f"\ngeomean {gm:.2f}x" if gm else ""),
+                    ha="center", va="top", fontsize=8)
+    ax.axhline(1.0, color="black", linewidth=1)
+    ax.set_ylabel("speed-up (torch time / cnnfast time, log scale)")
+    env = doc["environment"]
+    ax.set_title(f"cnnfast vs PyTorch on {env['device'].upper()} ({env['device_name']}, {env['threads']} threads), "
+                 f"{env['date']}", fontsize=9)
+    from matplotlib.patches import Patch  # noqa: PLC0415
+
+    used = dict.fromkeys(r["direction"] for r in rows)
+    ax.legend(handles=[Patch(color=colors[d], label=d) for d in used if d in colors], loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,325 @@
+"""Run a case both ways: cnnfast and the PyTorch reference on the same inputs, checked against a float64
+computation, then timed interleaved.
+
+The two sides are :class:`Impl` objects (the four functional ops and a model converter), so a test can
+feed a deliberately wrong kernel to the same comparator.
+"""
+import copy
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from . import roofline, timing
+from .suites import build_model
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+# Pass mark. Every output (and gradient) of a case is compared with the same computation done by
+# PyTorch in float64 ("truth"). cnnfast passes when, for each tensor,
+#     max|cnnfast - truth| <= max(REF_FACTOR * max|torch - truth|,  ULP_FACTOR * sqrt(K) * eps * max|truth|)
+# where torch is PyTorch's own result in the benchmarked dtype, eps the dtype's machine epsilon and K
+# the tensor's reduction length (terms summed per element: C/groups*R*S for a conv output, N*P*Q for
+# a weight gradient, overlapping windows for a pooling gradient, 1 for ReLU). The first term says
+# "no worse than a small multiple of PyTorch's own rounding error"; the second is the rounding error
+# of a plain sum of K terms (which grows like sqrt(K) eps for random-signed terms), for the cases
+# where PyTorch happens to be nearly exact. Exact ops (ReLU, pooling forward) thus allow a couple
+# of ulps at most.
+REF_FACTOR = 8.0
+ULP_FACTOR = 4.0
+
+
+@dataclass
+class Impl:
+    """One side of the comparison."""
+
+    name: str
+    conv2d: Callable
+    conv2d_relu: Callable
+    max_pool2d: Callable
+    relu: Callable
+    convert: Callable  # model -> model running on this side's layers
+
+
+def reference_impl():
+    """PyTorch's own ops (oneDNN on the CPU, cuDNN on the GPU): the reference."""
+    tF = torch.nn.functional
+
+    def conv2d_relu(*args):
+        return torch.relu(tF.conv2d(*args))
+
+    return Impl("torch", tF.conv2d, conv2d_relu, tF.max_pool2d, tF.relu, lambda model: model)
+
+
+def cnnfast_impl():
+    """cnnfast's ops (torch.ops.cnnfast.* through cnnfast.functional) and cnnfast.convert."""
+    import cnnfast  # noqa: PLC0415
+    from cnnfast import functional as F  # noqa: PLC0415
+
+    return Impl("cnnfast", F.conv2d, F.conv2d_relu, F.max_pool2d, F.relu, lambda model: cnnfast.convert(model))
+
+
+def cnnfast_supported_dtypes(device):
+    from cnnfast.ops import supported_dtypes  # noqa: PLC0415
+
+    return tuple(supported_dtypes(device))
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+def _cast(t, dtype, device, layout, requires_grad=False):
+    if t is None:
+        return None
+    t = t.to(device=device, dtype=dtype)
+    if layout == "channels_last" and t.dim() == 4:
+        t = t.contiguous(memory_format=torch.channels_last)
+    else:
+        t = t.contiguous()
+    return t.requires_grad_(requires_grad)
+
+
+def _base_tensors(case, seed):
+    """float64 CPU tensors for an op case: args (x[, weight, bias]) and the incoming gradient."""
+    g = torch.Generator().manual_seed(seed)
+    p = case.p
+    x = torch.randn(p["input"], generator=g, dtype=torch.float64)
+    if case.op in ("conv2d", "conv2d_relu"):
+        k, cg, r, s = p["weight"]
+        w = torch.randn(p["weight"], generator=g, dtype=torch.float64) / math.sqrt(cg * r * s)
+        b = torch.randn(k, generator=g, dtype=torch.float64) * 0.1 if p["bias"] else None
+        args = [x, w, b]
+        out_shape = p["output"]
+    elif case.op == "max_pool2d":
+        args, out_shape = [x], p["output"]
+    else:
+        args, out_shape = [x], p["input"]
+    gy = torch.randn(out_shape, generator=g, dtype=torch.float64)
+    return args, gy
+
+
+def _op_fn(case, impl):
+    p = case.p
+    if case.op == "conv2d":
+        return lambda x, w, b: impl.conv2d(x, w, b, p["stride"], p["padding"], p["dilation"], p["groups"])
+    if case.op == "conv2d_relu":
+        return lambda x, w, b: impl.conv2d_relu(x, w, b, p["stride"], p["padding"], p["dilation"], p["groups"])
+    if case.op == "max_pool2d":
+        return lambda x: impl.max_pool2d(x, p["kernel_size"], p["stride"], p["padding"], p["dilation"], p["ceil_mode"])
+    if case.op == "relu":
+        return lambda x: impl.relu(x)
+    raise ValueError(f"unknown op {case.op!r}")
+
+
+def reduction_lengths(case, direction):
+    """K of every tensor the case's check compares (output, then gradients in argument order)."""
+    p = case.p
+    if case.op in ("conv2d", "conv2d_relu"):
+        n, k, pp, q = p["output"]
+        _, cg, r, s = p["weight"]
+        groups = p["groups"]
+        out = [cg * r * s]
+        grads = [(k // groups) * r * s, n * pp * q] + ([n * pp * q] if p["bias"] else [])
+    elif case.op == "max_pool2d":
+        (r, s), (sh, sw) = p["kernel_size"], p["stride"]
+        out, grads = [1], [math.ceil(r / sh) * math.ceil(s / sw)]
+    elif case.op == "relu":
+        out, grads = [1], [1]
+    else:
+        raise ValueError(f"no per-op reduction lengths for op {case.op!r}")
+    return out if direction == "fwd" else out + grads
+
+
+class Prepared:
+    """A case made ready for one (direction, dtype, layout, device): ``fn(impl)`` gives the zero-argument
+    callable to time, ``outputs(impl)`` the tensors to check."""
+
+    def __init__(self, case, direction, dtype, layout, device, seed=0):
+        self.case, self.direction, self.dtype, self.layout, self.device = case, direction, dtype, layout, device
+        self.seed = seed
+        if case.op == "model":
+            self._prepare_model()
+        else:
+            self.args64, self.gy64 = _base_tensors(case, seed)
+            self.lengths = reduction_lengths(case, direction)
+
+    # -- layer ops --
+    def _op_callable(self, impl, dtype):
+        fn = _op_fn(self.case, impl)
+        grad = self.direction != "fwd"
+        args = [_cast(t, dtype, self.device, self.layout, grad) for t in self.args64]
+        gy = _cast(self.gy64, dtype, self.device, self.layout)
+        leaves = [a for a in args if a is not None]
+        if self.direction == "fwd":
+            def run():
+                with torch.no_grad():
+                    return (fn(*args),)
+        elif self.direction == "fwdbwd":
+            def run():
+                y = fn(*args)
+                return (y, *torch.autograd.grad(y, leaves, gy))
+        else:  # bwd: the forward once, then only the backward is timed
+            y = fn(*args)
+
+            def run():
+                return (y, *torch.autograd.grad(y, leaves, gy, retain_graph=True))
+        return run
+
+    # -- whole models --
+    def _prepare_model(self):
+        case = self.case
+        torch.manual_seed(self.seed)
+        self.model64 = build_model(case.suite, seed=self.seed).double()
+        g = torch.Generator().manual_seed(self.seed)
+        self.x64 = torch.randn(case.p["input"], generator=g, dtype=torch.float64)
+        self.labels = torch.randint(0, 10 if case.suite not in ("resnet18", "resnet50") else 1000,
+                                    (case.p["input"][0],), generator=g)
+        layers = case.p["layers"]
+        k_fwd = sum(c * reduction_lengths(layer, "fwd")[0] for layer, c in layers) + 1
+        if self.direction == "fwd":
+            self.lengths = [k_fwd]
+        else:
+            k_w = max((reduction_lengths(layer, "fwdbwd")[2] for layer, _ in layers if layer.op == "conv2d"), default=1)
+            n_params = len(list(self.model64.parameters()))
+            self.lengths = [k_fwd, k_fwd] + [k_fwd + k_w] * n_params
+
+    def _model_callable(self, impl, dtype):
+        model = copy.deepcopy(self.model64).to(device=self.device, dtype=dtype)
+        if self.layout == "channels_last":
+            model = model.to(memory_format=torch.channels_last)
+        model = impl.convert(model)
+        x = _cast(self.x64, dtype, self.device, self.layout)
+        labels = self.labels.to(self.device)
+        params = list(model.parameters())
+        if self.direction == "fwd":
+            model.eval()
+
+            def run():
+                with torch.no_grad():
+                    return (model(x),)
+        else:
+            model.train()
+
+            def run():
+                for prm in params:
+                    prm.grad = None
+                out = model(x)
+                loss = torch.nn.functional.cross_entropy(out, labels)
+                loss.backward()
+                return (out, loss, *[prm.grad for prm in params])
+        return run
+
+    def fn(self, impl, dtype=None):
+        dtype = self.dtype if dtype is None else dtype
+        if self.case.op == "model":
+            return self._model_callable(impl, dtype)
+        return self._op_callable(impl, dtype)
+
+    def outputs(self, impl, dtype=None):
+        """The tensors to check, computed once (detached copies)."""
+        outs = self.fn(impl, dtype)()
+        return [None if o is None else o.detach().clone() for o in outs]
+
+
+# --- the comparator -------------------------------------------------------------------------------
+
+def compare(test, ref, truth, lengths, dtype):
+    """Compare ``test`` (cnnfast's tensors) and ``ref`` (PyTorch's, same dtype) with ``truth`` (float64).
+    Returns max abs and max rel error of each side (rel: divided by the largest |truth| of that
+    tensor), the worst ratio error / tolerance, and the pass mark (see REF_FACTOR above)."""
+    eps = torch.finfo(dtype).eps
+    result = {"max_abs": 0.0, "max_rel": 0.0, "ref_max_abs": 0.0, "ref_max_rel": 0.0, "worst_ratio": 0.0,
+              "passed": True, "message": ""}
+    if len(test) != len(truth) or len(ref) != len(truth):
+        result.update(passed=False, message=f"got {len(test)} outputs, expected {len(truth)}")
+        result["max_abs"] = result["max_rel"] = float("inf")
+        return result
+    for i, (t, r, tr, k) in enumerate(zip(test, ref, truth, lengths)):
+        if t is None or tr is None:
+            if (t is None) != (tr is None):
+                result.update(passed=False, message=f"output {i}: missing")
+            continue
+        if tuple(t.shape) != tuple(tr.shape):
+            result.update(passed=False, message=f"output {i}: shape {tuple(t.shape)}, expected {tuple(tr.shape)}")
+            result["max_abs"] = result["max_rel"] = float("inf")
+            continue
+        tr = tr.to(torch.float64).cpu()
+        scale = tr.abs().max().item() if tr.numel() else 0.0
+        scale = scale if scale > 0 else 1.0
+        err = (t.to(torch.float64).cpu() - tr).abs().max().item() if t.numel() else 0.0
+        ref_err = (r.to(torch.float64).cpu() - tr).abs().max().item() if r.numel() else 0.0
+        if not math.isfinite(err) or not torch.isfinite(t).all():
+            err = float("inf") if torch.isfinite(tr).all() else err
+        tol = max(REF_FACTOR * ref_err, ULP_FACTOR * math.sqrt(k) * eps * scale)
+        ratio = err / tol if tol > 0 else (0.0 if err == 0 else float("inf"))
+        if math.isnan(ratio):
+            ratio = float("inf")
+        result["max_abs"] = max(result["max_abs"], err)
+        result["max_rel"] = max(result["max_rel"], err / scale)
+        result["ref_max_abs"] = max(result["ref_max_abs"], ref_err)
+        result["ref_max_rel"] = max(result["ref_max_rel"], ref_err / scale)
+        if ratio > result["worst_ratio"]:
+            result["worst_ratio"] = ratio
+        if not ratio <= 1.0:
+            result["passed"] = False
+            if not result["message"]:
+                result["message"] = f"output {i}: error {err:.3g} > tolerance {tol:.3g}"
+    return result
+
+
+def check(prepared, impl, ref_impl):
+    """Run both sides once and compare them with the float64 truth."""
+    test = prepared.outputs(impl)
+    ref = prepared.outputs(ref_impl)
+    truth = ref if prepared.dtype == torch.float64 else prepared.outputs(ref_impl, torch.float64)
+    return compare(test, ref, truth, prepared.lengths, prepared.dtype)
+
+
+# --- one row --------------------------------------------------------------------------------------
+
+def run_case(case, direction, dtype_name, layout, device, repeat, warmup, peaks, impl, ref_impl,
+             supported, seed=0, time_it=True):
+    """Check and time one (case, direction, dtype, layout): one row of the table, as a dict."""
+    dtype = DTYPES[dtype_name]
+    itemsize = roofline.ITEMSIZE[dtype_name]
+    row = {
+        "suite": case.suite, "op": case.op, "case": case.id, "args": case.describe(), "count": case.count,
+        "direction": direction, "dtype": dtype_name, "layout": layout,
+        "flops": roofline.flops(case, direction), "min_bytes": roofline.min_bytes(case, direction, itemsize),
+        "status": "ok", "passed": True, "message": "",
+    }
+    if dtype not in supported:
+        row.update(status="not supported", passed=None,
+                   message=f"cnnfast has no {dtype_name} kernels on {torch.device(device).type}")
+        return row
+    peak_flops = peaks["flops"].get(dtype_name)
+    peak_bytes = peaks["bytes"]
+    try:
+        prepared = Prepared(case, direction, dtype, layout, device, seed)
+        row["error"] = check(prepared, impl, ref_impl)
+        row["passed"] = bool(row["error"]["passed"])
+        if not row["passed"]:
+            row.update(status="fail", message=row["error"]["message"])
+        if time_it:
+            fa, fb = prepared.fn(impl), prepared.fn(ref_impl)
+            sa, sb, inner = timing.interleaved(fa, fb, device, repeat, warmup)
+            row["cnnfast"], row["reference"] = timing.summary(sa), timing.summary(sb)
+            row["inner"] = inner
+            t_a, t_b = row["cnnfast"]["median_s"], row["reference"]["median_s"]
+            row["speedup"] = t_b / t_a if t_a > 0 else None
+            compute = roofline.is_compute_op(case)
+            row["rate_unit"] = "GFLOP/s" if compute else "GB/s"
+            amount = row["flops"] if compute else row["min_bytes"]
+            row["cnnfast_rate"] = amount / t_a / 1e9
+            row["reference_rate"] = amount / t_b / 1e9
+            peak = peak_flops if compute else peak_bytes
+            row["pct_peak"] = 100.0 * amount / t_a / peak if peak else None
+            if peak_flops:
+                floor = roofline.case_floor(case, direction, itemsize, peak_flops, peak_bytes)
+                row["floor_s"] = floor
+                row["bound"] = roofline.bound(case, direction, itemsize, peak_flops, peak_bytes)
+                row["cnnfast_x_floor"] = t_a / floor if floor > 0 else None
+                row["reference_x_floor"] = t_b / floor if floor > 0 else None
+    except Exception as e:  # a crash is a failing row, reported, not the end of the run
+        row.update(status="error", passed=False, message=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    return row

@@ -1,0 +1,101 @@
+"""Timing: interleaved A/B measurement with a warm-up, summary statistics, and the peak rates of the
+machine measured in the same run (a large matrix product for FLOP/s, a large copy for bytes/s)."""
+import statistics
+import time
+
+import torch
+
+
+class Timer:
+    """Times one call of a function on ``device``: wall clock on the CPU, CUDA events on a GPU."""
+
+    def __init__(self, device):
+        self.cuda = torch.device(device).type == "cuda"
+
+    def __call__(self, fn, inner=1):
+        """Seconds per call, over ``inner`` back-to-back calls."""
+        if self.cuda:
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(inner):
+                fn()
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end) / 1e3 / inner
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        return (time.perf_counter() - t0) / inner
+
+
+def interleaved(fn_a, fn_b, device, repeat, warmup=1, min_sample_s=2e-3):
+    """Time ``fn_a`` and ``fn_b`` interleaved (A B A B ...), after ``warmup`` calls of each, ``repeat``
+    samples each. A call shorter than ``min_sample_s`` is repeated inside each sample (the same
+    count on both sides) so a sample is not dominated by the clock's resolution.
+    Returns (samples_a, samples_b, inner) with samples in seconds per call."""
+    timer = Timer(device)
+    first_a = first_b = None
+    for _ in range(max(1, warmup)):
+        first_a = timer(fn_a)
+        first_b = timer(fn_b)
+    shortest = max(min(first_a, first_b), 1e-7)
+    inner = max(1, min(1000, int(min_sample_s / shortest)))
+    samples_a, samples_b = [], []
+    for _ in range(repeat):
+        samples_a.append(timer(fn_a, inner))
+        samples_b.append(timer(fn_b, inner))
+    return samples_a, samples_b, inner
+
+
+def summary(samples):
+    """Median with the spread: quartiles, min, max (seconds) and the IQR relative to the median."""
+    s = sorted(samples)
+    med = statistics.median(s)
+    if len(s) >= 4:
+        q = statistics.quantiles(s, n=4)
+        q1, q3 = q[0], q[2]
+    else:
+        q1, q3 = s[0], s[-1]
+    return {
+        "median_s": med,
+        "q1_s": q1,
+        "q3_s": q3,
+        "min_s": s[0],
+        "max_s": s[-1],
+        "spread": (q3 - q1) / med if med > 0 else 0.0,
+        "samples_s": list(samples),
+    }
+
+
+def measure_peaks(device, dtypes, seconds=0.5):
+    """Peak FLOP/s per dtype (best of repeated n x n matrix products) and peak bytes/s (best of
+    repeated copies of a 256 MiB buffer, counted as bytes read plus bytes written), measured now, on
+    ``device``, with the current thread count."""
+    device = torch.device(device)
+    timer = Timer(device)
+    flops = {}
+    for dtype in dtypes:
+        n = 2048 if device.type == "cpu" else 8192
+        try:
+            a = torch.randn(n, n, device=device).to(dtype)
+            b = torch.randn(n, n, device=device).to(dtype)
+            timer(lambda: torch.mm(a, b))  # warm-up
+            best, spent = float("inf"), 0.0
+            while spent < seconds or best == float("inf"):
+                t = timer(lambda: torch.mm(a, b))
+                best, spent = min(best, t), spent + t
+            flops[str(dtype).replace("torch.", "")] = 2 * n ** 3 / best
+        except RuntimeError:  # no matmul for this dtype on this device
+            continue
+        finally:
+            a = b = None
+    numel = (256 << 20) // 4
+    src = torch.randn(numel, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best, spent = float("inf"), 0.0
+    while spent < seconds or best == float("inf"):
+        t = timer(lambda: dst.copy_(src))
+        best, spent = min(best, t), spent + t
+    return {"flops": flops, "bytes": 2 * src.numel() * src.element_size() / best}
