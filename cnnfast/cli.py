@@ -6,6 +6,7 @@ import sys
 
 # subcommand -> module; a module is imported only to build its parser (keep their imports light).
 COMMANDS = {
+    "bench": "cnnfast.bench",
     "check": "cnnfast.check",
     "info": "cnnfast.info",
 }
