@@ -23,8 +23,6 @@ def _why_not(module, model_tensors):
         # Parameter-free layers (pooling, ReLU) run on whatever the model's tensors are.
         tensors = model_tensors
     for t in tensors:
-        if isinstance(t, torch.nn.parameter.UninitializedParameter):
-            return "its parameters are not initialized yet (lazy module)"
         if t.dtype not in supported_dtypes(t.device):
             if not supported_dtypes(t.device):
                 return f"cnnfast has no kernels for device {t.device.type!r}"
@@ -50,8 +48,9 @@ def convert(model, inplace=False):
 
     With ``inplace=False`` (the default) the model is deep-copied first and the original is left
     untouched; with ``inplace=True`` the model's own modules are swapped and their parameters shared.
-    A module cnnfast cannot serve (a dtype or device with no kernel, a lazy module not yet
-    initialized) stays as it is; all such modules are named, with the reason, in one warning.
+    A module cnnfast cannot serve (a dtype or device with no kernel) stays as it is; all such modules
+    are named, with the reason, in one warning. Subclasses of those torch classes (whose forward may
+    differ, lazy modules not yet initialized among them) are left alone.
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"convert expects a torch.nn.Module, but got model of type {type(model).__name__}")

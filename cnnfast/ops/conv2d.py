@@ -1,11 +1,12 @@
 """cnnfast::conv2d and cnnfast::conv2d_backward: fake kernels and autograd."""
 import torch
 
-from ._common import conv2d_output_mask, empty_in_format_of
+from ._common import check_same_device, conv2d_output_mask, empty_in_format_of
 
 
 @torch.library.register_fake("cnnfast::conv2d")
 def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups):
+    check_same_device("cnnfast::conv2d", "input", input, weight=weight, bias=bias)
     # torch's own meta kernel gives the output size and torch's memory-format rule for this call,
     # which is the rule the C++ kernels follow (csrc/checks.cpp: conv2d_memory_format).
     return torch.ops.aten.convolution(input, weight, bias, stride, padding, dilation, False, [0, 0], groups)

@@ -1,12 +1,13 @@
 """cnnfast::conv2d_relu and cnnfast::conv2d_relu_backward: fake kernels and autograd."""
 import torch
 
-from ._common import conv2d_output_mask
+from ._common import check_same_device, conv2d_output_mask
 from .conv2d import conv2d_backward_fake
 
 
 @torch.library.register_fake("cnnfast::conv2d_relu")
 def _conv2d_relu_fake(input, weight, bias, stride, padding, dilation, groups):
+    check_same_device("cnnfast::conv2d_relu", "input", input, weight=weight, bias=bias)
     return torch.ops.aten.convolution(input, weight, bias, stride, padding, dilation, False, [0, 0], groups)
 
 

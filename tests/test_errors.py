@@ -1,0 +1,124 @@
+"""Bad input gets a clear error naming the argument and its value, raised before any output is written."""
+import pytest
+import torch
+
+import cnnfast
+
+F = cnnfast.functional
+
+
+def x4(*shape, dtype=torch.float32):
+    return torch.randn(*shape, dtype=dtype) if dtype.is_floating_point else torch.ones(*shape, dtype=dtype)
+
+
+CONV_ERRORS = [
+    # (what, call, words the message must contain)
+    ("input rank", lambda: F.conv2d(x4(3, 8), x4(4, 3, 3, 3)), ["3D (unbatched) or 4D (batched)", "[3, 8]"]),
+    ("weight rank", lambda: F.conv2d(x4(1, 3, 8, 8), x4(4, 3, 3)), ["4D weight", "[4, 3, 3]"]),
+    ("channels vs weight x groups", lambda: F.conv2d(x4(1, 3, 8, 8), x4(4, 2, 3, 3)),
+     ["groups=1", "to have 2 channels, but got 3 channels"]),
+    ("groups divides out channels", lambda: F.conv2d(x4(1, 4, 8, 8), x4(3, 2, 3, 3), groups=2),
+     ["groups=2", "divisible by 2", "[3, 2, 3, 3]"]),
+    ("groups divides in channels", lambda: F.conv2d(x4(1, 5, 8, 8), x4(4, 2, 3, 3), groups=2),
+     ["groups=2", "to have 4 channels, but got 5"]),
+    ("groups positive", lambda: F.conv2d(x4(1, 4, 8, 8), x4(4, 4, 3, 3), groups=0), ["groups=0"]),
+    ("stride positive", lambda: F.conv2d(x4(1, 3, 8, 8), x4(4, 3, 3, 3), stride=(1, 0)), ["stride", "[1, 0]"]),
+    ("dilation positive", lambda: F.conv2d(x4(1, 3, 8, 8), x4(4, 3, 3, 3), dilation=0), ["dilation", "[0, 0]"]),
+    ("padding non-negative", lambda: F.conv2d(x4(1, 3, 8, 8), x4(4, 3, 3, 3), padding=(-1, 0)),
+     ["negative padding", "[-1, 0]"]),
+    ("kernel larger than padded input", lambda: F.conv2d(x4(1, 3, 2, 2), x4(4, 3, 3, 3)),
+     ["padded input size", "(2 x 2)", "(3 x 3)"]),
+    ("dilated kernel larger than padded input", lambda: F.conv2d(x4(1, 3, 5, 5), x4(4, 3, 3, 3), dilation=3),
+     ["(5 x 5)", "(7 x 7)"]),
+    ("weight dtype", lambda: F.conv2d(x4(1, 3, 8, 8), x4(4, 3, 3, 3, dtype=torch.float64)),
+     ["weight.dtype=Double", "input.dtype=Float"]),
+    ("bias dtype", lambda: F.conv2d(x4(1, 3, 8, 8), x4(4, 3, 3, 3), x4(4, dtype=torch.float64)),
+     ["bias.dtype=Double"]),
+    ("bias size", lambda: F.conv2d(x4(1, 3, 8, 8), x4(4, 3, 3, 3), x4(5)), ["bias", "4 elements", "[5]"]),
+    ("weight device", lambda: F.conv2d(x4(1, 3, 8, 8), x4(4, 3, 3, 3).to("meta")), ["same device", "meta"]),
+    ("integer dtype", lambda: F.conv2d(x4(1, 3, 8, 8, dtype=torch.int32), x4(4, 3, 3, 3, dtype=torch.int32)),
+     ["input has dtype Int", "Float, Double"]),
+    ("bool dtype", lambda: F.conv2d(x4(1, 3, 8, 8, dtype=torch.bool), x4(4, 3, 3, 3, dtype=torch.bool)),
+     ["input has dtype Bool"]),
+    ("half dtype on CPU", lambda: F.conv2d(x4(1, 3, 8, 8, dtype=torch.float16), x4(4, 3, 3, 3, dtype=torch.float16)),
+     ["input has dtype Half", "cpu"]),
+    ("stride tuple length", lambda: F.conv2d(x4(1, 3, 8, 8), x4(4, 3, 3, 3), stride=(1, 1, 1)),
+     ["stride", "(1, 1, 1)"]),
+]
+
+
+@pytest.mark.parametrize("op", [F.conv2d, F.conv2d_relu], ids=["conv2d", "conv2d_relu"])
+@pytest.mark.parametrize("what,call,words", CONV_ERRORS, ids=[c[0] for c in CONV_ERRORS])
+def test_conv2d_bad_input(op, what, call, words):
+    # The table is written against conv2d; run each call through `op` by swapping the module attribute.
+    original = F.conv2d
+    try:
+        F.conv2d = op
+        with pytest.raises((RuntimeError, TypeError)) as info:
+            call()
+    finally:
+        F.conv2d = original
+    for w in words:
+        assert w in str(info.value), f"{what}: {w!r} not in {info.value}"
+
+
+def test_conv2d_padding_string_errors():
+    with pytest.raises(ValueError, match="padding='same' is not supported for strided convolutions"):
+        F.conv2d(x4(1, 3, 8, 8), x4(4, 3, 3, 3), stride=2, padding="same")
+    with pytest.raises(ValueError, match="invalid padding string 'full'"):
+        F.conv2d(x4(1, 3, 8, 8), x4(4, 3, 3, 3), padding="full")
+
+
+POOL_ERRORS = [
+    ("input rank", lambda: F.max_pool2d(x4(3, 8), 2), ["3D (unbatched) or 4D (batched)", "[3, 8]"]),
+    ("empty channels", lambda: F.max_pool2d(x4(2, 0, 8, 8), 2), ["non-zero C, H and W", "[2, 0, 8, 8]"]),
+    ("kernel positive", lambda: F.max_pool2d(x4(1, 3, 8, 8), 0), ["kernel_size", "[0, 0]"]),
+    ("stride positive", lambda: F.max_pool2d(x4(1, 3, 8, 8), 2, stride=0), ["stride", "[0, 0]"]),
+    ("dilation positive", lambda: F.max_pool2d(x4(1, 3, 8, 8), 2, dilation=(1, 0)), ["dilation", "[1, 0]"]),
+    ("padding non-negative", lambda: F.max_pool2d(x4(1, 3, 8, 8), 3, padding=-1), ["negative padding", "[-1, -1]"]),
+    ("padding over half the window", lambda: F.max_pool2d(x4(1, 3, 8, 8), 2, padding=2),
+     ["at most half", "padding=[2, 2]", "kernel_size=[2, 2]"]),
+    ("window larger than padded input", lambda: F.max_pool2d(x4(1, 3, 2, 2), 3),
+     ["(3x2x2)", "(3x0x0)", "too small"]),
+    ("integer dtype", lambda: F.max_pool2d(x4(1, 3, 8, 8, dtype=torch.int64), 2), ["input has dtype Long"]),
+]
+
+
+@pytest.mark.parametrize("what,call,words", POOL_ERRORS, ids=[c[0] for c in POOL_ERRORS])
+def test_max_pool2d_bad_input(what, call, words):
+    with pytest.raises(RuntimeError) as info:
+        call()
+    for w in words:
+        assert w in str(info.value), f"{what}: {w!r} not in {info.value}"
+
+
+def test_relu_bad_dtype():
+    with pytest.raises(RuntimeError, match="input has dtype Int"):
+        F.relu(torch.ones(3, dtype=torch.int32))
+    with pytest.raises(RuntimeError, match="input has dtype Bool"):
+        F.relu(torch.ones(3, dtype=torch.bool), inplace=True)
+
+
+def test_backward_ops_check_their_arguments():
+    x, w = x4(2, 3, 8, 8), x4(4, 3, 3, 3)
+    with pytest.raises(RuntimeError, match=r"grad_output .*\[2, 4, 6, 6\].*\[2, 4, 5, 5\]"):
+        torch.ops.cnnfast.conv2d_backward(x4(2, 4, 5, 5), x, w, [1, 1], [0, 0], [1, 1], 1, [True, True, True])
+    with pytest.raises(RuntimeError, match="grad_output.dtype=Double"):
+        torch.ops.cnnfast.relu_backward(x4(3, dtype=torch.float64), x4(3))
+    _, idx = torch.ops.cnnfast.max_pool2d(x, [2, 2], [2, 2], [0, 0], [1, 1], False)
+    with pytest.raises(RuntimeError, match=r"indices must lie in \[0, H\*W\) = \[0, 64\)"):
+        torch.ops.cnnfast.max_pool2d_backward(x4(2, 3, 4, 4), x, idx + 64)
+
+
+def test_a_failed_call_writes_nothing():
+    # In-place ReLU on an unsupported dtype must leave the input untouched.
+    x = torch.tensor([-1, 2, -3], dtype=torch.int32)
+    with pytest.raises(RuntimeError):
+        F.relu(x, inplace=True)
+    assert x.tolist() == [-1, 2, -3]
+    # A bad max_pool2d backward (indices out of range) must not partially fill anything either: it
+    # returns no tensor at all, and the gradient it was given is unchanged.
+    gy = torch.ones(1, 1, 2, 2)
+    with pytest.raises(RuntimeError):
+        torch.ops.cnnfast.max_pool2d_backward(gy, x4(1, 1, 4, 4), torch.full((1, 1, 2, 2), 99))
+    assert torch.equal(gy, torch.ones(1, 1, 2, 2))
