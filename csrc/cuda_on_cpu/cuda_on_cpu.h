@@ -417,8 +417,8 @@ inline std::string diagnose(Launch& L, bool& release) {
                 " with mask 0x" + m2;
         }
         return std::string(warp_op_name(f.op)) + " at " + site(f.file, f.line) + " with mask 0x" + m +
-               ": lane " + std::to_string(l) + " named in the mask never arrives (" + why + "), " +
-               where(f);
+               ": lane " + std::to_string(l) + " (thread " + dim_str(g.tid.x, g.tid.y, g.tid.z) +
+               ") named in the mask never arrives (" + why + "), waiting " + where(f);
       }
     }
     if (f.state == State::at_barrier && !barrier) barrier = &f;
@@ -509,6 +509,16 @@ inline void run_block(Launch& L, std::vector<unsigned>& order, uint64_t block_li
   check_canaries(L);
 }
 
+#if CUDA_ON_CPU_ASAN
+// Name the kernel, block and thread under AddressSanitizer's report.
+inline void asan_report_context(const char*) {
+  if (!g_launch) return;
+  std::string ctx = header() + "the access above was made by " +
+                    (g_current ? where(*g_current) : std::string("the scheduler")) + "\n";
+  std::fputs(ctx.c_str(), stderr);
+}
+#endif
+
 inline std::mutex& launch_mutex() {
   static std::mutex m;
   return m;
@@ -563,6 +573,9 @@ inline void run_grid(Launch& L) {
     }
   } restore{L};
   g_launch = &L;
+#if CUDA_ON_CPU_ASAN
+  __asan_set_error_report_callback(&asan_report_context);
+#endif
   g_grid_dim = L.grid;
   g_block_dim = L.block;
   std::vector<unsigned> order(L.nthreads);
@@ -656,13 +669,13 @@ uint64_t to_bits(const T& v) {
   static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value,
                 "warp shuffles move values of at most 8 bytes");
   uint64_t b = 0;
-  std::memcpy(&b, &v, sizeof(T));
+  std::memcpy(&b, static_cast<const void*>(&v), sizeof(T));
   return b;
 }
 template <class T>
 T from_bits(uint64_t b) {
   T v;
-  std::memcpy(&v, &b, sizeof(T));
+  std::memcpy(static_cast<void*>(&v), &b, sizeof(T));
   return v;
 }
 template <class T>
@@ -806,6 +819,3 @@ inline long min(long a, long b) { return a < b ? a : b; }
 inline long max(long a, long b) { return a > b ? a : b; }
 inline float min(float a, float b) { return std::fmin(a, b); }
 inline float max(float a, float b) { return std::fmax(a, b); }
-
-// Minimal runtime API for the launch helper's host code.
-using cudaStream_t = void*;

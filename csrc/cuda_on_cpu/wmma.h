@@ -75,8 +75,12 @@ class fragment {
   element_type x[num_elements];  // row-major tile
   static_assert((M == 16 && N == 16) || (M == 32 && N == 8) || (M == 8 && N == 32),
                 "WMMA shape: m16n16, m32n8 or m8n32");
-  static_assert(std::is_same<T, precision::tf32>::value ? K == 8 : K == 16,
+  static_assert(std::is_same<Use, accumulator>::value ||
+                    (std::is_same<T, precision::tf32>::value ? K == 8 : K == 16),
                 "WMMA shape: k16 for half/bfloat16, k8 for tf32");
+  static_assert(std::is_same<Use, accumulator>::value ? std::is_same<T, float>::value
+                                                      : !std::is_void<Layout>::value,
+                "WMMA: float accumulators; matrix_a/matrix_b fragments need a layout");
 };
 
 template <class Use, int M, int N, int K, class T, class L>

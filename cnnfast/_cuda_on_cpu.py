@@ -1,0 +1,134 @@
+"""Build and load code that runs cnnfast's CUDA kernel source on the CPU (csrc/cuda_on_cpu).
+
+A C++ file that includes the kernel ``.cuh`` files (through ``csrc/cuda/common/launch.cuh``, which
+pulls in the harness under g++) and exposes ``extern "C"`` entry points taking raw pointers is
+compiled with g++ into a plain shared library (or an executable, e.g. for an AddressSanitizer
+build) and loaded with ctypes. No torch header is involved, so a build takes seconds. Results are
+cached by a hash of the compiler command and every source and header they can include.
+
+Needs g++ and a CUDA toolkit's include directory (for vector_types.h, cuda_fp16.h, cuda_bf16.h);
+no GPU. Used by the tests; not part of the installed package's runtime.
+"""
+from __future__ import annotations
+
+import ctypes
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CSRC = ROOT / "csrc"
+HARNESS_DIR = CSRC / "cuda_on_cpu"
+
+# Thread orders of a launch (cuda_on_cpu::Order).
+FORWARD, REVERSED, SHUFFLED = 0, 1, 2
+ORDERS = {"forward": FORWARD, "reversed": REVERSED, "shuffled": SHUFFLED}
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def cuda_include_dir() -> str:
+    """The include directory of a CUDA toolkit (the same search order as setup.py)."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    candidates += ["/usr/local/cuda"] + sorted(glob.glob("/usr/local/cuda-*"), reverse=True)
+    for root in candidates:
+        if root and os.path.isfile(os.path.join(root, "include", "cuda_fp16.h")):
+            return os.path.join(root, "include")
+    raise BuildError("no CUDA toolkit include directory with cuda_fp16.h found (set CUDA_HOME)")
+
+
+def cache_dir() -> Path:
+    d = os.environ.get("CNNFAST_CUDA_ON_CPU_CACHE")
+    path = Path(d) if d else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cnnfast" / "cuda_on_cpu"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _dependencies(sources: list[Path]) -> list[Path]:
+    """Every file a build can include: the sources, the headers beside them, all of csrc."""
+    files = set(sources)
+    for src in sources:
+        for pattern in ("*.h", "*.cuh", "*.hpp"):
+            files.update(src.parent.glob(pattern))
+    for pattern in ("**/*.h", "**/*.cuh", "**/*.hpp"):
+        files.update(CSRC.glob(pattern))
+    return sorted(files)
+
+
+def build(sources, *, executable: bool = False, asan: bool = False, opt: str = "-O2",
+          defines=(), name: str = "cuda_on_cpu") -> Path:
+    """Compile C++ sources with the CPU harness; return the path of the (cached) output."""
+    sources = [Path(s).resolve() for s in sources]
+    cxx = os.environ.get("CXX", "g++")
+    flags = ["-std=c++17", opt, "-g", "-Wall", "-Wextra", "-Werror", "-pthread",
+             f"-I{cuda_include_dir()}", f"-I{CSRC}"]
+    flags += [f"-D{d}" for d in defines]
+    if asan:
+        flags += ["-fsanitize=address", "-fno-omit-frame-pointer"]
+    if not executable:
+        flags += ["-fPIC", "-shared"]
+    key = hashlib.sha256()
+    key.update(" ".join([cxx] + flags).encode())
+    for f in _dependencies(sources):
+        key.update(str(f).encode())
+        key.update(f.read_bytes())
+    suffix = "" if executable else ".so"
+    out = cache_dir() / f"{name}{'-asan' if asan else ''}-{key.hexdigest()[:16]}{suffix}"
+    if out.exists():
+        return out
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name + ".", suffix=".tmp")
+    os.close(fd)
+    cmd = [cxx] + flags + [str(s) for s in sources] + ["-o", tmp]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        os.unlink(tmp)
+        raise BuildError(f"{' '.join(cmd)}\n{proc.stderr}")
+    os.replace(tmp, out)  # atomic: concurrent builders agree on the result
+    return out
+
+
+class Library:
+    """A ctypes-loaded harness library whose entry points return 0, or 1 with an error message."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.lib = ctypes.CDLL(str(path))
+        self.lib.coc_last_error.restype = ctypes.c_char_p
+        self.lib.coc_set_order.argtypes = [ctypes.c_int, ctypes.c_ulonglong]
+
+    def set_order(self, order, seed: int = 0) -> None:
+        self.lib.coc_set_order(ORDERS.get(order, order), seed)
+
+    def last_error(self) -> str:
+        return self.lib.coc_last_error().decode()
+
+    def call(self, entry: str, *args) -> None:
+        """Call an entry point; raise KernelError with the harness's message on misuse."""
+        if getattr(self.lib, entry)(*args) != 0:
+            raise KernelError(self.last_error())
+
+    def __getattr__(self, name):
+        return getattr(self.lib, name)
+
+
+class KernelError(RuntimeError):
+    pass
+
+
+def load(sources, **kwargs) -> Library:
+    return Library(build(sources, **kwargs))
+
+
+def ptr(tensor):
+    """A CPU tensor's data as a void pointer (the tensor must be contiguous and outlive the call)."""
+    assert tensor.device.type == "cpu" and tensor.is_contiguous()
+    return ctypes.c_void_p(tensor.data_ptr())
