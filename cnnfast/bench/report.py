@@ -286,7 +286,7 @@ def validate(doc):
 
 def _jsonable(v):
     if isinstance(v, float) and not math.isfinite(v):
-        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+        return None  # JSON has no inf or NaN; such a row also carries status and message
     if isinstance(v, dict):
         return {k: _jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
