@@ -1,0 +1,30 @@
+"""Print cnnfast's build configuration: versions, CUDA kernels and archs, CPU features in use."""
+import sys
+
+
+def add_arguments(parser):
+    pass
+
+
+def info_lines():
+    import torch
+
+    import cnnfast
+    from cnnfast import _build_config as build
+
+    lines = [
+        f"cnnfast {cnnfast.__version__} ({cnnfast.__file__.rsplit('/', 1)[0]})",
+        f"torch {torch.__version__} (CUDA {torch.version.cuda or 'none'})",
+        f"CUDA kernels: {'built for ' + build.cuda_archs if build.cuda else 'not built'} ({build.cuda_reason})",
+        f"CUDA device present: {torch.cuda.is_available()}",
+        f"CPU kernels: float32, float64; threads: {torch.get_num_threads()} (ATen parallel_for)",
+        f"CPU capability (torch's): {torch.backends.cpu.get_cpu_capability()}",
+    ]
+    return lines
+
+
+def run(args, out=None):
+    out = out or sys.stdout
+    for line in info_lines():
+        print(line, file=out)
+    return 0
