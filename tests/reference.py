@@ -1,37 +1,24 @@
 """What the tests compare cnnfast with, and how closely.
 
-Tolerance rule (the one flash-attention uses): cnnfast's error against a float64 reference may be at
-most a small multiple of torch's own error, in the same dtype, against the same reference. Torch's
-error is the yardstick of what rounding a sum of that length in that dtype costs. When torch happens
-to be exact (a reduction of one term, small integers), the yardstick gets a floor of
+One tolerance rule for the whole project, cnnfast.bench.runner.compare (also the pass mark of
+`cnnfast check` and `cnnfast bench`): cnnfast's error against a float64 reference may be at most a
+small multiple of torch's own error, in the same dtype, against the same reference; torch's error
+is the yardstick of what rounding a sum of that length in that dtype costs. When torch happens to
+be exact (a reduction of one term, small integers), the yardstick has a floor of a few
 eps * sqrt(n) * max|reference|: sqrt(n) is how the rounding error of an n-term sum grows for
 independent roundings, eps the unit roundoff of the dtype.
 """
-import math
-
 import torch
 
-# cnnfast may be this many times further from float64 than torch is: the two sum in different orders,
-# and blocked (cnnfast) and blocked/Winograd-free (oneDNN) orders differ by a small constant factor.
-ERROR_RATIO = 4.0
-
-
-def yardstick(torch_result, reference, reduction):
-    torch_err = (torch_result.double() - reference).abs().max().item() if reference.numel() else 0.0
-    eps = torch.finfo(torch_result.dtype).eps
-    scale = reference.abs().max().item() if reference.numel() else 0.0
-    return max(torch_err, eps * math.sqrt(max(reduction, 1)) * scale)
+from cnnfast.bench.runner import compare
 
 
 def assert_close_to_reference(actual, torch_result, reference, reduction, what):
     """actual (cnnfast) and torch_result (torch, same dtype) against reference (float64)."""
     assert actual.shape == torch_result.shape, f"{what}: shape {tuple(actual.shape)} != torch's {tuple(torch_result.shape)}"
     assert actual.dtype == torch_result.dtype, f"{what}: dtype {actual.dtype} != torch's {torch_result.dtype}"
-    if actual.numel() == 0:
-        return
-    err = (actual.double() - reference).abs().max().item()
-    bound = ERROR_RATIO * yardstick(torch_result, reference, reduction)
-    assert err <= bound, f"{what}: max abs error {err:.3e} against float64 exceeds {bound:.3e} ({ERROR_RATIO} x torch's)"
+    result = compare([actual], [torch_result], [reference], [reduction], actual.dtype)
+    assert result["passed"], f"{what}: {result['message']} (torch's own error {result['ref_max_abs']:.3e})"
 
 
 def memory_format_of(t):
