@@ -1,0 +1,195 @@
+"""cnnfast train: the training loop, checkpoints and resume, the metrics file, data errors, and the
+same learning with cnnfast's layers as with torch's."""
+import argparse
+import json
+import os
+
+import pytest
+import torch
+
+from cnnfast import data, train
+from cnnfast import distributed as du
+from cnnfast.models import LeNet
+
+from test_data import write_cifar10, write_mnist
+
+
+def cli(*argv):
+    parser = argparse.ArgumentParser(prog="cnnfast train")
+    train.add_arguments(parser)
+    return train.run(parser.parse_args([str(a) for a in argv]))
+
+
+def read_metrics(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_train_checkpoint_and_metrics(tmp_path, capsys):
+    """A run writes a checkpoint (state_dict, optimizer, epoch) and a JSON line per epoch, and the
+    same seed gives the same weights bit for bit."""
+    common = ["lenet", "--subset", 192, "--batch-size", 32, "--epochs", 2, "--no-progress"]
+    a, c = tmp_path / "a", tmp_path / "c"
+    assert cli(*common, "--out", a) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert cli(*common, "--out", c) == 0
+    ck_a = train.load_checkpoint(str(a / "checkpoint.pt"))
+    ck_c = train.load_checkpoint(str(c / "checkpoint.pt"))
+    assert ck_a["epoch"] == 2 and ck_a["model_name"] == "lenet" and set(ck_a) >= {"model", "optimizer", "epoch"}
+    assert list(ck_a["model"]) == list(LeNet(fast=False).state_dict())
+    assert ck_a["optimizer"]["state"], "momentum buffers are saved"
+    for k, v in ck_a["model"].items():
+        assert torch.equal(v, ck_c["model"][k]), k
+    lines = read_metrics(a)
+    assert [m["epoch"] for m in lines] == [1, 2]
+    assert all(0 <= m["test_acc"] <= 1 and m["images_per_sec"] > 0 and m["fast"] for m in lines)
+    assert lines[-1]["test_acc"] == ck_a["metrics"]["test_acc"]
+    # The checkpoint's model evaluates to the accuracy the metrics file reports.
+    model = LeNet(fast=False)
+    model.load_state_dict(ck_a["model"])
+    ds = data.load("digits", shape=model.input_shape)
+    test = data.Split(ds.test.images[:192], ds.test.labels[:192])
+    loss, acc = train.evaluate(model, test, du.Context())
+    assert abs(acc - lines[-1]["test_acc"]) < 1e-12
+    # fp32 forward by torch vs cnnfast layers on 192 images: ~1e-6 relative on the mean loss.
+    assert abs(loss - lines[-1]["test_loss"]) < 1e-4 * max(1.0, loss)
+
+
+def test_resume_continues_exactly(tmp_path):
+    """Stop after epoch 1 of 3 (by killing nothing: resume from the epoch-1 checkpoint of a run
+    that was asked for 3 epochs) and continue: same weights as the uninterrupted run."""
+    common = ["lenet", "--subset", 160, "--batch-size", 32, "--epochs", 3, "--no-progress"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert cli(*common, "--out", full) == 0
+    # The epoch-1 state of a 3-epoch run: run it, keep the epoch-1 checkpoint.
+    os.makedirs(part)
+    saved = {}
+    real_save = train._save
+
+    def keep_first(obj, path):
+        if obj["epoch"] == 1:
+            saved["ckpt"] = str(part / "epoch1.pt")
+            real_save(obj, saved["ckpt"])
+        real_save(obj, path)
+
+    train._save = keep_first
+    try:
+        assert cli(*common, "--out", part) == 0
+    finally:
+        train._save = real_save
+    resumed = tmp_path / "resumed"
+    os.makedirs(resumed)
+    assert cli(*common, "--out", resumed, "--resume", saved["ckpt"]) == 0
+    got = train.load_checkpoint(str(resumed / "checkpoint.pt"))
+    want = train.load_checkpoint(str(full / "checkpoint.pt"))
+    assert got["epoch"] == 3
+    for k, v in want["model"].items():
+        assert torch.equal(got["model"][k], v), k
+    assert [m["epoch"] for m in read_metrics(resumed)] == [2, 3]  # appended after the resumed epoch
+
+
+def test_train_errors(tmp_path, capsys):
+    missing = tmp_path / "no-such-dir"
+    assert cli("lenet", "--data", "mnist", "--data-dir", missing, "--out", tmp_path / "o") == 2
+    err = capsys.readouterr().err
+    assert f"data directory {missing} does not exist" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli("resnet-cifar", "--data", "cifar10", "--data-dir", empty, "--out", tmp_path / "o") == 2
+    assert f"CIFAR-10 folder {empty}/cifar-10-batches-py not found" in capsys.readouterr().err
+    assert cli("lenet", "--resume", tmp_path / "nope.pt", "--out", tmp_path / "o") == 2
+    assert f"checkpoint {tmp_path / 'nope.pt'} not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    assert cli("lenet", "--resume", bad, "--out", tmp_path / "o") == 2
+    assert f"cannot read checkpoint {bad}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli("vgg")
+    assert "invalid choice: 'vgg'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli("lenet", "--epochs", 0)
+    assert "must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_resume_of_another_model_is_refused(tmp_path, capsys):
+    assert cli("lenet", "--subset", 64, "--epochs", 1, "--no-fast", "--no-progress", "--out", tmp_path / "l") == 0
+    ck = tmp_path / "l" / "checkpoint.pt"
+    assert cli("mnist-cnn", "--resume", ck, "--out", tmp_path / "m") == 2
+    assert f"--resume {ck} is a checkpoint of 'lenet', not 'mnist-cnn'" in capsys.readouterr().err
+
+
+def test_train_mnist_and_cifar10_from_files(tmp_path):
+    write_mnist(str(tmp_path), n_train=64, n_test=32)
+    write_cifar10(str(tmp_path), n_per_batch=8)
+    assert cli("mnist-cnn", "--data", "mnist", "--data-dir", tmp_path, "--epochs", 1, "--batch-size", 16,
+               "--no-progress", "--out", tmp_path / "m") == 0
+    assert cli("resnet-cifar", "--blocks-per-stage", 1, "--data", "cifar10", "--data-dir", tmp_path, "--epochs", 1,
+               "--batch-size", 8, "--no-progress", "--out", tmp_path / "r") == 0
+    (m,), (r,) = read_metrics(tmp_path / "m"), read_metrics(tmp_path / "r")
+    assert m["data"] == "mnist" and m["model"] == "mnist-cnn"
+    assert r["data"] == "cifar10" and train.load_checkpoint(str(tmp_path / "r" / "checkpoint.pt"))["model_kwargs"] == {"blocks_per_stage": 1}
+
+
+def test_augment_shifts_by_hand():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
+    out = train.augment(x, torch.tensor([[1, 0], [0, -1]]), torch.tensor([False, True]))
+    # image 0 moved down one row (top row replicated); image 1 moved left one column (last column
+    # replicated), then mirrored left-right.
+    assert torch.equal(out[0, 0], torch.cat([x[0, 0, :1], x[0, 0, :3]]))
+    assert torch.equal(out[1, 0], torch.cat([x[1, 0, :, 1:], x[1, 0, :, 3:]], dim=1).flip(-1))
+
+
+@pytest.mark.slow
+def test_same_learning_fast_and_torch():
+    """225 SGD steps (5 epochs of the digits, batch 32, lr 0.01, momentum 0.9, shifts) from the same
+    initial weights with cnnfast's layers and with torch's: the losses agree step by step.
+
+    Tolerance: the two runs differ only in the summation order inside each conv/pool kernel (fp32,
+    eps 1.2e-7; conv sums <= 150 products), i.e. a few ulps per step. Whether such differences grow
+    along the trajectory is measured here with torch alone: the same torch run started from weights
+    perturbed by 1 ulp must stay within 2e-6 of the unperturbed one (in this regime it stays within
+    ~7e-7; at lr 0.05 it grows to ~1e-2 in 200 steps, and no fixed tolerance would mean anything).
+    Given that, the fast run may differ from torch's by the rounding of each step's forward and
+    backward (~1e-6 on losses of 0.2..2.3) plus what reaches the weights; 1e-5 (~40 ulps of the
+    loss) bounds that with margin. Measured: ~5e-7.
+    """
+    (x, y), _ = data.load_digits()
+    split = data.Split((x - x.mean()) / x.std(), y)
+    torch.manual_seed(0)
+    init = LeNet(fast=False).state_dict()
+
+    def run(fast, perturb=False):
+        m = LeNet(fast=fast)
+        m.load_state_dict(init)
+        if perturb:
+            g = torch.Generator().manual_seed(1)
+            with torch.no_grad():
+                for p in m.parameters():
+                    p.mul_(1 + torch.finfo(torch.float32).eps * torch.randn(p.shape, generator=g))
+        opt = train.make_optimizer(m, lr=0.01)
+        losses = []
+        for epoch in range(5):
+            train.train_epoch(m, opt, split, 32, du.Context(), torch.Generator().manual_seed(epoch),
+                              on_step=losses.append, max_shift=2)
+        return torch.tensor(losses, dtype=torch.float64), m
+
+    ref, m_ref = run(False)
+    pert, _ = run(False, perturb=True)
+    fast, m_fast = run(True)
+    assert len(ref) == 225
+    assert (ref[-45:].mean() < 0.5) and (ref[:5].mean() > 2.0)  # it really learns
+    assert float((pert - ref).abs().max()) < 2e-6, "torch itself is chaotic here; the comparison is meaningless"
+    diff = (fast - ref).abs()
+    assert float(diff.max()) < 1e-5, f"max loss difference {float(diff.max()):.3g} at step {int(diff.argmax())}"
+    # Weights after 225 steps (magnitudes <= ~0.5): same bound as the losses.
+    for (name, a), b in zip(m_ref.named_parameters(), m_fast.parameters()):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-5, msg=lambda msg, n=name: f"{n}: {msg}")
+
+
+@pytest.mark.slow
+def test_lenet_reaches_97_percent_on_digits(tmp_path):
+    """The issue's target with the default settings (torch layers here, for time: the fast layers
+    learn the same, see test_same_learning_fast_and_torch)."""
+    assert cli("lenet", "--no-fast", "--no-progress", "--out", tmp_path) == 0
+    last = read_metrics(tmp_path)[-1]
+    assert last["epoch"] == train.DEFAULTS["epochs"] and last["test_acc"] >= 0.97, last
