@@ -128,6 +128,11 @@ def load(sources, **kwargs) -> Library:
     return Library(build(sources, **kwargs))
 
 
+def load_kernels(**kwargs) -> Library:
+    """cnnfast's own CUDA kernels on the CPU (csrc/cuda_on_cpu/kernels.cpp), built on demand."""
+    return load([HARNESS_DIR / "kernels.cpp"], name="cnnfast_kernels", **kwargs)
+
+
 def ptr(tensor):
     """A CPU tensor's data as a void pointer (the tensor must be contiguous and outlive the call)."""
     assert tensor.device.type == "cpu" and tensor.is_contiguous()

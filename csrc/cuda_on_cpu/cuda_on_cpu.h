@@ -49,6 +49,7 @@
 #include <cuda_fp16.h>     // __half and its conversions (host implementations)
 #include <cuda_bf16.h>     // __nv_bfloat16 and its conversions (host implementations)
 
+#include <signal.h>
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -519,6 +520,56 @@ inline void asan_report_context(const char*) {
 }
 #endif
 
+#if !CUDA_ON_CPU_ASAN
+// A fault on a fiber's guard page is a CUDA thread's stack overflow: say which, then let the
+// default action (core dump) happen. Installed for the duration of a launch only.
+inline struct sigaction& previous_segv() {
+  static struct sigaction old;
+  return old;
+}
+
+inline void segv_handler(int sig, siginfo_t* info, void* uctx) {
+  const char* addr = static_cast<const char*>(info->si_addr);
+  for (const Stack& s : stack_pool()) {
+    if (addr >= s.base && addr < s.bottom() && g_launch && g_current) {
+      char msg[512];
+      const int n = snprintf(msg, sizeof msg,
+                             "cuda_on_cpu: kernel %s (launched at %s:%d): stack overflow of block "
+                             "(%u,%u,%u) thread (%u,%u,%u): its %zu-byte fiber stack hit the guard "
+                             "page (raise cuda_on_cpu::options().stack_bytes)\n",
+                             g_launch->kernel, g_launch->launch_file, g_launch->launch_line,
+                             g_block_idx.x, g_block_idx.y, g_block_idx.z, g_current->tid.x,
+                             g_current->tid.y, g_current->tid.z, s.bytes);
+      if (n > 0) (void)!write(2, msg, static_cast<size_t>(n));
+      break;
+    }
+  }
+  sigaction(SIGSEGV, &previous_segv(), nullptr);  // the fault repeats under the old action
+  (void)sig;
+  (void)uctx;
+}
+
+struct SegvGuard {
+  std::vector<char> alt;
+  stack_t old_alt{};
+  SegvGuard() : alt(64 * 1024) {
+    stack_t ss{};
+    ss.ss_sp = alt.data();
+    ss.ss_size = alt.size();
+    sigaltstack(&ss, &old_alt);
+    struct sigaction sa {};
+    sa.sa_sigaction = &segv_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &previous_segv());
+  }
+  ~SegvGuard() {
+    sigaction(SIGSEGV, &previous_segv(), nullptr);
+    sigaltstack(&old_alt, nullptr);
+  }
+};
+#endif
+
 inline std::mutex& launch_mutex() {
   static std::mutex m;
   return m;
@@ -575,6 +626,8 @@ inline void run_grid(Launch& L) {
   g_launch = &L;
 #if CUDA_ON_CPU_ASAN
   __asan_set_error_report_callback(&asan_report_context);
+#else
+  SegvGuard segv_guard;
 #endif
   g_grid_dim = L.grid;
   g_block_dim = L.block;

@@ -3,33 +3,11 @@
 #include "kernels.cuh"
 #include "planted_bugs.cuh"
 
-#include <string>
+#include "../../csrc/cuda_on_cpu/c_api.h"
 
-namespace {
-std::string g_error;
-
-template <class F>
-int guarded(F&& f) {
-  try {
-    f();
-    g_error.clear();
-    return 0;
-  } catch (const std::exception& e) {
-    g_error = e.what();
-    return 1;
-  }
-}
-}  // namespace
+using cuda_on_cpu::c_api::guarded;
 
 extern "C" {
-
-// order: 0 forward, 1 reversed, 2 shuffled by seed.
-void coc_set_order(int order, unsigned long long seed) {
-  cuda_on_cpu::options().order = static_cast<cuda_on_cpu::Order>(order);
-  cuda_on_cpu::options().seed = seed;
-}
-
-const char* coc_last_error() { return g_error.c_str(); }
 
 int coc_tiled_matmul(const float* A, const float* B, float* C, int M, int N, int K) {
   return guarded([&] { cnnfast_test::tiled_matmul(A, B, C, M, N, K, nullptr); });
