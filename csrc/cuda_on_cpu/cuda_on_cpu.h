@@ -214,10 +214,9 @@ inline std::string dim_str(unsigned x, unsigned y, unsigned z) {
 }
 
 inline std::string where(const Fiber& f) {
-  const Launch& L = *g_launch;
   return "block " + dim_str(g_block_idx.x, g_block_idx.y, g_block_idx.z) + " thread " +
          dim_str(f.tid.x, f.tid.y, f.tid.z) + " (lane " + std::to_string(f.linear % kWarp) +
-         " of warp " + std::to_string(f.linear / kWarp) + ")" + (L.error.empty() ? "" : "");
+         " of warp " + std::to_string(f.linear / kWarp) + ")";
 }
 
 inline std::string site(const char* file, int line) {
@@ -386,12 +385,15 @@ inline uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int ar
   return me.result;
 }
 
-inline void syncthreads(const char* file, int line) {
+// Returns how many threads of the block passed a nonzero predicate (__syncthreads_count).
+inline unsigned syncthreads(const char* file, int line, int predicate = 0) {
   Fiber& me = *g_current;
   me.file = file;
   me.line = line;
+  me.value = predicate != 0;
   me.state = State::at_barrier;
   yield_to_scheduler(false);
+  return static_cast<unsigned>(me.result);
 }
 
 // Describe why the block cannot go on; empty when every live thread waits at one barrier.
@@ -504,7 +506,12 @@ inline void run_block(Launch& L, std::vector<unsigned>& order, uint64_t block_li
     bool release = false;
     std::string why = diagnose(L, release);
     if (!release) throw KernelError(header() + why);
-    for (Fiber& f : L.fibers) f.state = State::runnable;
+    uint64_t count = 0;
+    for (const Fiber& f : L.fibers) count += f.value;
+    for (Fiber& f : L.fibers) {
+      f.state = State::runnable;
+      f.result = count;
+    }
     L.runnable = L.nthreads;
   }
   check_canaries(L);
@@ -707,6 +714,20 @@ constexpr int warpSize = 32;
 // ---- Barriers and warp collectives (the call site is recorded for diagnostics) ---------------
 inline void __syncthreads(const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   ::cuda_on_cpu::detail::syncthreads(file, line);
+}
+
+inline int __syncthreads_count(int predicate, const char* file = __builtin_FILE(),
+                               int line = __builtin_LINE()) {
+  return static_cast<int>(::cuda_on_cpu::detail::syncthreads(file, line, predicate));
+}
+inline int __syncthreads_and(int predicate, const char* file = __builtin_FILE(),
+                             int line = __builtin_LINE()) {
+  return ::cuda_on_cpu::detail::syncthreads(file, line, predicate) ==
+         ::cuda_on_cpu::detail::g_launch->nthreads;
+}
+inline int __syncthreads_or(int predicate, const char* file = __builtin_FILE(),
+                            int line = __builtin_LINE()) {
+  return ::cuda_on_cpu::detail::syncthreads(file, line, predicate) != 0;
 }
 
 inline void __syncwarp(unsigned mask = 0xffffffffu, const char* file = __builtin_FILE(),

@@ -33,6 +33,12 @@ int coc_atomics(const int* keys, int n, int* hist, float* fsum, double* dsum, vo
   });
 }
 
+int coc_vector_copy(const void* x, void* y, int n4, int* counts) {
+  return guarded([&] {
+    cnnfast_test::vector_copy(static_cast<const float4*>(x), static_cast<float4*>(y), n4, counts, nullptr);
+  });
+}
+
 // dtype: 0 half, 1 bfloat16, 2 tf32 (float storage)
 int coc_wmma_gemm(int dtype, const void* A, const void* B, float* C, int M, int N, int K) {
   return guarded([&] {

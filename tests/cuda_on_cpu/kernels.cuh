@@ -229,4 +229,33 @@ void conv2d_direct(const float* x, const float* w, const float* bias, float* y,
   CNNFAST_LAUNCH(conv2d_direct_config(p), stream, conv2d_direct_kernel)(x, w, bias, y, p);
 }
 
+// ---- Vector types and barrier reductions: y = x (as float4), counts[b] = {count, and, or} ----
+static_assert(alignof(float4) == 16 && sizeof(float4) == 16, "float4 layout");
+static_assert(alignof(int4) == 16 && alignof(float2) == 8 && alignof(double2) == 16, "vector alignment");
+
+__global__ void vector_copy_kernel(const float4* __restrict__ x, float4* __restrict__ y, int n4,
+                                   int* __restrict__ counts) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n4) {
+    const float4 v = __ldg(&x[i]);
+    y[i] = make_float4(v.x, v.y, v.z, v.w);
+  }
+  const int positive = i < n4 && x[i].x > 0.0f;
+  const int c = __syncthreads_count(positive);
+  const int a = __syncthreads_and(positive);
+  const int o = __syncthreads_or(positive);
+  if (threadIdx.x == 0) {
+    counts[3 * blockIdx.x] = c;
+    counts[3 * blockIdx.x + 1] = a;
+    counts[3 * blockIdx.x + 2] = o;
+  }
+}
+
+inline LaunchConfig vector_copy_config(int n4) { return {dim3(ceil_div(n4, 64)), dim3(64), 0}; }
+
+template <class Stream>
+void vector_copy(const float4* x, float4* y, int n4, int* counts, Stream stream) {
+  CNNFAST_LAUNCH(vector_copy_config(n4), stream, vector_copy_kernel)(x, y, n4, counts);
+}
+
 }  // namespace cnnfast_test
