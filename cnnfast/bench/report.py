@@ -49,6 +49,8 @@ def environment(device, threads, tf32, predict=False, gpu=None):
 
     device = torch.device(device)
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    if isinstance(cudnn, int):  # 92400 -> "9.24.0"
+        cudnn = f"{cudnn // 10000}.{cudnn % 10000 // 100}.{cudnn % 100}"
     env = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "device": device.type,
@@ -156,7 +158,9 @@ def header_lines(doc):
     lines.append(f"command: {doc['command']}")
     lines.append(f"device: {env['device'].upper()}  {env['device_name']}")
     lines.append(
-        f"torch {env['torch']}  CUDA {env['cuda'] or '-'}  cuDNN {env['cudnn'] or '-'}  oneDNN {env['onednn'] or '-'}"
+        f"torch {env['torch']}  CUDA {env['cuda'] or '-'}  cuDNN {env['cudnn'] or '-'}"
+        f"{' (in the torch build, unused on CPU)' if env['device'] == 'cpu' and env['cuda'] else ''}"
+        f"  oneDNN {env['onednn'] or '-'}"
         f"  python {env['python']}  cnnfast {env['cnnfast']}"
     )
     if env["device"] == "cpu":

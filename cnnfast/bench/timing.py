@@ -29,7 +29,7 @@ class Timer:
         return (time.perf_counter() - t0) / inner
 
 
-def interleaved(fn_a, fn_b, device, repeat, warmup=1, min_sample_s=2e-3):
+def interleaved(fn_a, fn_b, device, repeat, warmup=1, min_sample_s=1e-2):
     """Time ``fn_a`` and ``fn_b`` interleaved (A B A B ...), after ``warmup`` calls of each, ``repeat``
     samples each. A call shorter than ``min_sample_s`` is repeated inside each sample (the same
     count on both sides) so a sample is not dominated by the clock's resolution.
