@@ -241,6 +241,8 @@ def test_usage_errors_at_run_time(capsys):
     assert command.main(parse("--predict")) == 2
     assert "--device cuda" in capsys.readouterr().err
     assert command.main(parse("--device", "cuda", "--predict", "--plot", "x.png")) == 2
+    assert command.main(parse("--json", "/nonexistent-dir/b.json")) == 2
+    assert "no directory" in capsys.readouterr().err
     if not torch.cuda.is_available():
         assert command.main(parse("--device", "cuda")) == 2
         assert "no CUDA device" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """The body of ``cnnfast bench`` (argument parsing is in the package's ``__init__``)."""
+import os
 import shlex
 import sys
 
@@ -50,6 +51,10 @@ def main(args, out=None):
         return _usage_error("--predict gives floors for a GPU that is not measured: use it with --device cuda")
     if args.predict and args.plot:
         return _usage_error("--plot needs measured speed-ups; --predict measures nothing")
+    for path in (args.json, args.plot):
+        parent = os.path.dirname(os.path.abspath(path)) if path else None
+        if parent and not os.path.isdir(parent):
+            return _usage_error(f"cannot write {path}: no directory {parent}")
     device = args.device or best_device()
     if device == "cuda" and not args.predict:
         if not torch.cuda.is_available():
