@@ -15,6 +15,7 @@ import ctypes
 import glob
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -47,10 +48,33 @@ def cuda_include_dir() -> str:
 
 
 def cache_dir() -> Path:
+    """$CNNFAST_CUDA_ON_CPU_CACHE, else ~/.cache/cnnfast/cuda_on_cpu, else a temporary directory."""
     d = os.environ.get("CNNFAST_CUDA_ON_CPU_CACHE")
-    path = Path(d) if d else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cnnfast" / "cuda_on_cpu"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    if d:
+        candidates = [Path(d)]
+    else:
+        candidates = [Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cnnfast" / "cuda_on_cpu",
+                      Path(tempfile.gettempdir()) / f"cnnfast-cuda_on_cpu-{os.getuid()}"]
+    for path in candidates:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            if os.access(path, os.W_OK):
+                return path
+        except OSError:
+            pass
+    raise BuildError(f"no writable cache directory among {', '.join(map(str, candidates))}")
+
+
+def _prune(out: Path, prefix: str, suffix: str, keep: int = 4) -> None:
+    """Drop all but the newest few builds of one name (source edits leave old ones behind)."""
+    same = re.compile(re.escape(prefix) + r"[0-9a-f]{16}" + re.escape(suffix))
+    olds = sorted((p for p in out.parent.iterdir() if p != out and same.fullmatch(p.name)),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    for p in olds[keep - 1:]:
+        try:
+            p.unlink()
+        except OSError:
+            pass
 
 
 def _dependencies(sources: list[Path]) -> list[Path]:
@@ -82,7 +106,8 @@ def build(sources, *, executable: bool = False, asan: bool = False, opt: str = "
         key.update(str(f).encode())
         key.update(f.read_bytes())
     suffix = "" if executable else ".so"
-    out = cache_dir() / f"{name}{'-asan' if asan else ''}-{key.hexdigest()[:16]}{suffix}"
+    prefix = f"{name}{'-asan' if asan else ''}-"
+    out = cache_dir() / f"{prefix}{key.hexdigest()[:16]}{suffix}"
     if out.exists():
         return out
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name + ".", suffix=".tmp")
@@ -93,6 +118,7 @@ def build(sources, *, executable: bool = False, asan: bool = False, opt: str = "
         os.unlink(tmp)
         raise BuildError(f"{' '.join(cmd)}\n{proc.stderr}")
     os.replace(tmp, out)  # atomic: concurrent builders agree on the result
+    _prune(out, prefix, suffix)
     return out
 
 

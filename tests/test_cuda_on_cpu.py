@@ -317,6 +317,13 @@ def test_planted_bug_is_caught(lib, name, order, seed):
     assert re.search(pattern, msg), msg
 
 
+@pytest.mark.parametrize("threads", [2048, 1056])
+def test_invalid_launch_configuration_is_refused(lib, threads):
+    x, s = torch.zeros(64), torch.zeros(64)
+    with pytest.raises(coc.KernelError, match=r"cuda_on_cpu: kernel warp_sum_kernel \(launched at .*kernels\.cuh:\d+\): invalid block"):
+        lib.call("coc_warp_sum", P(x), P(s), 64, threads)
+
+
 def test_harness_recovers_after_an_aborted_launch(lib):
     with pytest.raises(coc.KernelError):
         planted(lib, "missing_lane_shuffle", 32, 32)

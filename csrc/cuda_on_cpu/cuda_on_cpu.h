@@ -19,6 +19,8 @@
 // See README.md, "CUDA kernels on the CPU", for the launch convention and what a pass proves.
 #pragma once
 
+#define CNNFAST_CUDA_ON_CPU 1  // kernels may test this; __CUDA_ARCH__ is not defined here
+
 #if defined(__CUDACC__)
 #error "cuda_on_cpu.h is for the CPU build (g++); under nvcc include the kernel .cuh directly"
 #endif
@@ -878,6 +880,20 @@ inline int __float_as_int(float x) { int i; std::memcpy(&i, &x, 4); return i; }
 inline unsigned __float_as_uint(float x) { unsigned i; std::memcpy(&i, &x, 4); return i; }
 inline float __int_as_float(int i) { float x; std::memcpy(&x, &i, 4); return x; }
 inline float __uint_as_float(unsigned i) { float x; std::memcpy(&x, &i, 4); return x; }
+inline int __float2int_rn(float x) { return static_cast<int>(std::nearbyint(x)); }
+inline int __float2int_rz(float x) { return static_cast<int>(std::trunc(x)); }
+inline int __float2int_rd(float x) { return static_cast<int>(std::floor(x)); }
+inline int __float2int_ru(float x) { return static_cast<int>(std::ceil(x)); }
+inline unsigned __float2uint_rn(float x) { return static_cast<unsigned>(std::nearbyint(x)); }
+inline float __int2float_rn(int i) { return static_cast<float>(i); }
+inline float __uint2float_rn(unsigned i) { return static_cast<float>(i); }
+inline float __ll2float_rn(long long i) { return static_cast<float>(i); }
+inline float __fmul_rz(float x, float y) {  // x*y rounded toward zero, via the exact double product
+  const double p = static_cast<double>(x) * static_cast<double>(y);
+  float r = static_cast<float>(p);
+  if (std::fabs(static_cast<double>(r)) > std::fabs(p)) r = std::nextafter(r, 0.0f);
+  return r;
+}
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
 inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
 inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz(static_cast<unsigned>(x)); }
