@@ -231,7 +231,9 @@ def train(args):
                 max_shift=2 if args.augment else 0, flip=args.augment and args.data == "cifar10")
             scheduler.step()
             stats = dist_util.all_reduce_sum(ctx, torch.tensor([tr_loss * seen, tr_acc * seen, seen], dtype=torch.float64))
-            te_loss, te_acc = evaluate(net, ds.test, ctx)
+            # The bare model (its weights and buffers are the same on every rank): each rank runs
+            # its own number of evaluation batches, which DDP's forward must not be asked to sync.
+            te_loss, te_acc = evaluate(model, ds.test, ctx)
             last = {
                 "epoch": epoch, "train_loss": float(stats[0] / stats[2]), "train_acc": float(stats[1] / stats[2]),
                 "test_loss": te_loss, "test_acc": te_acc, "lr": lr, "seconds": secs,
