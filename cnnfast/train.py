@@ -2,7 +2,7 @@
 
 Each epoch: a pass over the training split with a progress bar (loss, images/s), evaluation on the
 held-out split, a checkpoint ``OUT/checkpoint.pt`` (model and optimizer state, epoch; resume with
-``--resume``) and a line of ``OUT/metrics.jsonl``. Under ``torchrun --nproc_per_node N`` the model
+``--resume``) and a line of ``OUT/metrics.jsonl``; at the end the curves in ``OUT/curves.png``. Under ``torchrun --nproc_per_node N`` the model
 is wrapped in DistributedDataParallel (gloo on CPU, nccl on GPU), ``--batch-size`` is per process
 and each rank trains on its share of every global batch.
 """
@@ -257,6 +257,8 @@ def train(args):
                     print(f"epoch {epoch}/{args.epochs}: train loss {last['train_loss']:.4f}, "
                           f"test loss {te_loss:.4f}, test acc {te_acc:.2%}", file=sys.stderr, flush=True)
         if ctx.is_main:
+            if last is not None:
+                plot_metrics(metrics_path, os.path.join(out_dir, "curves.png"))
             if last is None:
                 print(f"cnnfast train: {args.resume} already finished epoch {start - 1} of {args.epochs}; nothing to do",
                       file=sys.stderr)
@@ -266,6 +268,38 @@ def train(args):
         return last
     finally:
         dist_util.cleanup(ctx)
+
+
+def plot_metrics(metrics_path, png_path):
+    """Loss and accuracy per epoch from the metrics file, as a PNG (skipped without matplotlib)."""
+    try:
+        import matplotlib  # noqa: PLC0415
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        print("cnnfast train: matplotlib is not installed; no curves.png", file=sys.stderr)
+        return None
+    with open(metrics_path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    ep = [r["epoch"] for r in rows]
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(8, 3))
+    a0.plot(ep, [r["train_loss"] for r in rows], "o-", label="train")
+    a0.plot(ep, [r["test_loss"] for r in rows], "o-", label="test")
+    a0.set_yscale("log")
+    a0.set_xlabel("epoch")
+    a0.set_title("cross-entropy loss", fontsize=9)
+    a0.legend()
+    a1.plot(ep, [100 * r["train_acc"] for r in rows], "o-", label="train")
+    a1.plot(ep, [100 * r["test_acc"] for r in rows], "o-", label="test")
+    a1.set_xlabel("epoch")
+    a1.set_title(f"accuracy (%), last test {100 * rows[-1]['test_acc']:.2f}", fontsize=9)
+    a1.legend()
+    fig.suptitle(f"{rows[-1]['model']} on {rows[-1]['data']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=72)
+    plt.close(fig)
+    return png_path
 
 
 def run(args):

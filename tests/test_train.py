@@ -42,6 +42,7 @@ def test_train_checkpoint_and_metrics(tmp_path, capsys):
         assert torch.equal(v, ck_c["model"][k]), k
     lines = read_metrics(a)
     assert [m["epoch"] for m in lines] == [1, 2]
+    assert (a / "curves.png").stat().st_size > 1000
     assert all(0 <= m["test_acc"] <= 1 and m["images_per_sec"] > 0 and m["fast"] for m in lines)
     assert lines[-1]["test_acc"] == ck_a["metrics"]["test_acc"]
     # The checkpoint's model evaluates to the accuracy the metrics file reports.
