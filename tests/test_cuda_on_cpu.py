@@ -367,13 +367,14 @@ def test_asan_correct_kernels_run_clean(asan_driver):
     ("global_oob_read", "heap-buffer-overflow", "READ", "global_oob_read_kernel"),
     ("shared_oob_write", "heap-buffer-overflow", "WRITE", "shared_oob_write_kernel"),
     ("static_shared_oob_write", "global-buffer-overflow", "WRITE", "static_shared_oob_kernel"),
+    ("static_shared_oob_template_write", "global-buffer-overflow", "WRITE", "static_shared_oob_template_kernel<16>"),
 ])
 def test_asan_catches_out_of_bounds(asan_driver, case, kind, access, kernel):
     proc = run_driver(asan_driver, case)
     assert proc.returncode != 0 and "ran without a report" not in proc.stdout
     assert f"ERROR: AddressSanitizer: {kind}" in proc.stderr, proc.stderr
     assert f"{access} of size 4" in proc.stderr
-    assert re.search(rf"cuda_on_cpu: kernel {kernel} \(launched at .*\): the access above was made by "
+    assert re.search(rf"cuda_on_cpu: kernel {re.escape(kernel)} \(launched at .*\): the access above was made by "
                      rf"block \(\d+,0,0\) thread \(\d+,0,0\)", proc.stderr), proc.stderr
 
 

@@ -37,14 +37,19 @@
 #undef __shared__
 #define __host__
 #define __device__
-#define __global__
+// Kernels get internal linkage: GCC's AddressSanitizer then instruments their __shared__ statics,
+// also in templates (it skips the comdat statics of inline and template functions). A kernel is
+// defined in the .cuh it is launched from (no separate declaration in another translation unit).
+#define __global__ static __attribute__((unused))
 #define __constant__
 #define __managed__
 #define __grid_constant__
 #define __noinline__ __attribute__((noinline))
 #define __forceinline__ inline __attribute__((always_inline))
 // Static shared memory: one storage per declaration, shared by the fibers of the running block
-// (blocks run one after another). See README for what is and is not checked on it.
+// (blocks run one after another; it is not refilled between blocks). AddressSanitizer checks
+// the bounds of those declared in kernels (internal linkage, see __global__), not of those in
+// inline or template __device__ functions (GCC does not instrument their comdat statics).
 #define __shared__ static
 
 #include <vector_types.h>  // dim3, uint3, float4, int4, ... with the alignment CUDA gives them

@@ -3,6 +3,7 @@
 //   driver global_oob_read      planted bugs that only AddressSanitizer (or a signal) shows
 //   driver shared_oob_write
 //   driver static_shared_oob_write
+//   driver static_shared_oob_template_write
 //   driver stack_overflow
 // Exit status 0 when the kernels ran and matched, 1 on a mismatch, 2 on a KernelError.
 #include "entry_points.cpp"
@@ -20,12 +21,19 @@ __device__ int deep(volatile int* p, int depth) {
 }
 __global__ void stack_overflow_kernel(int* out) { out[threadIdx.x] = deep(out, 1 << 20); }
 
-// Static __shared__ writes past the array (reported only where GCC's ASan instruments it).
+// Static __shared__ writes past the array, in a plain and in a template kernel.
 __global__ void static_shared_oob_kernel(float* y, int extra) {
   __shared__ float s[32];
   s[threadIdx.x + extra] = 1.0f;
   __syncthreads();
   y[threadIdx.x] = s[threadIdx.x];
+}
+template <int TILE>
+__global__ void static_shared_oob_template_kernel(float* y, int extra) {
+  __shared__ float s[TILE][TILE];
+  s[TILE - 1][threadIdx.x + extra] = 1.0f;
+  __syncthreads();
+  y[threadIdx.x] = s[0][threadIdx.x];
 }
 
 int failures = 0;
@@ -168,6 +176,10 @@ int main(int argc, char** argv) {
   } else if (what == "static_shared_oob_write") {
     check(guarded([&] {
       CNNFAST_LAUNCH((cnnfast::cuda::LaunchConfig{dim3(1), dim3(32), 0}), nullptr, static_shared_oob_kernel)(y, 1);
+    }));
+  } else if (what == "static_shared_oob_template_write") {
+    check(guarded([&] {
+      CNNFAST_LAUNCH((cnnfast::cuda::LaunchConfig{dim3(1), dim3(16), 0}), nullptr, static_shared_oob_template_kernel<16>)(y, 1);
     }));
   } else if (what == "stack_overflow") {
     int* out = new int[32]();
