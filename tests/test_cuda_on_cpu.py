@@ -317,6 +317,44 @@ def test_planted_bug_is_caught(lib, name, order, seed):
     assert re.search(pattern, msg), msg
 
 
+def scheduler_case(lib, name, threads):
+    out = torch.full((threads,), -1, dtype=torch.int32)
+    lib.call("coc_scheduler_case", name.encode(), P(out), threads)
+    return out
+
+
+def test_syncwarp_at_different_call_sites_completes(lib):
+    out = run_orders(lib, lambda: (scheduler_case(lib, "syncwarp_sites", 32),))[0]
+    lanes = torch.arange(32, dtype=torch.int32).flip(0)
+    assert torch.equal(out, torch.where(lanes < 16, lanes * 2, lanes * 3))
+
+
+def test_partial_last_warp(lib):
+    out = run_orders(lib, lambda: (scheduler_case(lib, "partial_warp", 48),))[0]
+    assert torch.equal(out, torch.tensor([sum(range(32))] * 32 + [sum(range(32, 48))] * 16, dtype=torch.int32))
+
+
+SCHEDULER_ERRORS = {
+    "partial_warp_full_mask": (48, r"__shfl_xor_sync at .*scheduler_cases\.cuh:\d+ with mask 0xffffffff: lane \d+ reads lane (1[6-9]|2\d|3[01]), which is not a live lane"),
+    "warp_vs_barrier": (32, r"__shfl_sync at .*scheduler_cases\.cuh:\d+ with mask 0xffffffff: lane 0 \(thread \(0,0,0\)\) named in the mask never arrives \(it waits at __syncthreads at .*scheduler_cases\.cuh:\d+\)"),
+    "different_collectives": (32, r"lanes named in mask 0xffffffff meet at different warp collectives: __(ballot|any)_sync at .*scheduler_cases\.cuh:\d+ and __(ballot|any)_sync at"),
+    "mask_mismatch": (32, r"__shfl_sync at .*scheduler_cases\.cuh:\d+ with mask 0xffffffff: lane \d+ \(thread \(\d+,0,0\)\) named in the mask never arrives \(it (has exited|waits at __shfl_sync at .* with mask 0x0000ffff)\)"),
+}
+
+
+@pytest.mark.parametrize("order,seed", ORDERS, ids=ORDER_IDS)
+@pytest.mark.parametrize("name", sorted(SCHEDULER_ERRORS))
+def test_warp_collective_misuse_is_reported(lib, name, order, seed):
+    threads, pattern = SCHEDULER_ERRORS[name]
+    lib.set_order(order, seed)
+    try:
+        with pytest.raises(coc.KernelError) as info:
+            scheduler_case(lib, name, threads)
+    finally:
+        lib.set_order("forward")
+    assert re.search(pattern, str(info.value)), str(info.value)
+
+
 @pytest.mark.parametrize("threads", [2048, 1056])
 def test_invalid_launch_configuration_is_refused(lib, threads):
     x, s = torch.zeros(64), torch.zeros(64)
@@ -339,7 +377,7 @@ def test_same_kernel_source_compiles_under_nvcc(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     entries = re.findall(r"Compiling entry function '(\w+)'", proc.stderr)
-    assert len(entries) == 17, entries
+    assert len(entries) == 23, entries
     assert any("wmma_gemm_kernel" in e for e in entries)
 
 

@@ -2,6 +2,7 @@
 // the standalone driver (driver.cpp). Built with g++ and the CPU harness; no torch header.
 #include "kernels.cuh"
 #include "planted_bugs.cuh"
+#include "scheduler_cases.cuh"
 
 #include "../../csrc/cuda_on_cpu/c_api.h"
 
@@ -87,6 +88,22 @@ int coc_planted(const char* name, const float* x, float* y, int n, int threads) 
     else if (k == "shared_oob_write") pb::shared_oob_write(x, y, n, threads, nullptr);
     else if (k == "global_oob_read") pb::global_oob_read(x, y, n, nullptr);
     else throw std::runtime_error("no planted bug named " + k);
+  });
+}
+
+// The scheduler cases: one block of `threads` threads, out holds `threads` ints.
+int coc_scheduler_case(const char* name, int* out, int threads) {
+  namespace sc = cnnfast_test::scheduler;
+  const std::string k = name;
+  const cnnfast::cuda::LaunchConfig cfg{dim3(1), dim3(threads), 0};
+  return guarded([&] {
+    if (k == "syncwarp_sites") CNNFAST_LAUNCH(cfg, nullptr, sc::syncwarp_sites_kernel)(out);
+    else if (k == "partial_warp") CNNFAST_LAUNCH(cfg, nullptr, sc::partial_warp_kernel)(out);
+    else if (k == "partial_warp_full_mask") CNNFAST_LAUNCH(cfg, nullptr, sc::partial_warp_full_mask_kernel)(out);
+    else if (k == "warp_vs_barrier") CNNFAST_LAUNCH(cfg, nullptr, sc::warp_vs_barrier_kernel)(out);
+    else if (k == "different_collectives") CNNFAST_LAUNCH(cfg, nullptr, sc::different_collectives_kernel)(out);
+    else if (k == "mask_mismatch") CNNFAST_LAUNCH(cfg, nullptr, sc::mask_mismatch_kernel)(out);
+    else throw std::runtime_error("no scheduler case named " + k);
   });
 }
 

@@ -2,6 +2,7 @@
 // Every launcher is instantiated, so every kernel is compiled for the device.
 #include "kernels.cuh"
 #include "planted_bugs.cuh"
+#include "scheduler_cases.cuh"
 
 namespace t = cnnfast_test;
 namespace pb = cnnfast_test::planted;
