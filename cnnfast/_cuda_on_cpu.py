@@ -93,7 +93,7 @@ def build(sources, *, executable: bool = False, asan: bool = False, opt: str = "
     """Compile C++ sources with the CPU harness; return the path of the (cached) output."""
     sources = [Path(s).resolve() for s in sources]
     cxx = os.environ.get("CXX", "g++")
-    flags = ["-std=c++17", opt, "-g", "-Wall", "-Wextra", "-Werror", "-pthread",
+    flags = ["-std=c++17", opt, "-g", "-Wall", "-Wextra", "-Werror", "-Wno-unknown-pragmas", "-pthread",
              f"-I{cuda_include_dir()}", f"-I{CSRC}"]
     flags += [f"-D{d}" for d in defines]
     if asan:

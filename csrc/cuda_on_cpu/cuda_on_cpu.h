@@ -3,7 +3,8 @@
 //
 // Compile a translation unit with g++ (not nvcc), include this header first, then the kernel
 // .cuh files; add the CUDA toolkit's include directory to the include path (for vector_types.h,
-// cuda_fp16.h and cuda_bf16.h, whose host implementations give the exact conversions).
+// cuda_fp16.h and cuda_bf16.h, whose host implementations give the exact conversions), and
+// -Wno-unknown-pragmas for the kernels' `#pragma unroll` (cnnfast/_cuda_on_cpu.py does both).
 //
 // Model: each CUDA thread of a block is a fiber (ucontext) with its own stack and a guard page;
 // blocks run one after another. A fiber runs until it reaches __syncthreads, a warp collective
@@ -35,6 +36,7 @@
 #undef __noinline__
 #undef __forceinline__
 #undef __shared__
+#undef __launch_bounds__
 #define __host__
 #define __device__
 // Kernels get internal linkage: GCC's AddressSanitizer then instruments their __shared__ statics,
@@ -44,6 +46,7 @@
 #define __constant__
 #define __managed__
 #define __grid_constant__
+#define __launch_bounds__(...)
 #define __noinline__ __attribute__((noinline))
 #define __forceinline__ inline __attribute__((always_inline))
 // Static shared memory: one storage per declaration, shared by the fibers of the running block
@@ -151,10 +154,12 @@ struct Fiber {
 };
 
 struct Stack {
-  char* base = nullptr;  // mapping start (guard page)
-  size_t bytes = 0;      // usable bytes above the guard page
-  char* bottom() const { return base + page(); }
+  char* base = nullptr;  // mapping start (guard pages)
+  size_t bytes = 0;      // usable bytes above the guard pages
+  char* bottom() const { return base + guard(); }
   static size_t page() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
+  // 64 KiB of guard: a frame with a few pages of locals cannot jump over it into the stack below.
+  static size_t guard() { return 16 * page(); }
 };
 
 // Stacks are mapped once and reused by every block of every launch.
@@ -166,17 +171,17 @@ inline std::vector<Stack>& stack_pool() {
 inline void ensure_stacks(size_t count, size_t bytes) {
   auto& pool = stack_pool();
   if (!pool.empty() && pool.front().bytes != bytes) {
-    for (auto& s : pool) munmap(s.base, s.bytes + Stack::page());
+    for (auto& s : pool) munmap(s.base, s.bytes + Stack::guard());
     pool.clear();
   }
   while (pool.size() < count) {
     Stack s;
     s.bytes = bytes;
-    void* p = mmap(nullptr, bytes + Stack::page(), PROT_READ | PROT_WRITE,
+    void* p = mmap(nullptr, bytes + Stack::guard(), PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) throw std::runtime_error("cuda_on_cpu: cannot map a fiber stack");
     s.base = static_cast<char*>(p);
-    if (mprotect(s.base, Stack::page(), PROT_NONE) != 0)  // guard page below the stack
+    if (mprotect(s.base, Stack::guard(), PROT_NONE) != 0)  // guard pages below the stack
       throw std::runtime_error("cuda_on_cpu: cannot protect a fiber stack's guard page");
     pool.push_back(s);
   }
@@ -544,8 +549,16 @@ inline struct sigaction& previous_segv() {
 
 inline void segv_handler(int sig, siginfo_t* info, void* uctx) {
   const char* addr = static_cast<const char*>(info->si_addr);
-  for (const Stack& s : stack_pool()) {
-    if (addr >= s.base && addr < s.bottom() && g_launch && g_current) {
+  const char* sp = nullptr;  // the faulting thread's stack pointer, where known
+#if defined(__x86_64__)
+  sp = reinterpret_cast<const char*>(static_cast<ucontext_t*>(uctx)->uc_mcontext.gregs[REG_RSP]);
+#endif
+  const auto& pool = stack_pool();
+  const Stack* own = g_current && g_current->linear < pool.size() ? &pool[g_current->linear] : nullptr;
+  for (const Stack& s : pool) {
+    const bool in_guard = addr >= s.base && addr < s.bottom();
+    const bool sp_below = own == &s && sp && sp < s.bottom() + 256;  // a frame jumped the guard
+    if ((in_guard || sp_below) && g_launch && g_current) {
       char msg[512];
       const int n = snprintf(msg, sizeof msg,
                              "cuda_on_cpu: kernel %s (launched at %s:%d): stack overflow of block "
@@ -560,7 +573,6 @@ inline void segv_handler(int sig, siginfo_t* info, void* uctx) {
   }
   sigaction(SIGSEGV, &previous_segv(), nullptr);  // the fault repeats under the old action
   (void)sig;
-  (void)uctx;
 }
 
 struct SegvGuard {
@@ -604,7 +616,7 @@ inline void run_grid(Launch& L) {
   if (L.grid.y > 65535 || L.grid.z > 65535)
     fail("invalid grid " + dim_str(L.grid.x, L.grid.y, L.grid.z));
   if (L.smem_bytes > 227 * 1024) fail("dynamic shared memory of " + std::to_string(L.smem_bytes) + " bytes exceeds 227 KiB");
-  if (nblocks == 0) return;
+  if (nblocks == 0) fail("invalid grid " + dim_str(L.grid.x, L.grid.y, L.grid.z) + " (no block)");
   L.nthreads = static_cast<unsigned>(nthreads);
   const size_t stack = L.opts.stack_bytes * (CUDA_ON_CPU_ASAN ? 2 : 1);
   ensure_stacks(L.nthreads, (stack + Stack::page() - 1) / Stack::page() * Stack::page());
@@ -863,8 +875,17 @@ inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst
 inline void __threadfence_block() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 
 // ---- Loads and math intrinsics ---------------------------------------------------------------
-template <class T>
-inline T __ldg(const T* p) { return *p; }
+// Loads and stores with cache hints: plain accesses on the CPU.
+template <class T> inline T __ldg(const T* p) { return *p; }
+template <class T> inline T __ldcg(const T* p) { return *p; }
+template <class T> inline T __ldca(const T* p) { return *p; }
+template <class T> inline T __ldcs(const T* p) { return *p; }
+template <class T> inline T __ldlu(const T* p) { return *p; }
+template <class T> inline T __ldcv(const T* p) { return *p; }
+template <class T> inline void __stwb(T* p, T v) { *p = v; }
+template <class T> inline void __stcg(T* p, T v) { *p = v; }
+template <class T> inline void __stcs(T* p, T v) { *p = v; }
+template <class T> inline void __stwt(T* p, T v) { *p = v; }
 
 inline float __expf(float x) { return std::exp(x); }
 inline float __logf(float x) { return std::log(x); }

@@ -18,7 +18,7 @@ using cnnfast::cuda::LaunchConfig;
 
 // ---- Tiled matrix product with static shared memory and barriers: C[M,N] = A[M,K] B[K,N] ----
 template <int TILE>
-__global__ void tiled_matmul_kernel(const float* __restrict__ A, const float* __restrict__ B,
+__global__ void __launch_bounds__(TILE * TILE) tiled_matmul_kernel(const float* __restrict__ A, const float* __restrict__ B,
                                     float* __restrict__ C, int M, int N, int K) {
   __shared__ float As[TILE][TILE];
   __shared__ float Bs[TILE][TILE];
@@ -30,6 +30,7 @@ __global__ void tiled_matmul_kernel(const float* __restrict__ A, const float* __
     As[ty][tx] = (row < M && ak < K) ? __ldg(&A[size_t(row) * K + ak]) : 0.0f;
     Bs[ty][tx] = (bk < K && col < N) ? __ldg(&B[size_t(bk) * N + col]) : 0.0f;
     __syncthreads();
+#pragma unroll
     for (int k = 0; k < TILE; ++k) acc = fmaf(As[ty][k], Bs[k][tx], acc);
     __syncthreads();
   }
