@@ -40,20 +40,12 @@ P = coc.ptr
 
 @pytest.fixture(scope="session")
 def lib():
-    return coc.load([HERE / "entry_points.cpp"], name="harness_tests")
+    return coc.load([HERE / "entry_points.cpp"], name="harness_tests", werror=True)
 
 
 def run_orders(lib, fn):
     """Run fn() under every order; assert bit-identical outputs; return the first."""
-    outs = []
-    for order, seed in ORDERS:
-        lib.set_order(order, seed)
-        outs.append(fn())
-    lib.set_order("forward")
-    for (order, seed), out in zip(ORDERS[1:], outs[1:]):
-        for a, b in zip(outs[0], out):
-            assert torch.equal(a.view(torch.uint8), b.view(torch.uint8)), f"{order} (seed {seed}) differs from forward"
-    return outs[0]
+    return coc.in_every_order(lib, fn, ORDERS)
 
 
 # ---- correct kernels --------------------------------------------------------------------------
@@ -277,6 +269,14 @@ def planted(lib, name, n, threads):
     return y
 
 
+def test_in_every_order_names_the_race(lib):
+    def run():
+        return (planted(lib, "missing_barrier", 512, 256),)
+
+    with pytest.raises(AssertionError, match=r"differs bit-wise .*missing __syncthreads"):
+        coc.in_every_order(lib, run)
+
+
 def test_missing_barrier_shows_as_order_dependence(lib):
     outs = {}
     for order, seed in ORDERS:
@@ -383,7 +383,7 @@ def test_same_kernel_source_compiles_under_nvcc(tmp_path):
 
 @pytest.fixture(scope="session")
 def asan_driver():
-    return coc.build([HERE / "driver.cpp"], executable=True, asan=True, opt="-O1", name="harness_driver")
+    return coc.build([HERE / "driver.cpp"], executable=True, asan=True, opt="-O1", name="harness_driver", werror=True)
 
 
 def run_driver(path, case):
@@ -425,7 +425,7 @@ def test_fiber_stack_overflow_hits_the_guard_page(asan_driver):
 
 @pytest.fixture(scope="session")
 def plain_driver():
-    return coc.build([HERE / "driver.cpp"], executable=True, name="harness_driver")
+    return coc.build([HERE / "driver.cpp"], executable=True, name="harness_driver", werror=True)
 
 
 def test_fiber_stack_overflow_is_named_without_asan(plain_driver):
