@@ -3,6 +3,10 @@
 // autograd are registered from Python (cnnfast/ops/<op>.py).
 #include <torch/library.h>
 
+#include <string>
+
+#include "cpu/capability.h"
+
 TORCH_LIBRARY(cnnfast, m) {
   const std::vector<at::Tag> tags{at::Tag::pt2_compliant_tag};
   // conv2d: input [N, C, H, W], weight [K, C/groups, R, S], bias [K] or None -> [N, K, P, Q].
@@ -31,4 +35,7 @@ TORCH_LIBRARY(cnnfast, m) {
   m.def("relu_(Tensor(a!) input) -> ()", tags);
   // Gradient of relu from its output: grad_output where output > 0, else 0 (torch's threshold_backward).
   m.def("relu_backward(Tensor grad_output, Tensor output) -> Tensor", tags);
+  // The SIMD path the CPU kernels take now: "avx512", "avx2" or "default" (csrc/cpu/capability.h).
+  m.def("cpu_capability() -> str",
+        []() -> std::string { return cnnfast::cpu::capability_name(cnnfast::cpu::current_capability()); });
 }

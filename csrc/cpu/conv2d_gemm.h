@@ -2,13 +2,14 @@
 //
 // Mapping, for one sample n and one group g (NCHW, contiguous):
 //   forward      Y[k, pix]   = b[k] + sum_r W[k, r] * col[r, pix]     (GEMM Kg x Cg*R*S x P*Q)
-//   grad-input   gcol[r,pix] = sum_k W[k, r] * dY[k, pix], then col2im scatter-add into dX
-//   grad-weight  dW[k, r]   += sum_pix dY[k, pix] * col[r, pix]
+//   grad-input   stride 1: a forward convolution of dY with the flipped, transposed weight;
+//                otherwise gcol[r, pix] = sum_k W[k, r] * dY[k, pix], then col2im scatter-add into dX
+//   grad-weight  dW[k, r]   += sum_pix dY[k, pix] * row[pix, r]   (row = col transposed, "im2row")
 // where r = (c, kh, kw) runs over the reduction (Cg*R*S) and col[r, pix] is the input element that
 // tap r of the kernel sees at output pixel pix (zero in the padding). The output pixels are cut into
 // tiles of kTile; col is built one tile at a time in a thread-local buffer (never for a whole image).
-// Every sum runs in a fixed order (r ascending, pix tiles ascending), so results do not depend on how
-// the work is split over threads.
+// The GEMMs themselves are in gemm.h (portable, AVX2 and AVX-512 paths). Every sum runs in a fixed
+// order, so results do not depend on how the work is split over threads.
 #pragma once
 
 #include <algorithm>
@@ -19,30 +20,63 @@
 
 namespace cnnfast::cpu {
 
-// Output pixels per tile: a multiple of every SIMD width, small enough that a 4 x kTile block of
-// accumulators and the col rows it reads stay in L1.
+// Output pixels per tile: a multiple of every SIMD width; the forward GEMM's column block.
 constexpr int64_t kTile = 64;
-// Output channels per register block of the forward micro-kernel.
-constexpr int64_t kRowBlock = 4;
 
-// col[r * kTile + j] for the tile of output pixels [pix0, pix0 + len), zero past len and in padding.
-// x points at the first channel of the group in one sample: [Cg, H, W].
+// Calls f(j, oh, ow0, n) for each run of the tile's pixels [pix0, pix0 + len) that lies on one
+// output row oh: tile columns j .. j+n-1 are output columns ow0 .. ow0+n-1.
+template <typename F>
+inline void for_each_row_run(const Conv2dProblem& p, int64_t pix0, int64_t len, F&& f) {
+  int64_t j = 0, oh = pix0 / p.Q, ow = pix0 % p.Q;
+  while (j < len) {
+    const int64_t n = std::min(len - j, p.Q - ow);
+    f(j, oh, ow, n);
+    j += n, ++oh, ow = 0;
+  }
+}
+
+// The valid output columns [lo, hi) of a row run starting at ow0 of n columns, for kernel column
+// kw: those whose input column iw = ow * stride - pad + kw * dilation lies in [0, W).
+inline void valid_columns(const Conv2dProblem& p, int64_t kw, int64_t ow0, int64_t n, int64_t& lo, int64_t& hi) {
+  const int64_t off = kw * p.dilation_w - p.pad_w;  // iw = ow * s + off
+  const int64_t s = p.stride_w;
+  // ow >= ceil(-off / s) and ow * s + off <= W - 1
+  int64_t first = off >= 0 ? 0 : (-off + s - 1) / s;
+  int64_t last_excl = (p.W - 1 - off) < 0 ? 0 : (p.W - 1 - off) / s + 1;
+  lo = std::clamp(first - ow0, int64_t(0), n);
+  hi = std::clamp(last_excl - ow0, lo, n);
+}
+
+// col[r * ldcol + j] for the tile of output pixels [pix0, pix0 + len), zero past len (up to `width`)
+// and in padding. x points at the first channel of the group in one sample: [Cg, H, W].
 template <typename T>
-void im2col_tile(const Conv2dProblem& p, const T* x, int64_t pix0, int64_t len, T* col) {
+void im2col_tile(const Conv2dProblem& p, const T* x, int64_t pix0, int64_t len, T* col, int64_t ldcol = kTile,
+                 int64_t width = kTile) {
   const int64_t Cg = p.C_per_group();
   for (int64_t c = 0; c < Cg; ++c) {
     const T* xc = x + c * p.H * p.W;
     for (int64_t kh = 0; kh < p.R; ++kh) {
       for (int64_t kw = 0; kw < p.S; ++kw) {
-        T* row = col + ((c * p.R + kh) * p.S + kw) * kTile;
-        int64_t oh = pix0 / p.Q, ow = pix0 % p.Q;
-        for (int64_t j = 0; j < len; ++j) {
+        T* row = col + ((c * p.R + kh) * p.S + kw) * ldcol;
+        for_each_row_run(p, pix0, len, [&](int64_t j, int64_t oh, int64_t ow0, int64_t n) {
+          T* dst = row + j;
           const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dilation_h;
-          const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dilation_w;
-          row[j] = (ih >= 0 && ih < p.H && iw >= 0 && iw < p.W) ? xc[ih * p.W + iw] : T(0);
-          if (++ow == p.Q) ow = 0, ++oh;
-        }
-        std::fill(row + len, row + kTile, T(0));
+          if (ih < 0 || ih >= p.H) {
+            std::fill(dst, dst + n, T(0));
+            return;
+          }
+          int64_t lo, hi;
+          valid_columns(p, kw, ow0, n, lo, hi);
+          std::fill(dst, dst + lo, T(0));
+          const T* src = xc + ih * p.W + (ow0 + lo) * p.stride_w - p.pad_w + kw * p.dilation_w;
+          if (p.stride_w == 1) {
+            std::memcpy(dst + lo, src, (hi - lo) * sizeof(T));
+          } else {
+            for (int64_t t = lo; t < hi; ++t) dst[t] = src[(t - lo) * p.stride_w];
+          }
+          std::fill(dst + hi, dst + n, T(0));
+        });
+        std::fill(row + len, row + width, T(0));
       }
     }
   }
@@ -58,14 +92,33 @@ void col2im_tile_add(const Conv2dProblem& p, const T* gcol, int64_t pix0, int64_
     for (int64_t kh = 0; kh < p.R; ++kh) {
       for (int64_t kw = 0; kw < p.S; ++kw) {
         const T* row = gcol + ((c * p.R + kh) * p.S + kw) * kTile;
-        int64_t oh = pix0 / p.Q, ow = pix0 % p.Q;
-        for (int64_t j = 0; j < len; ++j) {
+        for_each_row_run(p, pix0, len, [&](int64_t j, int64_t oh, int64_t ow0, int64_t n) {
           const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dilation_h;
-          const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dilation_w;
-          if (ih >= 0 && ih < p.H && iw >= 0 && iw < p.W) dxc[ih * p.W + iw] += row[j];
-          if (++ow == p.Q) ow = 0, ++oh;
-        }
+          if (ih < 0 || ih >= p.H) return;
+          int64_t lo, hi;
+          valid_columns(p, kw, ow0, n, lo, hi);
+          T* dst = dxc + ih * p.W + (ow0 + lo) * p.stride_w - p.pad_w + kw * p.dilation_w;
+          const T* src = row + j;
+          if (p.stride_w == 1) {
+            for (int64_t t = lo; t < hi; ++t) dst[t - lo] += src[t];
+          } else {
+            for (int64_t t = lo; t < hi; ++t) dst[(t - lo) * p.stride_w] += src[t];
+          }
+        });
       }
+    }
+  }
+}
+
+// dst[j * ld + r] = src[r * kTile + j] for r < rows, j < len: a col tile into the im2row layout.
+template <typename T>
+void transpose_tile(const T* src, int64_t rows, int64_t len, T* dst, int64_t ld) {
+  constexpr int64_t kB = 16;
+  for (int64_t r0 = 0; r0 < rows; r0 += kB) {
+    const int64_t r1 = std::min(rows, r0 + kB);
+    for (int64_t j = 0; j < len; ++j) {
+      T* d = dst + j * ld;
+      for (int64_t r = r0; r < r1; ++r) d[r] = src[r * kTile + j];
     }
   }
 }
@@ -74,104 +127,6 @@ void col2im_tile_add(const Conv2dProblem& p, const T* gcol, int64_t pix0, int64_
 template <typename T>
 inline T relu_value(T v) {
   return v < T(0) ? T(0) : v;
-}
-
-// acc[i][j] += sum_r a[(row0 + i) * a_stride_row + r * a_stride_r] * b[r * kTile + j], for i < kRowBlock:
-// the register-blocked inner product shared by the forward (a = W) and grad-input (a = W^T) GEMMs.
-template <typename T, int64_t kRows>
-inline void gemm_block(const T* a, int64_t a_stride_row, int64_t a_stride_r, int64_t reduction, const T* b,
-                       T (*acc)[kTile]) {
-  for (int64_t r = 0; r < reduction; ++r) {
-    const T* brow = b + r * kTile;
-    for (int64_t i = 0; i < kRows; ++i) {
-      const T av = a[i * a_stride_row + r * a_stride_r];
-      for (int64_t j = 0; j < kTile; ++j) acc[i][j] += av * brow[j];
-    }
-  }
-}
-
-// Forward of one tile: y[k, pix0 + j] = epilogue(b[k] + sum_r w[k, r] * col[r, j]) for the group's
-// Kg output channels; w is the group's [Kg, Cg*R*S] slice, y the sample's group slice [Kg, P*Q].
-template <typename T, bool kRelu>
-void conv2d_forward_tile(const Conv2dProblem& p, const T* w, const T* bias, const T* col, int64_t pix0,
-                         int64_t len, T* y) {
-  const int64_t Kg = p.K_per_group(), red = p.reduction(), PQ = p.P * p.Q;
-  alignas(64) T acc[kRowBlock][kTile];
-  for (int64_t k0 = 0; k0 < Kg; k0 += kRowBlock) {
-    const int64_t rows = std::min(kRowBlock, Kg - k0);
-    for (int64_t i = 0; i < rows; ++i) std::fill(acc[i], acc[i] + kTile, bias ? bias[k0 + i] : T(0));
-    if (rows == kRowBlock) {
-      gemm_block<T, kRowBlock>(w + k0 * red, red, 1, red, col, acc);
-    } else {
-      for (int64_t i = 0; i < rows; ++i) gemm_block<T, 1>(w + (k0 + i) * red, red, 1, red, col, acc + i);
-    }
-    for (int64_t i = 0; i < rows; ++i) {
-      T* out = y + (k0 + i) * PQ + pix0;
-      for (int64_t j = 0; j < len; ++j) out[j] = kRelu ? relu_value(acc[i][j]) : acc[i][j];
-    }
-  }
-}
-
-// Grad-input of one tile: gcol[r, j] = sum_k w[k, r] * dy[k, j] with dy the group's output-gradient
-// tile already copied to [Kg, kTile] (zero past len).
-template <typename T>
-void conv2d_grad_col_tile(const Conv2dProblem& p, const T* w, const T* dy_tile, T* gcol) {
-  const int64_t Kg = p.K_per_group(), red = p.reduction();
-  alignas(64) T acc[kRowBlock][kTile];
-  for (int64_t r0 = 0; r0 < red; r0 += kRowBlock) {
-    const int64_t rows = std::min(kRowBlock, red - r0);
-    for (int64_t i = 0; i < rows; ++i) std::fill(acc[i], acc[i] + kTile, T(0));
-    // Here the GEMM's rows are taps r and its reduction runs over the output channels k.
-    if (rows == kRowBlock) {
-      gemm_block<T, kRowBlock>(w + r0, 1, red, Kg, dy_tile, acc);
-    } else {
-      for (int64_t i = 0; i < rows; ++i) gemm_block<T, 1>(w + r0 + i, 1, red, Kg, dy_tile, acc + i);
-    }
-    for (int64_t i = 0; i < rows; ++i) std::copy(acc[i], acc[i] + kTile, gcol + (r0 + i) * kTile);
-  }
-}
-
-// sum_j a[j] * b[j] over a kTile row, in a fixed order of kLanes interleaved partial sums (a shape
-// the compiler vectorizes without reassociating anything itself).
-template <typename T>
-inline T dot_tile(const T* a, const T* b) {
-  constexpr int64_t kLanes = 16;
-  T lane[kLanes] = {};
-  for (int64_t j = 0; j < kTile; j += kLanes)
-    for (int64_t l = 0; l < kLanes; ++l) lane[l] += a[j + l] * b[j + l];
-  for (int64_t width = kLanes / 2; width > 0; width /= 2)
-    for (int64_t l = 0; l < width; ++l) lane[l] += lane[l + width];
-  return lane[0];
-}
-
-// Grad-weight of one tile: dw[k, r] += sum_j dy[k, j] * col[r, j] for the group's [Kg, Cg*R*S] slice.
-template <typename T>
-void conv2d_grad_weight_tile(const Conv2dProblem& p, const T* dy_tile, const T* col, T* dw) {
-  const int64_t Kg = p.K_per_group(), red = p.reduction();
-  for (int64_t k = 0; k < Kg; ++k) {
-    const T* dyk = dy_tile + k * kTile;
-    T* dwk = dw + k * red;
-    for (int64_t r = 0; r < red; ++r) dwk[r] += dot_tile(dyk, col + r * kTile);
-  }
-}
-
-// Copy the output-gradient tile [Kg, len] of one sample's group into [Kg, kTile], zero past len;
-// when mask_out is given (the fused op's stored output), zero where mask_out <= 0 (ReLU's gradient).
-template <typename T>
-void gather_dy_tile(const Conv2dProblem& p, const T* dy, const T* mask_out, int64_t pix0, int64_t len,
-                    T* dy_tile) {
-  const int64_t Kg = p.K_per_group(), PQ = p.P * p.Q;
-  for (int64_t k = 0; k < Kg; ++k) {
-    const T* src = dy + k * PQ + pix0;
-    T* dst = dy_tile + k * kTile;
-    if (mask_out) {
-      const T* m = mask_out + k * PQ + pix0;
-      for (int64_t j = 0; j < len; ++j) dst[j] = m[j] > T(0) ? src[j] : T(0);
-    } else {
-      std::copy(src, src + len, dst);
-    }
-    std::fill(dst + len, dst + kTile, T(0));
-  }
 }
 
 }  // namespace cnnfast::cpu

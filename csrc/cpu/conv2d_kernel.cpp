@@ -1,12 +1,16 @@
 // CPU kernels of cnnfast::conv2d, conv2d_backward, conv2d_relu and conv2d_relu_backward.
-// The arithmetic is in conv2d_gemm.h; this file checks (csrc/checks.cpp), lays tensors out, splits
-// the work over threads with at::parallel_for and registers the kernels for the CPU dispatch key.
+// The arithmetic is in conv2d_gemm.h (im2col/im2row tiles) and gemm.h (one GEMM shape with AVX-512,
+// AVX2 and portable paths, chosen per call by cpu/capability.h); this file checks (csrc/checks.cpp),
+// lays tensors out, splits the work over threads with at::parallel_for and registers the kernels.
 //
 // Layout: the kernels compute on contiguous NCHW; a channels_last or strided tensor is copied in and
 // the result copied out in the memory format torch would give the same call.
-// Threads: forward work items are (sample, group, pixel tile), each written by one thread; grad-input
-// items are (sample, group) since their col2im scatters overlap; grad-weight sums per fixed chunk of
-// samples and then adds the chunks in order, so every result is bit-identical for any thread count.
+// Threads: forward work items are (sample, group, pixel tile, block of output channels), each output
+// element written by one item; grad-input with stride 1 is a forward convolution of dy (flipped,
+// transposed weight), otherwise items are (sample, group) since their col2im scatters overlap;
+// grad-weight sums fixed chunks of the (sample, tile) list, chosen from the problem alone, and adds the
+// chunks in order. Every element's sum has one fixed order, so every result is bit-identical for any
+// thread count.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
@@ -15,7 +19,9 @@
 #include <vector>
 
 #include "checks.h"
+#include "cpu/capability.h"
 #include "cpu/conv2d_gemm.h"
+#include "cpu/gemm.h"
 
 namespace cnnfast::cpu {
 namespace {
@@ -39,89 +45,174 @@ void dispatch_floating(at::ScalarType t, F&& f) {
   }
 }
 
-template <typename T, bool kRelu>
-void forward_impl(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y) {
-  const int64_t PQ = p.P * p.Q, tiles = (PQ + kTile - 1) / kTile, G = p.groups;
+// Splits a forward GEMM's output channels into this many chunks: enough work items for every thread
+// even at batch 1 (which item computes an output element never changes its sum).
+inline int64_t forward_k_chunks(const Conv2dProblem& p, int64_t items) {
+  const int64_t want = 2 * at::get_num_threads();
+  if (items >= want) return 1;
+  const int64_t by_rows = (p.K_per_group() + 23) / 24;  // at least 24 rows (4 register blocks) each
+  return std::max<int64_t>(1, std::min(by_rows, (want + items - 1) / items));
+}
+
+template <typename T>
+void forward_impl(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu, Capability cap) {
+  const int64_t PQ = p.P * p.Q, HW = p.H * p.W, tiles = (PQ + kTile - 1) / kTile, G = p.groups;
   const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
-  at::parallel_for(0, p.N * G * tiles, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> col(red * kTile);
+  // A 1x1 convolution with stride 1 and no padding reads the input itself as its B matrix.
+  const bool pointwise = p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
+  const int64_t base_items = p.N * G * tiles, kchunks = forward_k_chunks(p, base_items);
+  const int64_t rows_per_chunk = (Kg + kchunks - 1) / kchunks;
+  at::parallel_for(0, base_items * kchunks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> col(pointwise ? 0 : red * kTile);
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t t = item % tiles, g = (item / tiles) % G, n = item / (tiles * G);
+      const int64_t kc = item % kchunks, rest = item / kchunks;
+      const int64_t t = rest % tiles, g = (rest / tiles) % G, n = rest / (tiles * G);
       const int64_t pix0 = t * kTile, len = std::min(kTile, PQ - pix0);
-      im2col_tile(p, x + (n * p.C + g * Cg) * p.H * p.W, pix0, len, col.data());
-      conv2d_forward_tile<T, kRelu>(p, w + g * Kg * red, b ? b + g * Kg : nullptr, col.data(), pix0, len,
-                                    y + (n * p.K + g * Kg) * PQ);
+      const int64_t k0 = kc * rows_per_chunk, k1 = std::min(Kg, k0 + rows_per_chunk);
+      if (k0 >= k1) continue;
+      const T* xg = x + (n * p.C + g * Cg) * HW;
+      GemmArgs<T> a;
+      a.M = k1 - k0, a.N = len, a.K = red;
+      a.a = w + (g * Kg + k0) * red, a.a_rs = red, a.a_ks = 1;
+      if (pointwise) {
+        a.b = xg + pix0, a.ldb = HW;
+      } else {
+        im2col_tile(p, xg, pix0, len, col.data(), kTile, len);
+        a.b = col.data(), a.ldb = kTile;
+      }
+      a.c = y + (n * p.K + g * Kg + k0) * PQ + pix0, a.ldc = PQ;
+      a.init = b ? b + g * Kg + k0 : nullptr;
+      a.relu = relu;
+      gemm(cap, a);
     }
   });
 }
 
+// Stride 1: grad-input is the forward convolution of dy (padded by dilation * (R - 1) - pad) with the
+// weight flipped in both kernel dimensions and its in/out channels swapped within each group.
+inline bool grad_input_as_forward(const Conv2dProblem& p) {
+  return p.stride_h == 1 && p.stride_w == 1 && p.pad_h <= p.dilation_h * (p.R - 1) &&
+         p.pad_w <= p.dilation_w * (p.S - 1);
+}
+
 template <typename T>
-void grad_input_impl(const Conv2dProblem& p, const T* dy, const T* mask_out, const T* w, T* dx) {
+void grad_input_impl(const Conv2dProblem& p, const T* dy, const T* w, T* dx, Capability cap) {
   const int64_t PQ = p.P * p.Q, tiles = (PQ + kTile - 1) / kTile, G = p.groups;
   const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
+  if (grad_input_as_forward(p)) {
+    std::vector<T> wt(p.weight_numel());
+    const int64_t RS = p.R * p.S;
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t k = 0; k < Kg; ++k)
+        for (int64_t c = 0; c < Cg; ++c)
+          for (int64_t rs = 0; rs < RS; ++rs)
+            wt[((g * Cg + c) * Kg + k) * RS + (RS - 1 - rs)] = w[((g * Kg + k) * Cg + c) * RS + rs];
+    Conv2dProblem q = p;
+    q.C = p.K, q.H = p.P, q.W = p.Q, q.K = p.C, q.P = p.H, q.Q = p.W;
+    q.pad_h = p.dilation_h * (p.R - 1) - p.pad_h, q.pad_w = p.dilation_w * (p.S - 1) - p.pad_w;
+    forward_impl<T>(q, dy, wt.data(), nullptr, dx, false, cap);
+    return;
+  }
   at::parallel_for(0, p.N * G, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> gcol(red * kTile), dy_tile(Kg * kTile);
+    std::vector<T> gcol(red * kTile);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t g = item % G, n = item / G;
       T* dxg = dx + (n * p.C + g * Cg) * p.H * p.W;
       std::fill(dxg, dxg + Cg * p.H * p.W, T(0));
-      const int64_t out_off = (n * p.K + g * Kg) * PQ;
+      const T* dyg = dy + (n * p.K + g * Kg) * PQ;
       for (int64_t t = 0; t < tiles; ++t) {
         const int64_t pix0 = t * kTile, len = std::min(kTile, PQ - pix0);
-        gather_dy_tile(p, dy + out_off, mask_out ? mask_out + out_off : nullptr, pix0, len, dy_tile.data());
-        conv2d_grad_col_tile(p, w + g * Kg * red, dy_tile.data(), gcol.data());
+        GemmArgs<T> a;
+        a.M = red, a.N = len, a.K = Kg;
+        a.a = w + g * Kg * red, a.a_rs = 1, a.a_ks = red;
+        a.b = dyg + pix0, a.ldb = PQ;
+        a.c = gcol.data(), a.ldc = kTile;
+        gemm(cap, a);
         col2im_tile_add(p, gcol.data(), pix0, len, dxg);
       }
     }
   });
 }
 
+// Partial sums of grad-weight: a fixed number of chunks of the (sample, tile) list, chosen from the
+// problem alone (never from the thread count) and added in order, so dw is bit-identical for any
+// thread count; fewer chunks when the weight is large (the partials would cost more than they give).
+inline int64_t weight_chunks(const Conv2dProblem& p, int64_t pixel_items) {
+  return std::max<int64_t>(1, std::min<int64_t>({kWeightChunks, pixel_items, (int64_t(1) << 18) / std::max<int64_t>(1, p.weight_numel())}));
+}
+
 template <typename T>
-void grad_weight_impl(const Conv2dProblem& p, const T* dy, const T* mask_out, const T* x, T* dw) {
+void grad_weight_impl(const Conv2dProblem& p, const T* dy, const T* x, T* dw, Capability cap) {
   const int64_t PQ = p.P * p.Q, tiles = (PQ + kTile - 1) / kTile, G = p.groups;
   const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
-  const int64_t chunks = std::min<int64_t>(kWeightChunks, p.N), wsize = p.weight_numel();
-  std::vector<T> partial(chunks * wsize, T(0));
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> col(red * kTile), dy_tile(Kg * kTile);
-    for (int64_t chunk = begin; chunk < end; ++chunk) {
-      T* acc = partial.data() + chunk * wsize;
-      for (int64_t n = chunk * p.N / chunks; n < (chunk + 1) * p.N / chunks; ++n) {
-        for (int64_t g = 0; g < G; ++g) {
-          const int64_t out_off = (n * p.K + g * Kg) * PQ;
-          for (int64_t t = 0; t < tiles; ++t) {
-            const int64_t pix0 = t * kTile, len = std::min(kTile, PQ - pix0);
-            im2col_tile(p, x + (n * p.C + g * Cg) * p.H * p.W, pix0, len, col.data());
-            gather_dy_tile(p, dy + out_off, mask_out ? mask_out + out_off : nullptr, pix0, len,
-                           dy_tile.data());
-            conv2d_grad_weight_tile(p, dy_tile.data(), col.data(), acc + g * Kg * red);
-          }
-        }
+  const int64_t pixel_items = p.N * tiles, chunks = weight_chunks(p, pixel_items), wsize = p.weight_numel();
+  // Output-channel blocks (each dw element is still summed by one item in one order).
+  const int64_t want = 2 * at::get_num_threads();
+  const int64_t kblocks = chunks * G >= want ? 1 : std::max<int64_t>(1, std::min<int64_t>((Kg + 15) / 16, (want + chunks * G - 1) / (chunks * G)));
+  const int64_t rows_per_block = (Kg + kblocks - 1) / kblocks;
+  std::vector<T> partial(chunks > 1 ? chunks * wsize : 0);
+  at::parallel_for(0, chunks * G * kblocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> col(red * kTile), rows(kTile * red);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t kb = item % kblocks, g = (item / kblocks) % G, chunk = item / (kblocks * G);
+      const int64_t k0 = kb * rows_per_block, k1 = std::min(Kg, k0 + rows_per_block);
+      if (k0 >= k1) continue;
+      T* acc = (chunks > 1 ? partial.data() + chunk * wsize : dw) + (g * Kg + k0) * red;
+      std::fill(acc, acc + (k1 - k0) * red, T(0));
+      for (int64_t it = chunk * pixel_items / chunks; it < (chunk + 1) * pixel_items / chunks; ++it) {
+        const int64_t n = it / tiles, t = it % tiles;
+        const int64_t pix0 = t * kTile, len = std::min(kTile, PQ - pix0);
+        im2col_tile(p, x + (n * p.C + g * Cg) * p.H * p.W, pix0, len, col.data(), kTile, len);
+        transpose_tile(col.data(), red, len, rows.data(), red);
+        GemmArgs<T> a;
+        a.M = k1 - k0, a.N = red, a.K = len;
+        a.a = dy + (n * p.K + g * Kg + k0) * PQ + pix0, a.a_rs = PQ, a.a_ks = 1;
+        a.b = rows.data(), a.ldb = red;
+        a.c = acc, a.ldc = red;
+        a.accumulate = true;
+        gemm(cap, a);
       }
     }
   });
-  at::parallel_for(0, wsize, 4096, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
+  if (chunks > 1) {
+    at::parallel_for(0, wsize, 4096, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        T s = T(0);
+        for (int64_t c = 0; c < chunks; ++c) s += partial[c * wsize + i];
+        dw[i] = s;
+      }
+    });
+  }
+}
+
+// db[k] = sum over samples and pixels of dy[n, k, :], in 16 interleaved partial sums per (k) in a
+// fixed order (vectorizable without reassociation by the compiler).
+template <typename T>
+void grad_bias_impl(const Conv2dProblem& p, const T* dy, T* db) {
+  const int64_t PQ = p.P * p.Q;
+  at::parallel_for(0, p.K, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      constexpr int64_t kLanes = 16;
+      T lane[kLanes] = {};
+      for (int64_t n = 0; n < p.N; ++n) {
+        const T* d = dy + (n * p.K + k) * PQ;
+        int64_t j = 0;
+        for (; j + kLanes <= PQ; j += kLanes)
+          for (int64_t l = 0; l < kLanes; ++l) lane[l] += d[j + l];
+        for (; j < PQ; ++j) lane[j % kLanes] += d[j];
+      }
       T s = T(0);
-      for (int64_t c = 0; c < chunks; ++c) s += partial[c * wsize + i];
-      dw[i] = s;
+      for (int64_t l = 0; l < kLanes; ++l) s += lane[l];
+      db[k] = s;
     }
   });
 }
 
+// dy where the fused op's output is > 0, else 0 (ReLU's gradient), into out.
 template <typename T>
-void grad_bias_impl(const Conv2dProblem& p, const T* dy, const T* mask_out, T* db) {
-  const int64_t PQ = p.P * p.Q;
-  at::parallel_for(0, p.K, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      T s = T(0);
-      for (int64_t n = 0; n < p.N; ++n) {
-        const int64_t off = (n * p.K + k) * PQ;
-        for (int64_t j = 0; j < PQ; ++j)
-          if (!mask_out || mask_out[off + j] > T(0)) s += dy[off + j];
-      }
-      db[k] = s;
-    }
+void mask_grad(const T* dy, const T* y, T* out, int64_t n) {
+  at::parallel_for(0, n, 32768, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) out[i] = y[i] > T(0) ? dy[i] : T(0);
   });
 }
 
@@ -136,14 +227,11 @@ at::Tensor conv2d_forward(const char* op, bool relu, const at::Tensor& input, co
     const at::Tensor x = input.contiguous(), w = weight.contiguous();
     const bool has_bias = bias.has_value() && bias->defined();
     const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
+    const Capability cap = current_capability();
     dispatch_floating(input.scalar_type(), [&](auto zero) {
       using T = decltype(zero);
       const T* bp = has_bias ? b.const_data_ptr<T>() : nullptr;
-      if (relu) {
-        forward_impl<T, true>(p, x.const_data_ptr<T>(), w.const_data_ptr<T>(), bp, y.mutable_data_ptr<T>());
-      } else {
-        forward_impl<T, false>(p, x.const_data_ptr<T>(), w.const_data_ptr<T>(), bp, y.mutable_data_ptr<T>());
-      }
+      forward_impl<T>(p, x.const_data_ptr<T>(), w.const_data_ptr<T>(), bp, y.mutable_data_ptr<T>(), relu, cap);
     });
   }
   return y.contiguous(format);
@@ -169,26 +257,38 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(
 
   const at::Tensor dy = grad_output.contiguous(), x = input.contiguous(), w = weight.contiguous();
   const at::Tensor mask = output ? output->contiguous() : at::Tensor();
+  const Capability cap = current_capability();
   dispatch_floating(input.scalar_type(), [&](auto zero) {
     using T = decltype(zero);
-    const T* m = output ? mask.const_data_ptr<T>() : nullptr;
     const bool empty_output = p.output_numel() == 0;
+    // The fused op's gradient: dy masked by its output once, then the plain convolution's gradients.
+    std::vector<T> masked;
+    const T* g = dy.const_data_ptr<T>();
+    if (output && !empty_output) {
+      masked.resize(p.output_numel());
+      mask_grad(g, mask.const_data_ptr<T>(), masked.data(), p.output_numel());
+      g = masked.data();
+    }
     if (grad_input.defined() && grad_input.numel() > 0) {
       if (empty_output) {
         grad_input.zero_();
       } else {
-        grad_input_impl<T>(p, dy.const_data_ptr<T>(), m, w.const_data_ptr<T>(), grad_input.mutable_data_ptr<T>());
+        grad_input_impl<T>(p, g, w.const_data_ptr<T>(), grad_input.mutable_data_ptr<T>(), cap);
       }
     }
     if (grad_weight.defined() && grad_weight.numel() > 0) {
       if (empty_output) {
         grad_weight.zero_();
       } else {
-        grad_weight_impl<T>(p, dy.const_data_ptr<T>(), m, x.const_data_ptr<T>(), grad_weight.mutable_data_ptr<T>());
+        grad_weight_impl<T>(p, g, x.const_data_ptr<T>(), grad_weight.mutable_data_ptr<T>(), cap);
       }
     }
     if (grad_bias.defined() && grad_bias.numel() > 0) {
-      grad_bias_impl<T>(p, dy.const_data_ptr<T>(), m, grad_bias.mutable_data_ptr<T>());
+      if (empty_output) {
+        grad_bias.zero_();
+      } else {
+        grad_bias_impl<T>(p, g, grad_bias.mutable_data_ptr<T>());
+      }
     }
   });
   if (grad_input.defined()) grad_input = grad_input.contiguous(input.suggest_memory_format());

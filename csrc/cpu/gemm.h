@@ -1,0 +1,78 @@
+// One small GEMM shape serves every conv2d kernel on the CPU (framework-free):
+//   C[i, j] = epilogue(init[i] + sum_kk A[i, kk] * B[kk, j])     (store mode), or
+//   C[i, j] += sum_kk A[i, kk] * B[kk, j]                       (accumulate mode)
+// for i < M, j < N, kk < K, with A read through two strides (so W and W^T are both views, no
+// packing), B and C row-major with leading dimensions. Every C element is a sum in the fixed order
+// kk = 0, 1, ..., K-1 (with fused multiply-adds on the SIMD paths), whatever the blocking, so a result
+// never depends on how the caller splits the work.
+//   forward       A = W [Kg, CgRS] (a_rs = CgRS, a_ks = 1), B = im2col tile, C = y, init = bias
+//   grad-input    A = W^T (a_rs = 1, a_ks = CgRS), B = dy tile [Kg, 64], C = gradient of the col tile
+//   grad-weight   A = dy [Kg, pixels] (a_rs = P*Q), B = im2row tile [pixels, CgRS], C = dw (accumulate)
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "cpu/capability.h"
+
+namespace cnnfast::cpu {
+
+template <typename T>
+struct GemmArgs {
+  int64_t M = 0, N = 0, K = 0;
+  const T* a = nullptr;
+  int64_t a_rs = 0, a_ks = 0;
+  const T* b = nullptr;
+  int64_t ldb = 0;
+  T* c = nullptr;
+  int64_t ldc = 0;
+  const T* init = nullptr;  // store mode: per-row start value (bias), or zero when null
+  bool accumulate = false;
+  bool relu = false;  // store mode: clamp_min(., 0) as torch (NaN and -0.0 kept)
+};
+
+// The SIMD paths (float only); defined in gemm_avx512.cpp and gemm_avx2.cpp, compiled for their ISA.
+void sgemm_avx512(const GemmArgs<float>& g);
+void sgemm_avx2(const GemmArgs<float>& g);
+
+// The portable path: plain loops in blocks of 4 rows x 64 columns (the compiler vectorizes the
+// innermost loop for the baseline ISA).
+template <typename T>
+void gemm_portable(const GemmArgs<T>& g) {
+  constexpr int64_t kMr = 4, kNb = 64;
+  for (int64_t i0 = 0; i0 < g.M; i0 += kMr) {
+    const int64_t rows = std::min(kMr, g.M - i0);
+    for (int64_t j0 = 0; j0 < g.N; j0 += kNb) {
+      const int64_t n = std::min(kNb, g.N - j0);
+      alignas(64) T acc[kMr][kNb];
+      for (int64_t i = 0; i < rows; ++i) {
+        T* ci = g.c + (i0 + i) * g.ldc + j0;
+        for (int64_t j = 0; j < n; ++j) acc[i][j] = g.accumulate ? ci[j] : (g.init ? g.init[i0 + i] : T(0));
+      }
+      for (int64_t kk = 0; kk < g.K; ++kk) {
+        const T* brow = g.b + kk * g.ldb + j0;
+        for (int64_t i = 0; i < rows; ++i) {
+          const T av = g.a[(i0 + i) * g.a_rs + kk * g.a_ks];
+          for (int64_t j = 0; j < n; ++j) acc[i][j] += av * brow[j];
+        }
+      }
+      for (int64_t i = 0; i < rows; ++i) {
+        T* ci = g.c + (i0 + i) * g.ldc + j0;
+        for (int64_t j = 0; j < n; ++j) {
+          const T v = acc[i][j];
+          ci[j] = (g.relu && !g.accumulate && v < T(0)) ? T(0) : v;
+        }
+      }
+    }
+  }
+}
+
+// The path for capability `cap` (double always takes the portable one).
+inline void gemm(Capability cap, const GemmArgs<float>& g) {
+  if (cap == Capability::kAvx512) sgemm_avx512(g);
+  else if (cap == Capability::kAvx2) sgemm_avx2(g);
+  else gemm_portable(g);
+}
+inline void gemm(Capability, const GemmArgs<double>& g) { gemm_portable(g); }
+
+}  // namespace cnnfast::cpu
