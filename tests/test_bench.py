@@ -3,7 +3,6 @@ argument errors, predictions, and a small real run on the CPU."""
 import argparse
 import io
 import json
-import math
 
 import pytest
 import torch
@@ -315,3 +314,21 @@ def test_predict_without_a_gpu(tmp_path):
     assert h100["floor_s"] == pytest.approx(max(row["flops"] / 67e12, row["min_bytes"] / 3350e9))
     assert h100["bound"] == "memory"
     assert not any(k in r for r in doc["rows"] for k in ("cnnfast", "reference", "speedup"))
+
+
+def test_pytest_benchmark_suite_runs():
+    """benchmarks/ (not part of this test run) collects the same cases and runs them: here once
+    each, with timing disabled, on LeNet at batch 1."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "benchmarks/", "-q", "-p", "no:cacheprovider", "--benchmark-disable",
+         "--bench-suites", "lenet", "--bench-batch", "1", "--bench-device", "cpu"],
+        cwd=root, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    n_layer_rows = 10 * 2  # LeNet's 10 layer cases x (fwd, fwdbwd)
+    assert f"{(n_layer_rows + 2) * 2} passed" in proc.stdout  # + 2 model rows, each cnnfast and torch
