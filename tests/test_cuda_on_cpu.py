@@ -217,6 +217,22 @@ def test_wmma_gemm(lib, dtype, code, M, N, K):
     assert torch.equal(C, Ai.float() @ Bi.float())
 
 
+@pytest.mark.parametrize("offset_a,ld_extra", [(1, 0), (0, 1)])
+def test_wmma_misaligned_matrix_is_reported(lib, offset_a, ld_extra):
+    M = N = K = 16
+    storage = torch.zeros(M * (K + ld_extra) + 16, dtype=torch.float16)
+    A = storage[offset_a:]
+    B = torch.zeros(K, N, dtype=torch.float16)
+    C = torch.zeros(M, N)
+    # a leading dimension K + 1 (34 bytes) is not a multiple of 16 bytes: pass K = 17 with M = N = 16
+    with pytest.raises(coc.KernelError, match=r"wmma::load_matrix_sync at .*kernels\.cuh:\d+: "
+                       + (r"the pointer is not 256-bit \(32-byte\) aligned" if offset_a else r"ldm 17 is not a multiple of 16 bytes")):
+        if ld_extra:
+            lib.call("coc_wmma_gemm", 0, P(A), P(B), P(C), M, N, K + ld_extra)
+        else:
+            lib.call("coc_wmma_gemm", 0, P(A), P(B), P(C), M, N, K)
+
+
 def conv_sizes(x, w, stride, padding, dilation, groups):
     return (ctypes.c_longlong * 14)(*x.shape, w.shape[0], w.shape[2], w.shape[3], *stride, *padding, *dilation, groups)
 
@@ -387,7 +403,7 @@ def asan_driver():
 
 
 def run_driver(path, case):
-    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0")
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
     env.pop("LD_PRELOAD", None)
     return subprocess.run([str(path), case], capture_output=True, text=True, env=env, timeout=120)
 
@@ -414,6 +430,15 @@ def test_asan_catches_out_of_bounds(asan_driver, case, kind, access, kernel):
     assert f"{access} of size 4" in proc.stderr
     assert re.search(rf"cuda_on_cpu: kernel {re.escape(kernel)} \(launched at .*\): the access above was made by "
                      rf"block \(\d+,0,0\) thread \(\d+,0,0\)", proc.stderr), proc.stderr
+
+
+@pytest.mark.asan
+def test_asan_build_catches_misaligned_vector_access(asan_driver):
+    proc = run_driver(asan_driver, "misaligned_float4")
+    assert proc.returncode != 0 and "ran without a report" not in proc.stdout
+    assert re.search(r"(load of|reference binding to) misaligned address 0x[0-9a-f]+ for type 'const (struct )?float4', "
+                     r"which requires 16 byte alignment", proc.stderr), proc.stderr
+    assert "vector_copy_kernel" in proc.stderr  # the kernel's frame in the stack trace
 
 
 @pytest.mark.asan

@@ -4,7 +4,8 @@
 // Each lane holds a whole tile (num_elements is the tile size, not the GPU's per-lane share),
 // so element-wise loops over frag.x[i] that are the same in every lane work as on the GPU.
 // load/mma/store are warp collectives: every live lane of the warp must call them (a lane that
-// does not is reported like any warp collective). Inputs are what the tensor cores see:
+// does not is reported like any warp collective); loads and stores check the GPU's alignment
+// rules (256-bit aligned pointer, leading dimension a multiple of 16 bytes). Inputs are what the tensor cores see:
 // half and bfloat16 exactly, tf32 with the low 13 mantissa bits of the float ignored (use
 // wmma::__float_to_tf32 to round to nearest, ties away, as the GPU's cvt.rna.tf32.f32 does).
 // Each output is c + sum_k a*b computed exactly in double and rounded once to float; a GPU's
@@ -63,6 +64,20 @@ inline void warp_rendezvous(const char* file, int line) {
   ::cuda_on_cpu::detail::warp_collective(::cuda_on_cpu::detail::WarpOp::wmma, 0xffffffffu, 0, 0,
                                          32, file, line);
 }
+
+// The GPU's requirements on a fragment's memory: a 256-bit aligned pointer and a leading
+// dimension that is a multiple of 16 bytes. A violation is undefined there, so it fails here.
+template <class P>
+inline void check_matrix_memory(const char* what, const P* p, unsigned ldm, const char* file, int line) {
+  const bool aligned = reinterpret_cast<uintptr_t>(p) % 32 == 0;
+  const bool ld_ok = (size_t(ldm) * sizeof(P)) % 16 == 0;
+  if (aligned && ld_ok) return;
+  ::cuda_on_cpu::detail::fail_in_fiber(
+      std::string(what) + " at " + ::cuda_on_cpu::detail::site(file, line) + ": " +
+      (aligned ? "" : "the pointer is not 256-bit (32-byte) aligned") + (aligned || ld_ok ? "" : " and ") +
+      (ld_ok ? "" : "ldm " + std::to_string(ldm) + " is not a multiple of 16 bytes") + ", " +
+      ::cuda_on_cpu::detail::where(*::cuda_on_cpu::detail::g_current));
+}
 }  // namespace detail
 
 template <class Use, int M, int N, int K, class T, class Layout = void>
@@ -93,6 +108,7 @@ template <class Use, int M, int N, int K, class T, class L, class P>
 inline void load_matrix_sync(fragment<Use, M, N, K, T, L>& f, const P* p, unsigned ldm,
                              const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   static_assert(!std::is_same<Use, accumulator>::value, "accumulator loads take a layout_t");
+  detail::check_matrix_memory("wmma::load_matrix_sync", p, ldm, file, line);
   detail::warp_rendezvous(file, line);
   using F = fragment<Use, M, N, K, T, L>;
   for (int r = 0; r < F::rows; ++r)
@@ -105,6 +121,7 @@ template <int M, int N, int K>
 inline void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* p, unsigned ldm,
                              layout_t layout, const char* file = __builtin_FILE(),
                              int line = __builtin_LINE()) {
+  detail::check_matrix_memory("wmma::load_matrix_sync", p, ldm, file, line);
   detail::warp_rendezvous(file, line);
   for (int r = 0; r < M; ++r)
     for (int c = 0; c < N; ++c)
@@ -115,6 +132,7 @@ template <int M, int N, int K>
 inline void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f,
                               unsigned ldm, layout_t layout, const char* file = __builtin_FILE(),
                               int line = __builtin_LINE()) {
+  detail::check_matrix_memory("wmma::store_matrix_sync", p, ldm, file, line);
   detail::warp_rendezvous(file, line);
   // Each lane stores its share of the tile, as on the GPU.
   const unsigned lane = ::cuda_on_cpu::detail::g_current->linear % 32;

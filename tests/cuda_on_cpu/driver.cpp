@@ -4,6 +4,7 @@
 //   driver shared_oob_write
 //   driver static_shared_oob_write
 //   driver static_shared_oob_template_write
+//   driver misaligned_float4
 //   driver stack_overflow
 // Exit status 0 when the kernels ran and matched, 1 on a mismatch, 2 on a KernelError.
 #include "entry_points.cpp"
@@ -123,12 +124,16 @@ int run_correct() {
       for (int r = 0; r < M; ++r)
         for (int c = 0; c < N; ++c)
           for (int k = 0; k < K; ++k) ref[r * N + c] += a[r * K + k] * b[k * N + c];
-      __half* ah = new __half[M * K]; __half* bh = new __half[K * N];
-      __nv_bfloat16* ab = new __nv_bfloat16[M * K]; __nv_bfloat16* bb = new __nv_bfloat16[K * N];
-      float* af = new float[M * K]; float* bf = new float[K * N];
+      // WMMA wants 256-bit aligned matrices (new[] gives 16 bytes).
+      auto* ah = static_cast<__half*>(std::aligned_alloc(64, M * K * sizeof(__half)));
+      auto* bh = static_cast<__half*>(std::aligned_alloc(64, K * N * sizeof(__half)));
+      auto* ab = static_cast<__nv_bfloat16*>(std::aligned_alloc(64, M * K * sizeof(__nv_bfloat16)));
+      auto* bb = static_cast<__nv_bfloat16*>(std::aligned_alloc(64, K * N * sizeof(__nv_bfloat16)));
+      auto* af = static_cast<float*>(std::aligned_alloc(64, M * K * sizeof(float)));
+      auto* bf = static_cast<float*>(std::aligned_alloc(64, K * N * sizeof(float)));
       for (int i = 0; i < M * K; ++i) { ah[i] = __float2half(a[i]); ab[i] = __float2bfloat16(a[i]); af[i] = a[i]; }
       for (int i = 0; i < K * N; ++i) { bh[i] = __float2half(b[i]); bb[i] = __float2bfloat16(b[i]); bf[i] = b[i]; }
-      float* C = new float[M * N];
+      auto* C = static_cast<float*>(std::aligned_alloc(64, M * N * sizeof(float)));
       const void* As[3] = {ah, ab, af};
       const void* Bs[3] = {bh, bb, bf};
       const char* names[3] = {"wmma_half", "wmma_bf16", "wmma_tf32"};
@@ -138,7 +143,7 @@ int run_correct() {
         for (int i = 0; i < M * N; ++i) ok &= C[i] == ref[i];
         expect(ok, names[d]);
       }
-      delete[] ah; delete[] bh; delete[] ab; delete[] bb; delete[] af; delete[] bf; delete[] C;
+      for (void* p : {(void*)ah, (void*)bh, (void*)ab, (void*)bb, (void*)af, (void*)bf, (void*)C}) std::free(p);
     }
     {  // conv2d with padding, stride, groups: exact-size buffers
       const long long sz[14] = {2, 4, 9, 8, 6, 3, 3, 2, 1, 1, 1, 1, 1, 2};
@@ -181,6 +186,13 @@ int main(int argc, char** argv) {
     check(guarded([&] {
       CNNFAST_LAUNCH((cnnfast::cuda::LaunchConfig{dim3(1), dim3(16), 0}), nullptr, static_shared_oob_template_kernel<16>)(y, 1);
     }));
+  } else if (what == "misaligned_float4") {
+    // float4 loads from a pointer 4 bytes past a 16-byte boundary: a GPU faults.
+    int counts[6];
+    auto* x4 = static_cast<float*>(std::aligned_alloc(64, 128 * sizeof(float)));
+    auto* y4 = static_cast<float*>(std::aligned_alloc(64, 128 * sizeof(float)));
+    for (int i = 0; i < 128; ++i) x4[i] = float(i);
+    check(coc_vector_copy(x4 + 1, y4, 16, counts));
   } else if (what == "stack_overflow") {
     int* out = new int[32]();
     check(guarded([&] {
