@@ -217,6 +217,22 @@ def test_wmma_gemm(lib, dtype, code, M, N, K):
     assert torch.equal(C, Ai.float() @ Bi.float())
 
 
+def test_wmma_layouts_and_accumulator_load(lib):
+    M, N, K = 32, 48, 32
+    g = torch.Generator().manual_seed(3)
+    A = torch.randint(-4, 5, (M, K), generator=g).half()
+    Bt = torch.randint(-4, 5, (N, K), generator=g).half()
+    C0 = torch.randint(-9, 10, (M, N), generator=g).float()
+
+    def run():
+        Dt = torch.full((N, M), float("nan"))
+        lib.call("coc_wmma_layouts", P(A), P(Bt), P(C0), P(Dt), M, N, K)
+        return (Dt,)
+
+    (Dt,) = run_orders(lib, run)
+    assert torch.equal(Dt, (2 * (A.float() @ Bt.float().t() + C0)).t())
+
+
 @pytest.mark.parametrize("offset_a,ld_extra", [(1, 0), (0, 1)])
 def test_wmma_misaligned_matrix_is_reported(lib, offset_a, ld_extra):
     M = N = K = 16
@@ -393,7 +409,7 @@ def test_same_kernel_source_compiles_under_nvcc(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     entries = re.findall(r"Compiling entry function '(\w+)'", proc.stderr)
-    assert len(entries) == 23, entries
+    assert len(entries) == 24, entries
     assert any("wmma_gemm_kernel" in e for e in entries)
 
 

@@ -52,6 +52,12 @@ int coc_wmma_gemm(int dtype, const void* A, const void* B, float* C, int M, int 
   });
 }
 
+int coc_wmma_layouts(const void* A, const void* Bt, const float* C0, float* Dt, int M, int N, int K) {
+  return guarded([&] {
+    cnnfast_test::wmma_layouts(static_cast<const __half*>(A), static_cast<const __half*>(Bt), C0, Dt, M, N, K, nullptr);
+  });
+}
+
 // Rounding of the CPU build's conversions (cuda_fp16.h / cuda_bf16.h host code and tf32).
 void coc_round(int dtype, const float* in, float* out, int n) {
   for (int i = 0; i < n; ++i) {

@@ -197,6 +197,33 @@ void wmma_gemm_tf32(const float* A, const float* B, float* C, int M, int N, int 
   CNNFAST_LAUNCH(wmma_gemm_config(M, N), s, wmma_gemm_kernel<float, nvcuda::wmma::precision::tf32, 8>)(A, B, C, M, N, K);
 }
 
+// ---- WMMA with the other layouts: D = A B + C0 with B column-major (Bt[N,K] row-major), C0
+// loaded row-major, D stored column-major (Dt[N,M] row-major); one warp per 16x16 tile.
+__global__ void wmma_layouts_kernel(const __half* __restrict__ A, const __half* __restrict__ Bt,
+                                    const float* __restrict__ C0, float* __restrict__ Dt, int M,
+                                    int N, int K) {
+  namespace wmma = nvcuda::wmma;
+  const int tile_m = blockIdx.y * 16, tile_n = blockIdx.x * 16;
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
+  wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
+  wmma::load_matrix_sync(c, C0 + size_t(tile_m) * N + tile_n, N, wmma::mem_row_major);
+  for (int k = 0; k < K; k += 16) {
+    wmma::load_matrix_sync(a, A + size_t(tile_m) * K + k, K);
+    wmma::load_matrix_sync(b, Bt + size_t(tile_n) * K + k, K);
+    wmma::mma_sync(c, a, b, c);
+  }
+  for (int i = 0; i < c.num_elements; ++i) c.x[i] *= 2.0f;  // element-wise, as GPU code may do
+  wmma::store_matrix_sync(Dt + size_t(tile_n) * M + tile_m, c, M, wmma::mem_col_major);
+}
+
+inline LaunchConfig wmma_layouts_config(int M, int N) { return {dim3(ceil_div(N, 16), ceil_div(M, 16)), dim3(32), 0}; }
+
+template <class Stream>
+void wmma_layouts(const __half* A, const __half* Bt, const float* C0, float* Dt, int M, int N, int K, Stream s) {
+  CNNFAST_LAUNCH(wmma_layouts_config(M, N), s, wmma_layouts_kernel)(A, Bt, C0, Dt, M, N, K);
+}
+
 // ---- Direct conv2d, one thread per output element (NCHW, groups, stride, padding, dilation) ----
 __global__ void conv2d_direct_kernel(const float* __restrict__ x, const float* __restrict__ w,
                                      const float* __restrict__ bias, float* __restrict__ y,

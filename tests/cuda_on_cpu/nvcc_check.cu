@@ -15,6 +15,7 @@ template void t::atomics<cudaStream_t>(const int*, int, int*, float*, double*, _
 template void t::wmma_gemm_half<cudaStream_t>(const __half*, const __half*, float*, int, int, int, cudaStream_t);
 template void t::wmma_gemm_bf16<cudaStream_t>(const __nv_bfloat16*, const __nv_bfloat16*, float*, int, int, int, cudaStream_t);
 template void t::wmma_gemm_tf32<cudaStream_t>(const float*, const float*, float*, int, int, int, cudaStream_t);
+template void t::wmma_layouts<cudaStream_t>(const __half*, const __half*, const float*, float*, int, int, int, cudaStream_t);
 template void t::conv2d_direct<cudaStream_t>(const float*, const float*, const float*, float*, const cnnfast::Conv2dProblem&, cudaStream_t);
 template void t::vector_copy<cudaStream_t>(const float4*, float4*, int, int*, cudaStream_t);
 template void pb::missing_barrier<cudaStream_t>(const float*, float*, int, cudaStream_t);
