@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -39,8 +40,22 @@ P = coc.ptr
 
 
 @pytest.fixture(scope="session")
-def lib():
-    return coc.load([HERE / "entry_points.cpp"], name="harness_tests", werror=True)
+def builds():
+    """Every build of this file, compiled concurrently (each is a separate g++ process)."""
+    pool = ThreadPoolExecutor(max_workers=3)
+    futures = {
+        "lib": pool.submit(coc.build, [HERE / "entry_points.cpp"], name="harness_tests", werror=True),
+        "asan": pool.submit(coc.build, [HERE / "driver.cpp"], executable=True, asan=True, opt="-O1",
+                            name="harness_driver", werror=True),
+        "plain": pool.submit(coc.build, [HERE / "driver.cpp"], executable=True, name="harness_driver", werror=True),
+    }
+    yield futures
+    pool.shutdown(wait=True)
+
+
+@pytest.fixture(scope="session")
+def lib(builds):
+    return coc.Library(builds["lib"].result())
 
 
 def run_orders(lib, fn):
@@ -414,8 +429,8 @@ def test_same_kernel_source_compiles_under_nvcc(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def asan_driver():
-    return coc.build([HERE / "driver.cpp"], executable=True, asan=True, opt="-O1", name="harness_driver", werror=True)
+def asan_driver(builds):
+    return builds["asan"].result()
 
 
 def run_driver(path, case):
@@ -465,8 +480,8 @@ def test_fiber_stack_overflow_hits_the_guard_page(asan_driver):
 
 
 @pytest.fixture(scope="session")
-def plain_driver():
-    return coc.build([HERE / "driver.cpp"], executable=True, name="harness_driver", werror=True)
+def plain_driver(builds):
+    return builds["plain"].result()
 
 
 def test_fiber_stack_overflow_is_named_without_asan(plain_driver):
