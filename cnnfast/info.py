@@ -18,6 +18,8 @@ def info_lines():
         f"CUDA kernels: {'built for ' + build.cuda_archs if build.cuda else 'not built'} ({build.cuda_reason})",
         f"CUDA device present: {torch.cuda.is_available()}",
         f"CPU kernels: float32, float64; threads: {torch.get_num_threads()} (ATen parallel_for)",
+        f"CPU capability (cnnfast's): {torch.ops.cnnfast.cpu_capability()} "
+        "(avx512, avx2 or default; lower it with CNNFAST_CPU_CAPABILITY)",
         f"CPU capability (torch's): {torch.backends.cpu.get_cpu_capability()}",
     ]
     return lines

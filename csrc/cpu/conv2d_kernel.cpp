@@ -212,7 +212,10 @@ void grad_bias_impl(const Conv2dProblem& p, const T* dy, T* db) {
 template <typename T>
 void mask_grad(const T* dy, const T* y, T* out, int64_t n) {
   at::parallel_for(0, n, 32768, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) out[i] = y[i] > T(0) ? dy[i] : T(0);
+    for (int64_t i = begin; i < end; ++i) {
+      const T g = dy[i];  // loaded unconditionally: a branch-free select that vectorizes
+      out[i] = y[i] > T(0) ? g : T(0);
+    }
   });
 }
 

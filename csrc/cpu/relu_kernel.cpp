@@ -68,7 +68,11 @@ at::Tensor relu_backward_kernel(const at::Tensor& grad_output, const at::Tensor&
       const T* g = dy.const_data_ptr<T>();
       T* d = dx.mutable_data_ptr<T>();
       at::parallel_for(0, out.numel(), kGrain, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) d[i] = y[i] > T(0) ? g[i] : T(0);
+        // Both loads unconditional, so the select is branch-free and vectorizes.
+        for (int64_t i = b; i < e; ++i) {
+          const T gi = g[i];
+          d[i] = y[i] > T(0) ? gi : T(0);
+        }
       });
     });
   }

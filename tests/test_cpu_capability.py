@@ -1,0 +1,134 @@
+"""The CPU kernels' SIMD paths (AVX-512, AVX2, portable), chosen at run time by what the CPU supports
+and lowered with CNNFAST_CPU_CAPABILITY: the choice itself, `cnnfast info`, and every path against
+torch (forward and all gradients, through the project's one tolerance rule) and bit-identical for any
+thread count. The variable is read at each op call, so one process can run every path."""
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnfast
+from test_conv2d import GRID, conv, run_conv_case
+from test_conv2d_relu import fused, reference
+
+ORDER = ["default", "avx2", "avx512"]
+
+
+def best_capability():
+    import os
+
+    old = os.environ.pop("CNNFAST_CPU_CAPABILITY", None)
+    try:
+        return torch.ops.cnnfast.cpu_capability()
+    finally:
+        if old is not None:
+            os.environ["CNNFAST_CPU_CAPABILITY"] = old
+
+
+BEST = best_capability()
+PATHS = [pytest.param(c, marks=pytest.mark.skipif(ORDER.index(c) > ORDER.index(BEST), reason=f"CPU lacks {c}"))
+         for c in ORDER]
+
+
+def test_best_capability_is_known_and_matches_the_cpu():
+    assert BEST in ORDER
+    flags = open("/proc/cpuinfo").read() if sys.platform.startswith("linux") else ""
+    if " avx512f " in flags and " avx512bw " in flags and " avx512vl " in flags and " avx512dq " in flags:
+        assert BEST == "avx512"
+    elif " avx2 " in flags and " fma " in flags:
+        assert BEST == "avx2"
+
+
+@pytest.mark.parametrize("want", ORDER + ["AVX2", "bogus", ""])
+def test_env_var_lowers_but_never_raises_the_path(monkeypatch, want):
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", want)
+    got = torch.ops.cnnfast.cpu_capability()
+    if want.lower() in ORDER:
+        assert got == ORDER[min(ORDER.index(want.lower()), ORDER.index(BEST))]
+    else:  # unknown or empty: the best the CPU supports
+        assert got == BEST
+
+
+def test_info_shows_the_chosen_capability(monkeypatch):
+    from cnnfast import info
+
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", "default")
+    assert any(line.startswith("CPU capability (cnnfast's): default") for line in info.info_lines())
+    monkeypatch.delenv("CNNFAST_CPU_CAPABILITY")
+    assert any(line.startswith(f"CPU capability (cnnfast's): {BEST}") for line in info.info_lines())
+
+
+def test_info_in_a_fresh_process_with_the_variable_set():
+    env = dict(__import__("os").environ, CNNFAST_CPU_CAPABILITY="default")
+    out = subprocess.run([sys.executable, "-m", "cnnfast", "info"], capture_output=True, text=True, env=env,
+                         check=True).stdout
+    assert "CPU capability (cnnfast's): default" in out
+
+
+# Shapes that reach every edge of the register blocking: rows 1..6 past a block of 6, column tails of
+# every width up to 15, reductions past the 256-long slice (C*R*S = 288, 576), 1x1 pointwise B,
+# strided grad-input through col2im, groups, dilation, and a batch-1 split over output channels.
+BLOCK_CASES = [
+    (2, 32, 9, 7, 13, 3, 1, 1, 1, 1),        # 63 pixels, 13 rows, reduction 288 (two slices)
+    (1, 64, 8, 8, 64, 3, 1, 1, 1, 1),        # one 64-pixel tile, reduction 576
+    (2, 16, 5, 3, 7, 1, 1, 0, 1, 1),         # pointwise, 15 pixels (masked tail)
+    (3, 8, 11, 11, 17, 3, 2, 1, 1, 1),       # stride 2: col2im grad-input
+    (2, 12, 10, 9, 10, 3, 1, 2, 2, 2),       # dilation, groups
+    (1, 4, 7, 7, 50, 3, 1, 1, 1, 1),         # batch 1, 49 pixels: output channels split over threads
+]
+
+
+@pytest.mark.parametrize("case", GRID[:4] + GRID[-2:] + BLOCK_CASES)
+@pytest.mark.parametrize("path", PATHS)
+def test_every_path_matches_torch(monkeypatch, path, case):
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    assert torch.ops.cnnfast.cpu_capability() == path
+    n, c, h, w, k, kernel, stride, padding, dilation, groups = case
+    run_conv_case(conv, F.conv2d, n, c, h, w, k, kernel, stride, padding, dilation, groups)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_every_path_fused_relu_and_channels_last(monkeypatch, path):
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    run_conv_case(fused, reference, 2, 32, 9, 7, 13, 3, 1, 1, 1, 1)
+    run_conv_case(fused, reference, 2, 6, 14, 14, 16, 5, 1, 0, 1, 1, fmt="channels_last")
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_every_path_bit_identical_for_any_thread_count(monkeypatch, path):
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 32, 9, 11, generator=g, requires_grad=True)
+    w = torch.randn(20, 16, 3, 3, generator=g, requires_grad=True)
+    b = torch.randn(20, generator=g, requires_grad=True)
+
+    def run():
+        outs = []
+        for stride in (1, 2):
+            y = cnnfast.functional.conv2d_relu(x, w, b, stride=stride, padding=1, groups=2)
+            outs += [y, *torch.autograd.grad(y, (x, w, b), torch.ones_like(y))]
+        return outs
+
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = run()
+        for threads in (2, 3):
+            torch.set_num_threads(threads)
+            assert all(torch.equal(a, b_) for a, b_ in zip(serial, run()))
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_every_path_float64_takes_the_portable_kernel_exactly(monkeypatch, path):
+    # float64 has no SIMD path: every capability gives the same bits.
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 5, 8, 8, generator=g, dtype=torch.float64)
+    w = torch.randn(7, 5, 3, 3, generator=g, dtype=torch.float64)
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", "default")
+    expected = cnnfast.functional.conv2d(x, w, padding=1)
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    assert torch.equal(cnnfast.functional.conv2d(x, w, padding=1), expected)
