@@ -114,17 +114,32 @@ def test_fast_model_matches_torch_model(name):
             assert type(m2) is kinds[type(m1)], n2
     fast.load_state_dict(ref.state_dict())
     for mode in ("train", "eval"):
+        fast.load_state_dict(ref.state_dict())  # same BatchNorm running statistics in both
         getattr(ref, mode)(), getattr(fast, mode)()
         x = _input(ref, n=4)
+        # float32 forward: a different summation order in each conv (K = C*kh*kw <= 576 terms) gives
+        # a few ulps of the partial sums, compounded over at most 21 layers; 1e-4 relative / 1e-5
+        # absolute is ~1000 ulps of outputs of magnitude ~1.
+        torch.testing.assert_close(fast(x), ref(x), rtol=1e-4, atol=1e-5)
+    # Gradients in float64. In float32 a rounding-size difference can move a ReLU input across 0 or
+    # flip a max-pool argmax, which changes the (sub)gradient by O(1) at that element, and
+    # train-mode BatchNorm's backward spreads it over the whole channel: a legitimate difference no
+    # tolerance describes. In float64 (eps 2.2e-16) such a flip needs a value within ~1e-13 of a
+    # kink, which these random inputs do not have. Tolerance: sums of <= 4*32*32 = 4096 terms per
+    # weight gradient through <= 21 layers, each adding relative error ~K*eps <= 1e-12, and
+    # BatchNorm's backward (a difference of two terms of similar size) amplifying it ~100x: 1e-8
+    # relative, 1e-10 absolute.
+    ref.double(), fast.double()
+    for mode in ("train", "eval"):
+        fast.load_state_dict(ref.state_dict())  # same BatchNorm running statistics in both
+        getattr(ref, mode)(), getattr(fast, mode)()
+        x = _input(ref, n=4).double()
         x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
         y1, y2 = ref(x1), fast(x2)
-        # fp32 with a different summation order in each conv (K = C*kh*kw <= 576 terms): the
-        # difference is a few ulps of the partial sums, compounded over at most 21 layers; 1e-4
-        # relative / 1e-5 absolute is ~1000 ulps of outputs of magnitude ~1.
-        torch.testing.assert_close(y2, y1, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(y2, y1, rtol=1e-10, atol=1e-12)
         y1.square().sum().backward()
         y2.square().sum().backward()
-        torch.testing.assert_close(x2.grad, x1.grad, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(x2.grad, x1.grad, rtol=1e-8, atol=1e-10)
         for (n, p1), p2 in zip(ref.named_parameters(), fast.parameters()):
-            torch.testing.assert_close(p2.grad, p1.grad, rtol=1e-3, atol=1e-4, msg=lambda m, n=n: f"{n}: {m}")
+            torch.testing.assert_close(p2.grad, p1.grad, rtol=1e-8, atol=1e-10, msg=lambda m, n=n: f"{n}: {m}")
             p1.grad = p2.grad = None
