@@ -242,7 +242,7 @@ def train(args):
             }
             if bar is not None:
                 bar.set_postfix_str(f"loss {last['train_loss']:.4f}, test acc {te_acc:.2%}, "
-                                    f"{last['images_per_sec']:,.0f} img/s")
+                                    f"{last['images_per_sec']:,.0f} img/s", refresh=False)
                 bar.close()
             if ctx.is_main:
                 _save({
