@@ -101,7 +101,9 @@ def build(sources, *, executable: bool = False, asan: bool = False, opt: str = "
     if asan:  # with UBSan's alignment check: a misaligned float4 access faults on a GPU
         flags += ["-fsanitize=address,alignment", "-fno-sanitize-recover=alignment", "-fno-omit-frame-pointer"]
     if not executable:
-        flags += ["-fPIC", "-shared"]
+        # -fno-gnu-unique: each library keeps its own harness state (thread order, stacks), even
+        # when several are loaded into one process.
+        flags += ["-fPIC", "-shared", "-fno-gnu-unique"]
     key = hashlib.sha256()
     key.update(" ".join([cxx] + flags).encode())
     for f in _dependencies(sources):

@@ -110,7 +110,6 @@ struct KernelError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// The grid, block and dynamic shared memory of a launch (see csrc/cuda/common/launch.cuh).
 namespace detail {
 
 constexpr int kWarp = 32;
