@@ -336,6 +336,14 @@ def test_missing_barrier_shows_as_order_dependence(lib):
     assert any(not torch.equal(o, ref) for o in outs.values())
 
 
+def test_inter_block_dependence_shows_as_order_dependence(lib):
+    def run():
+        return (planted(lib, "inter_block_race", 640, 64),)
+
+    with pytest.raises(AssertionError, match=r"differs bit-wise"):
+        coc.in_every_order(lib, run)
+
+
 PLANTED_ERRORS = {
     "divergent_barrier": (0, 64, r"threads wait at different __syncthreads: .*planted_bugs\.cuh:\d+ \(block \(0,0,0\) thread \(\d+,0,0\).*planted_bugs\.cuh:\d+"),
     "exit_before_barrier": (40, 64, r"a thread exited while others wait at __syncthreads at .*planted_bugs\.cuh:\d+: exited block \(0,0,0\) thread \((4\d|5\d|6[0-3]),0,0\)"),
@@ -345,7 +353,7 @@ PLANTED_ERRORS = {
                            r"(: lane \d+ reads lane (1[6-9]|2\d|3[01]), which is not a live lane named in the mask"
                            r"| does not name the calling lane (1[6-9]|2\d|3[01])).*block \(\d,0,0\) thread"),
     "missing_lane_shuffle": (32, 32, r"__shfl_down_sync at .*planted_bugs\.cuh:\d+ with mask 0xffffffff: lane 31 \(thread \(31,0,0\)\) named in the mask never arrives \(it has exited\)"),
-    "shared_oob_write": (100, 64, r"out-of-bounds write past the end of dynamic shared memory \(256 bytes\) in block \(0,0,0\)"),
+    "shared_oob_write": (100, 64, r"out-of-bounds write past the end of dynamic shared memory \(256 bytes\) in block \(\d,0,0\)"),
 }
 
 
@@ -424,7 +432,7 @@ def test_same_kernel_source_compiles_under_nvcc(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     entries = re.findall(r"Compiling entry function '(\w+)'", proc.stderr)
-    assert len(entries) == 24, entries
+    assert len(entries) == 25, entries
     assert any("wmma_gemm_kernel" in e for e in entries)
 
 

@@ -6,10 +6,11 @@
 // cuda_fp16.h and cuda_bf16.h, whose host implementations give the exact conversions), and
 // -Wno-unknown-pragmas for the kernels' `#pragma unroll` (cnnfast/_cuda_on_cpu.py does both).
 //
-// Model: each CUDA thread of a block is a fiber (ucontext) with its own stack and a guard page;
+// Model: each CUDA thread of a block is a fiber (ucontext) with its own stack and guard pages;
 // blocks run one after another. A fiber runs until it reaches __syncthreads, a warp collective
 // or its end; only then does the scheduler switch to the next thread, in the launch's thread
-// order (forward, reversed, or shuffled by a seed, anew after every barrier).
+// order (forward, reversed, or shuffled by a seed, anew after every barrier). Blocks run in the
+// same kind of order.
 // Misuse aborts the launch with a cuda_on_cpu::KernelError naming the kernel, the call site,
 // the block and the thread: threads at different __syncthreads, a thread that exited while
 // others wait at one, a lane named in a warp collective's mask that never arrives, a mask that
@@ -657,13 +658,15 @@ inline void run_grid(Launch& L) {
   g_grid_dim = L.grid;
   g_block_dim = L.block;
   std::vector<unsigned> order(L.nthreads);
-  uint64_t b = 0;
-  for (unsigned z = 0; z < L.grid.z; ++z)
-    for (unsigned y = 0; y < L.grid.y; ++y)
-      for (unsigned x = 0; x < L.grid.x; ++x, ++b) {
-        g_block_idx = uint3{x, y, z};
-        run_block(L, order, b);
-      }
+  // Blocks run one at a time in the same order as threads (forward, reversed, shuffled): a
+  // block that reads what another block of the same launch writes shows up as a difference.
+  if (nblocks > 0xffffffffull) fail("grid of more than 2^32 blocks");
+  std::vector<unsigned> blocks(static_cast<size_t>(nblocks));
+  make_order(blocks, L.opts.order, L.opts.seed ^ 0xB10C4B10C4ull, 0, ~0ull);
+  for (unsigned b : blocks) {
+    g_block_idx = uint3{b % L.grid.x, (b / L.grid.x) % L.grid.y, b / (L.grid.x * L.grid.y)};
+    run_block(L, order, b);
+  }
 }
 
 template <class Kernel, class Tuple>

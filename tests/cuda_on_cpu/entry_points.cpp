@@ -93,6 +93,7 @@ int coc_planted(const char* name, const float* x, float* y, int n, int threads) 
     else if (k == "missing_lane_shuffle") pb::missing_lane_shuffle(x, y, nullptr);
     else if (k == "shared_oob_write") pb::shared_oob_write(x, y, n, threads, nullptr);
     else if (k == "global_oob_read") pb::global_oob_read(x, y, n, nullptr);
+    else if (k == "inter_block_race") pb::inter_block_race(x, y, n, nullptr);
     else throw std::runtime_error("no planted bug named " + k);
   });
 }

@@ -24,4 +24,5 @@ template void pb::exit_before_barrier<cudaStream_t>(const float*, float*, int, i
 template void pb::wrong_mask_shuffle<cudaStream_t>(const float*, float*, int, cudaStream_t);
 template void pb::missing_lane_shuffle<cudaStream_t>(const float*, float*, cudaStream_t);
 template void pb::shared_oob_write<cudaStream_t>(const float*, float*, int, int, cudaStream_t);
+template void pb::inter_block_race<cudaStream_t>(const float*, float*, int, cudaStream_t);
 template void pb::global_oob_read<cudaStream_t>(const float*, float*, int, cudaStream_t);

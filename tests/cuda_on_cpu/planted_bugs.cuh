@@ -80,6 +80,20 @@ __global__ void global_oob_read_kernel(const float* __restrict__ x, float* __res
   if (i < n) y[i] = x[i + 1];
 }
 
+// Bug: block b reads what block b - 1 writes in the same launch (no order between blocks).
+// Caught by: different results under different block orders.
+__global__ void inter_block_race_kernel(const float* __restrict__ x, float* __restrict__ y, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const float left = blockIdx.x > 0 && threadIdx.x == 0 ? y[i - 1] : 0.0f;
+  y[i] = x[i] + left;
+}
+
+template <class Stream>
+void inter_block_race(const float* x, float* y, int n, Stream s) {
+  CNNFAST_LAUNCH(one_dim(n, 64), s, inter_block_race_kernel)(x, y, n);
+}
+
 template <class Stream>
 void missing_barrier(const float* x, float* y, int n, Stream s) {
   CNNFAST_LAUNCH(one_dim(n, 256), s, missing_barrier_kernel)(x, y, n);
