@@ -10,7 +10,7 @@ from torch import nn
 
 import cnnfast  # noqa: F401  (registers the ops)
 from cnnfast import bench, models
-from cnnfast.bench import command, report, roofline, runner, suites
+from cnnfast.bench import command, report, roofline, runner, suites, timing
 
 
 def parse(*argv):
@@ -262,6 +262,7 @@ def test_small_real_run_on_cpu(tmp_path):
     assert command.main(args, out=out) == 0, out.getvalue()
     text = out.getvalue()
     assert "device: CPU" in text and "threads:" in text and "measured peaks" in text and "oneDNN" in text
+    assert "threads kept busy" in text
     assert "lenet: geometric mean speed-up" in text and "all rows match the reference" in text
     doc = json.loads((tmp_path / "b.json").read_text())
     assert report.validate(doc) == []
@@ -332,3 +333,14 @@ def test_pytest_benchmark_suite_runs():
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     n_layer_rows = 10 * 2  # LeNet's 10 layer cases x (fwd, fwdbwd)
     assert f"{(n_layer_rows + 2) * 2} passed" in proc.stdout  # + 2 model rows, each cnnfast and torch
+
+
+def test_busy_threads_counts_working_threads():
+    x = torch.randn(8, 16, 32, 32)
+    w = torch.randn(32, 16, 3, 3)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert timing.busy_threads(lambda: torch.nn.functional.conv2d(x, w, padding=1), seconds=0.3) == 1
+    finally:
+        torch.set_num_threads(threads)

@@ -88,10 +88,12 @@ def main(args, out=None):
     supported = cnnfast_supported_dtypes(device)
     peak_dtypes = [DTYPES[d] for d in args.dtype if DTYPES[d] in supported]
     doc["peaks"] = timing.measure_peaks(device, peak_dtypes)
-    print("\n".join(report.header_lines({**doc, "rows": [], "suites": {}})), file=out, flush=True)
-    print(f"running {len(work)} rows ...", file=out, flush=True)
 
     impl, ref_impl = cnnfast_impl(), reference_impl()
+    if device == "cpu":
+        doc["environment"]["threads_busy"] = _threads_busy(impl, ref_impl)
+    print("\n".join(report.header_lines({**doc, "rows": [], "suites": {}})), file=out, flush=True)
+    print(f"running {len(work)} rows ...", file=out, flush=True)
     rows = []
     from tqdm import tqdm  # noqa: PLC0415
 
@@ -146,3 +148,15 @@ def _predict(doc, work, args, out):
         report.write_json(doc, args.json)
         print(f"wrote {args.json}", file=out)
     return 0
+
+
+def _threads_busy(impl, ref_impl):
+    """Threads each side really keeps busy on a mid-sized convolution (see timing.busy_threads)."""
+    x = torch.randn(16, 32, 32, 32)
+    w = torch.randn(64, 32, 3, 3)
+    with torch.no_grad():
+        return {
+            "probe": "conv2d 16x32x32x32 w64x32x3x3 s1 p1",
+            "cnnfast": timing.busy_threads(lambda: impl.conv2d(x, w, None, 1, 1, 1, 1)),
+            "torch": timing.busy_threads(lambda: ref_impl.conv2d(x, w, None, 1, 1, 1, 1)),
+        }

@@ -164,7 +164,13 @@ def header_lines(doc):
         f"  python {env['python']}  cnnfast {env['cnnfast']}"
     )
     if env["device"] == "cpu":
-        lines.append(f"threads: {env['threads']} on both sides (torch.set_num_threads)")
+        line = f"threads: {env['threads']} on both sides (torch.set_num_threads)"
+        busy = env.get("threads_busy") or {}
+        if busy.get("cnnfast") and busy.get("torch"):
+            line += f"; threads kept busy by a {busy['probe']}: cnnfast {busy['cnnfast']}, torch {busy['torch']}"
+            if busy["cnnfast"] < min(env["threads"], busy["torch"]):
+                line += " (cnnfast's CPU kernels use fewer threads than they are given)"
+        lines.append(line)
     else:
         lines.append(f"TF32: {'on' if env['tf32'] else 'off'} on both sides (torch.backends.cuda.matmul.allow_tf32 and "
                      f"torch.backends.cudnn.allow_tf32 = {bool(env['tf32'])}); cudnn.benchmark = True for the reference")

@@ -1,5 +1,6 @@
 """Timing: interleaved A/B measurement with a warm-up, summary statistics, and the peak rates of the
 machine measured in the same run (a large matrix product for FLOP/s, a large copy for bytes/s)."""
+import os
 import statistics
 import time
 
@@ -99,3 +100,34 @@ def measure_peaks(device, dtypes, seconds=0.5):
         t = timer(lambda: dst.copy_(src))
         best, spent = min(best, t), spent + t
     return {"flops": flops, "bytes": 2 * src.numel() * src.element_size() / best}
+
+
+def _thread_ticks():
+    ticks = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks[tid] = int(fields[11]) + int(fields[12])  # utime + stime
+        except (OSError, IndexError, ValueError):
+            continue
+    return ticks
+
+
+def busy_threads(fn, seconds=0.4):
+    """How many of this process's threads did real work while ``fn`` ran in a loop for ``seconds``
+    (a thread counts when it got at least a quarter of the busiest thread's CPU time). Linux only;
+    None elsewhere. Tells whether a side really uses the thread count it was given."""
+    if not os.path.isdir("/proc/self/task"):
+        return None
+    fn()
+    before = _thread_ticks()
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        fn()
+    after = _thread_ticks()
+    used = [after[t] - before.get(t, 0) for t in after]
+    top = max(used, default=0)
+    if top <= 0:
+        return None
+    return sum(1 for u in used if u >= top / 4)
