@@ -254,7 +254,16 @@ def test_bench_is_a_cnnfast_command():
     assert bench.__doc__.strip().splitlines()[0]
 
 
-def test_small_real_run_on_cpu(tmp_path):
+@pytest.fixture
+def quick_timing(monkeypatch):
+    """Real measurements, but short: one call per sample, brief peak measurements."""
+    import functools
+
+    monkeypatch.setattr(timing, "interleaved", functools.partial(timing.interleaved, min_sample_s=0))
+    monkeypatch.setattr(timing, "measure_peaks", functools.partial(timing.measure_peaks, seconds=0.05))
+
+
+def test_small_real_run_on_cpu(tmp_path, quick_timing):
     out = io.StringIO()
     args = parse("--device", "cpu", "--suite", "lenet", "--batch", "2", "--repeat", "2", "--warmup", "1",
                  "--direction", "fwd,bwd,fwdbwd", "--memory-format", "nchw,channels_last",
@@ -275,7 +284,7 @@ def test_small_real_run_on_cpu(tmp_path):
     assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_unsupported_dtype_rows(tmp_path):
+def test_unsupported_dtype_rows(tmp_path, quick_timing):
     out = io.StringIO()
     args = parse("--device", "cpu", "--suite", "lenet", "--batch", "1", "--repeat", "1", "--warmup", "1",
                  "--ops", "relu", "--direction", "fwd", "--dtype", "float16,float64", "--json", str(tmp_path / "b.json"))
