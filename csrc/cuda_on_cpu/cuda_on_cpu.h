@@ -15,8 +15,11 @@
 // the block and the thread: threads at different __syncthreads, a thread that exited while
 // others wait at one, a lane named in a warp collective's mask that never arrives, a mask that
 // does not name the calling lane, a shuffle reading a lane outside its mask, an out-of-bounds
-// write around dynamic shared memory. Build with -fsanitize=address to have AddressSanitizer
-// catch out-of-bounds reads and writes of global and dynamic shared memory.
+// write around dynamic shared memory, a misaligned WMMA matrix, a fiber stack overflow. Build
+// with -fsanitize=address,alignment to have the sanitizers catch out-of-bounds reads and writes
+// of global, dynamic shared and kernels' static shared memory, and misaligned vector accesses.
+//
+// Sub-headers: wmma.h (nvcuda::wmma), c_api.h (entry-point helpers for ctypes).
 //
 // See README.md, "CUDA kernels on the CPU", for the launch convention and what a pass proves.
 #pragma once
