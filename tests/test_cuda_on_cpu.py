@@ -393,6 +393,7 @@ SCHEDULER_ERRORS = {
     "partial_warp_full_mask": (48, r"__shfl_xor_sync at .*scheduler_cases\.cuh:\d+ with mask 0xffffffff: lane \d+ reads lane (1[6-9]|2\d|3[01]), which is not a live lane"),
     "warp_vs_barrier": (32, r"__shfl_sync at .*scheduler_cases\.cuh:\d+ with mask 0xffffffff: lane 0 \(thread \(0,0,0\)\) named in the mask never arrives \(it waits at __syncthreads at .*scheduler_cases\.cuh:\d+\)"),
     "different_collectives": (32, r"lanes named in mask 0xffffffff meet at different warp collectives: __(ballot|any)_sync at .*scheduler_cases\.cuh:\d+ and __(ballot|any)_sync at"),
+    "trap": (32, r"__trap\(\) at .*scheduler_cases\.cuh:\d+, block \(0,0,0\) thread \(5,0,0\)"),
     "mask_mismatch": (32, r"__shfl_sync at .*scheduler_cases\.cuh:\d+ with mask 0xffffffff: lane \d+ \(thread \(\d+,0,0\)\) named in the mask never arrives \(it (has exited|waits at __shfl_sync at .* with mask 0x0000ffff)\)"),
 }
 
@@ -432,7 +433,7 @@ def test_same_kernel_source_compiles_under_nvcc(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     entries = re.findall(r"Compiling entry function '(\w+)'", proc.stderr)
-    assert len(entries) == 25, entries
+    assert len(entries) == 26, entries
     assert any("wmma_gemm_kernel" in e for e in entries)
 
 

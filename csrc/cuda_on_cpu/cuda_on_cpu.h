@@ -70,6 +70,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -875,6 +876,16 @@ inline int atomicAnd(int* a, int v) { int o = *a; *a = o & v; return o; }
 inline unsigned atomicAnd(unsigned* a, unsigned v) { unsigned o = *a; *a = o & v; return o; }
 inline int atomicOr(int* a, int v) { int o = *a; *a = o | v; return o; }
 inline unsigned atomicOr(unsigned* a, unsigned v) { unsigned o = *a; *a = o | v; return o; }
+
+// __trap() aborts the launch (on a GPU it kills the kernel with an error).
+[[noreturn]] inline void __trap(const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+  ::cuda_on_cpu::detail::fail_in_fiber("__trap() at " + ::cuda_on_cpu::detail::site(file, line) + ", " +
+                                       ::cuda_on_cpu::detail::where(*::cuda_on_cpu::detail::g_current));
+}
+inline long long clock64() {  // a monotonic cycle-like counter (nanoseconds here)
+  return static_cast<long long>(std::chrono::steady_clock::now().time_since_epoch().count());
+}
+inline void __nanosleep(unsigned) {}
 
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline void __threadfence_block() { std::atomic_thread_fence(std::memory_order_seq_cst); }

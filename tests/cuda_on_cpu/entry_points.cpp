@@ -110,6 +110,7 @@ int coc_scheduler_case(const char* name, int* out, int threads) {
     else if (k == "warp_vs_barrier") CNNFAST_LAUNCH(cfg, nullptr, sc::warp_vs_barrier_kernel)(out);
     else if (k == "different_collectives") CNNFAST_LAUNCH(cfg, nullptr, sc::different_collectives_kernel)(out);
     else if (k == "mask_mismatch") CNNFAST_LAUNCH(cfg, nullptr, sc::mask_mismatch_kernel)(out);
+    else if (k == "trap") CNNFAST_LAUNCH(cfg, nullptr, sc::trap_kernel)(out);
     else throw std::runtime_error("no scheduler case named " + k);
   });
 }

@@ -62,5 +62,11 @@ __global__ void mask_mismatch_kernel(int* out) {
   out[lane] = __shfl_sync(mask, lane, 0);
 }
 
+// Bug: a thread traps.
+__global__ void trap_kernel(int* out) {
+  if (threadIdx.x == 5) __trap();
+  out[threadIdx.x] = 1;
+}
+
 }  // namespace scheduler
 }  // namespace cnnfast_test
