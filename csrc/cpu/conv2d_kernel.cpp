@@ -54,12 +54,89 @@ inline int64_t forward_k_chunks(const Conv2dProblem& p, int64_t items) {
   return std::max<int64_t>(1, std::min(by_rows, (want + items - 1) / items));
 }
 
+// Stride 1 without im2col: the input is copied once into a zero-padded buffer [N, C, Hp, Wp], and
+// output pixels are numbered on the padded width, v = oh * Wp + ow. Then tap r = (c, kh, kw) of pixel
+// v reads xp[c, 0, 0] + v + kh * dilation_h * Wp + kw * dilation_w: each B row of the GEMM is a shifted
+// view of the padded input (gemm.h's b_off). The Wp - Q columns past each row's end are computed and
+// dropped; a tile's result goes to a small buffer and its valid columns to y.
+// The input zero-padded into [N, C, Hp, Wp], plus room for the reads of dropped columns, which reach
+// (S - 1) * dilation_w past the last plane's end.
+template <typename T>
+std::vector<T> padded_input(const Conv2dProblem& p, const T* x) {
+  const int64_t Hp = p.H + 2 * p.pad_h, Wp = p.W + 2 * p.pad_w, plane = Hp * Wp;
+  std::vector<T> xp(p.N * p.C * plane + (p.S - 1) * p.dilation_w + kTile, T(0));
+  at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const T* src = x + nc * p.H * p.W;
+      T* dst = xp.data() + nc * plane + p.pad_h * Wp + p.pad_w;
+      for (int64_t h = 0; h < p.H; ++h) std::memcpy(dst + h * Wp, src + h * p.W, p.W * sizeof(T));
+    }
+  });
+  return xp;
+}
+
+// Offset of tap r = (c, kh, kw) in the padded input, relative to the group's first channel.
+inline std::vector<int64_t> tap_offsets(const Conv2dProblem& p) {
+  const int64_t Wp = p.W + 2 * p.pad_w, plane = (p.H + 2 * p.pad_h) * Wp;
+  std::vector<int64_t> off(p.reduction());
+  for (int64_t c = 0; c < p.C_per_group(); ++c)
+    for (int64_t kh = 0; kh < p.R; ++kh)
+      for (int64_t kw = 0; kw < p.S; ++kw)
+        off[(c * p.R + kh) * p.S + kw] = c * plane + kh * p.dilation_h * Wp + kw * p.dilation_w;
+  return off;
+}
+
+template <typename T>
+void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu, Capability cap) {
+  const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
+  const int64_t Hp = p.H + 2 * p.pad_h, Wp = p.W + 2 * p.pad_w, plane = Hp * Wp, PQ = p.P * p.Q;
+  const int64_t V = (p.P - 1) * Wp + p.Q, tiles = (V + kTile - 1) / kTile;
+  const std::vector<T> xp = padded_input(p, x);
+  const std::vector<int64_t> boff = tap_offsets(p);
+  const int64_t base_items = p.N * G * tiles, kchunks = forward_k_chunks(p, base_items);
+  const int64_t rows_per_chunk = (Kg + kchunks - 1) / kchunks;
+  at::parallel_for(0, base_items * kchunks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> tmp(rows_per_chunk * kTile);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t kc = item % kchunks, rest = item / kchunks;
+      const int64_t t = rest % tiles, g = (rest / tiles) % G, n = rest / (tiles * G);
+      const int64_t v0 = t * kTile, len = std::min(kTile, V - v0);
+      const int64_t k0 = kc * rows_per_chunk, k1 = std::min(Kg, k0 + rows_per_chunk);
+      if (k0 >= k1) continue;
+      GemmArgs<T> a;
+      a.M = k1 - k0, a.N = len, a.K = red;
+      a.a = w + (g * Kg + k0) * red, a.a_rs = red, a.a_ks = 1;
+      a.b = xp.data() + (n * p.C + g * Cg) * plane + v0, a.b_off = boff.data();
+      a.c = tmp.data(), a.ldc = kTile;
+      a.init = b ? b + g * Kg + k0 : nullptr;
+      a.relu = relu;
+      gemm(cap, a);
+      // Valid columns (ow < Q) of each padded row the tile covers.
+      T* yg = y + (n * p.K + g * Kg + k0) * PQ;
+      for (int64_t v = v0; v < v0 + len;) {
+        const int64_t oh = v / Wp, ow = v % Wp;
+        const int64_t run = std::min(v0 + len - v, Wp - ow);
+        const int64_t valid = std::max<int64_t>(0, std::min(run, p.Q - ow));
+        if (valid > 0) {
+          for (int64_t k = 0; k < k1 - k0; ++k)
+            std::memcpy(yg + k * PQ + oh * p.Q + ow, tmp.data() + k * kTile + (v - v0), valid * sizeof(T));
+        }
+        v += run;
+      }
+    }
+  });
+}
+
 template <typename T>
 void forward_impl(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu, Capability cap) {
   const int64_t PQ = p.P * p.Q, HW = p.H * p.W, tiles = (PQ + kTile - 1) / kTile, G = p.groups;
   const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
   // A 1x1 convolution with stride 1 and no padding reads the input itself as its B matrix.
   const bool pointwise = p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
+  if (!pointwise && p.stride_h == 1 && p.stride_w == 1) {
+    forward_direct(p, x, w, b, y, relu, cap);
+    return;
+  }
   const int64_t base_items = p.N * G * tiles, kchunks = forward_k_chunks(p, base_items);
   const int64_t rows_per_chunk = (Kg + kchunks - 1) / kchunks;
   at::parallel_for(0, base_items * kchunks, 1, [&](int64_t begin, int64_t end) {
@@ -141,8 +218,83 @@ inline int64_t weight_chunks(const Conv2dProblem& p, int64_t pixel_items) {
   return std::max<int64_t>(1, std::min<int64_t>({kWeightChunks, pixel_items, (int64_t(1) << 18) / std::max<int64_t>(1, p.weight_numel())}));
 }
 
+// Stride-1 grad-weight without im2row, on the padded input of forward_direct, transposed:
+//   dwT[r, k] += sum_v xp[tap_offset(r) + v] * dyT[v, k]
+// with A's rows shifted views of the padded input (gemm.h's a_off) and dyT the tile of dy on the
+// padded numbering, transposed and zero in the dropped columns (so they add nothing). Partial sums
+// per fixed chunk of the (sample, tile) list, added in order, then transposed into dw.
+template <typename T>
+void grad_weight_direct(const Conv2dProblem& p, const T* dy, const T* x, T* dw, Capability cap) {
+  const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
+  const int64_t Wp = p.W + 2 * p.pad_w, plane = (p.H + 2 * p.pad_h) * Wp, PQ = p.P * p.Q;
+  const int64_t V = (p.P - 1) * Wp + p.Q, tiles = (V + kTile - 1) / kTile;
+  const int64_t pixel_items = p.N * tiles, chunks = weight_chunks(p, pixel_items), wsize = p.weight_numel();
+  // Items own blocks of 96 taps (rows of dwT) over all of their chunk's tiles, so the block of dwT
+  // they accumulate stays in cache.
+  constexpr int64_t kRowsPerBlock = 96;
+  const int64_t rblocks = (red + kRowsPerBlock - 1) / kRowsPerBlock;
+  const std::vector<T> xp = padded_input(p, x);
+  const std::vector<int64_t> aoff = tap_offsets(p);
+  // dy on the padded numbering, transposed: dyt[n, g, v, k], zero in the dropped columns.
+  const int64_t Vpad = tiles * kTile;
+  std::vector<T> dyt(p.N * G * Vpad * Kg);
+  at::parallel_for(0, p.N * G, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t ng = begin; ng < end; ++ng) {
+      const T* src = dy + ng * Kg * PQ;
+      T* dst = dyt.data() + ng * Vpad * Kg;
+      std::fill(dst, dst + Vpad * Kg, T(0));
+      for (int64_t oh = 0; oh < p.P; ++oh)
+        for (int64_t ow = 0; ow < p.Q; ++ow) {
+          T* d = dst + (oh * Wp + ow) * Kg;
+          const T* s = src + oh * p.Q + ow;
+          for (int64_t k = 0; k < Kg; ++k) d[k] = s[k * PQ];
+        }
+    }
+  });
+  std::vector<T> partial(chunks * wsize);  // [chunk][g][r][k]
+  at::parallel_for(0, chunks * G * rblocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t rb = item % rblocks, g = (item / rblocks) % G, chunk = item / (rblocks * G);
+      const int64_t r0 = rb * kRowsPerBlock, r1 = std::min(red, r0 + kRowsPerBlock);
+      T* acc = partial.data() + chunk * wsize + (g * red + r0) * Kg;
+      std::fill(acc, acc + (r1 - r0) * Kg, T(0));
+      for (int64_t it = chunk * pixel_items / chunks; it < (chunk + 1) * pixel_items / chunks; ++it) {
+        const int64_t n = it / tiles, t = it % tiles;
+        const int64_t v0 = t * kTile, len = std::min(kTile, V - v0);
+        GemmArgs<T> a;
+        a.M = r1 - r0, a.N = Kg, a.K = len;
+        a.a = xp.data() + (n * p.C + g * Cg) * plane + v0, a.a_off = aoff.data() + r0, a.a_ks = 1;
+        a.b = dyt.data() + ((n * G + g) * Vpad + v0) * Kg, a.ldb = Kg;
+        a.c = acc, a.ldc = Kg;
+        a.accumulate = true;
+        gemm(cap, a);
+      }
+    }
+  });
+  // dw[g, k, r] = sum over chunks of partial[chunk, g, r, k], in blocks of 32 taps (cache-friendly).
+  constexpr int64_t kTb = 32;
+  const int64_t tblocks = (red + kTb - 1) / kTb;
+  at::parallel_for(0, G * tblocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t g = item / tblocks, r0 = (item % tblocks) * kTb, r1 = std::min(red, r0 + kTb);
+      for (int64_t k = 0; k < Kg; ++k) {
+        T* out = dw + (g * Kg + k) * red;
+        for (int64_t r = r0; r < r1; ++r) {
+          T s = T(0);
+          for (int64_t c = 0; c < chunks; ++c) s += partial[c * wsize + (g * red + r) * Kg + k];
+          out[r] = s;
+        }
+      }
+    }
+  });
+}
+
 template <typename T>
 void grad_weight_impl(const Conv2dProblem& p, const T* dy, const T* x, T* dw, Capability cap) {
+  if (p.stride_h == 1 && p.stride_w == 1) {
+    grad_weight_direct(p, dy, x, dw, cap);
+    return;
+  }
   const int64_t PQ = p.P * p.Q, tiles = (PQ + kTile - 1) / kTile, G = p.groups;
   const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
   const int64_t pixel_items = p.N * tiles, chunks = weight_chunks(p, pixel_items), wsize = p.weight_numel();

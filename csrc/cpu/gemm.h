@@ -22,8 +22,14 @@ struct GemmArgs {
   int64_t M = 0, N = 0, K = 0;
   const T* a = nullptr;
   int64_t a_rs = 0, a_ks = 0;
+  // When set, row i of A starts at a + a_off[i] (e.g. the shifted views of a padded input); otherwise
+  // at a + i * a_rs.
+  const int64_t* a_off = nullptr;
   const T* b = nullptr;
   int64_t ldb = 0;
+  // When set, row kk of B starts at b + b_off[kk] (rows at any offsets, e.g. the shifted views of a
+  // padded input that a stride-1 convolution reads directly); otherwise at b + kk * ldb.
+  const int64_t* b_off = nullptr;
   T* c = nullptr;
   int64_t ldc = 0;
   const T* init = nullptr;  // store mode: per-row start value (bias), or zero when null
@@ -50,9 +56,9 @@ void gemm_portable(const GemmArgs<T>& g) {
         for (int64_t j = 0; j < n; ++j) acc[i][j] = g.accumulate ? ci[j] : (g.init ? g.init[i0 + i] : T(0));
       }
       for (int64_t kk = 0; kk < g.K; ++kk) {
-        const T* brow = g.b + kk * g.ldb + j0;
+        const T* brow = g.b + (g.b_off ? g.b_off[kk] : kk * g.ldb) + j0;
         for (int64_t i = 0; i < rows; ++i) {
-          const T av = g.a[(i0 + i) * g.a_rs + kk * g.a_ks];
+          const T av = g.a[(g.a_off ? g.a_off[i0 + i] : (i0 + i) * g.a_rs) + kk * g.a_ks];
           for (int64_t j = 0; j < n; ++j) acc[i][j] += av * brow[j];
         }
       }
