@@ -48,11 +48,12 @@ def test_two_process_ddp_equals_one_process(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 process(es)" in proc.stderr
 
+    before = torch.get_num_threads()
     torch.set_num_threads(1)  # as under torchrun, so both runs use the same kernels' thread split
     try:
         assert cli(*common, "--batch-size", 32, "--out", tmp_path / "one") == 0
     finally:
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(before)
     ddp = train.load_checkpoint(str(tmp_path / "ddp" / "checkpoint.pt"))
     one = train.load_checkpoint(str(tmp_path / "one" / "checkpoint.pt"))
     assert ddp["epoch"] == one["epoch"] == 2

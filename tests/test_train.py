@@ -14,6 +14,16 @@ from cnnfast.models import LeNet
 from test_data import write_cifar10, write_mnist
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Train on one intra-op thread: on 2 shared cores a second spinning thread only slows these
+    small models down (10x under load), and results do not depend on it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def cli(*argv):
     parser = argparse.ArgumentParser(prog="cnnfast train")
     train.add_arguments(parser)
@@ -140,51 +150,57 @@ def test_augment_shifts_by_hand():
     assert torch.equal(out[1, 0], torch.cat([x[1, 0, :, 1:], x[1, 0, :, 3:]], dim=1).flip(-1))
 
 
+def _lenet_losses(fast, init, split, dtype, epochs=5, lr=0.01):
+    """Per-step losses of LeNet trained with SGD (lr, momentum 0.9, batch 32, shifts) from ``init``."""
+    m = LeNet(fast=fast).to(dtype)
+    m.load_state_dict(init)
+    split = data.Split(split.images.to(dtype), split.labels)
+    opt = train.make_optimizer(m, lr=lr)
+    losses = []
+    for epoch in range(epochs):
+        train.train_epoch(m, opt, split, 32, du.Context(), torch.Generator().manual_seed(epoch),
+                          on_step=losses.append, max_shift=2)
+    return torch.tensor(losses, dtype=torch.float64), m
+
+
 @pytest.mark.slow
 def test_same_learning_fast_and_torch():
-    """225 SGD steps (5 epochs of the digits, batch 32, lr 0.01, momentum 0.9, shifts) from the same
-    initial weights with cnnfast's layers and with torch's: the losses agree step by step.
+    """225 SGD steps of LeNet on the digits (5 epochs, batch 32, lr 0.01, momentum 0.9, shifts) from
+    the same initial weights, with cnnfast's layers and with torch's.
 
-    Tolerance: the two runs differ only in the summation order inside each conv/pool kernel (fp32,
-    eps 1.2e-7; conv sums <= 150 products), i.e. a few ulps per step. Whether such differences grow
-    along the trajectory is measured here with torch alone: the same torch run started from weights
-    perturbed by 1 ulp must stay within 2e-6 of the unperturbed one (in this regime it stays within
-    ~7e-7; at lr 0.05 it grows to ~1e-2 in 200 steps, and no fixed tolerance would mean anything).
-    Given that, the fast run may differ from torch's by the rounding of each step's forward and
-    backward (~1e-6 on losses of 0.2..2.3) plus what reaches the weights; 1e-5 (~40 ulps of the
-    loss) bounds that with margin. Measured: ~5e-7.
+    float64: the losses agree step by step within 1e-12, the weights within 1e-12. The runs differ
+    only in the summation order inside each conv (<= 150 products, eps 2.2e-16): ~1e-15 per step
+    on losses <= 2.3. A ReLU input or a max-pool pair would have to lie within ~1e-13 of its kink
+    for the two runs to take different subgradients, and with that rounding the trajectory stays
+    put (measured: <= 1.3e-15 over the 225 steps; torch against a 1-ulp-perturbed torch: <= 9e-16).
+
+    float32 (what training uses): no step-by-step bound holds. A difference of a few ulps moves
+    some ReLU input across 0 or flips a max-pool argmax sooner or later (here from step ~36 on,
+    depending on seed and thread count), that step's gradient then differs by O(1) at that element,
+    and from there the two runs part like any two fp32 runs: torch against itself from weights
+    perturbed by 1 ulp differs as much (measured over 3 seeds x 2 perturbations: epoch-mean losses
+    up to 4.7 % apart by epoch 5; cnnfast against torch: up to 5.8 %). So float32 is held to the
+    learning curve: epoch-mean losses within 10 % of torch's, each epoch.
     """
     (x, y), _ = data.load_digits()
     split = data.Split((x - x.mean()) / x.std(), y)
     torch.manual_seed(0)
     init = LeNet(fast=False).state_dict()
 
-    def run(fast, perturb=False):
-        m = LeNet(fast=fast)
-        m.load_state_dict(init)
-        if perturb:
-            g = torch.Generator().manual_seed(1)
-            with torch.no_grad():
-                for p in m.parameters():
-                    p.mul_(1 + torch.finfo(torch.float32).eps * torch.randn(p.shape, generator=g))
-        opt = train.make_optimizer(m, lr=0.01)
-        losses = []
-        for epoch in range(5):
-            train.train_epoch(m, opt, split, 32, du.Context(), torch.Generator().manual_seed(epoch),
-                              on_step=losses.append, max_shift=2)
-        return torch.tensor(losses, dtype=torch.float64), m
-
-    ref, m_ref = run(False)
-    pert, _ = run(False, perturb=True)
-    fast, m_fast = run(True)
+    ref, m_ref = _lenet_losses(False, init, split, torch.float64)
+    fast, m_fast = _lenet_losses(True, init, split, torch.float64)
     assert len(ref) == 225
-    assert (ref[-45:].mean() < 0.5) and (ref[:5].mean() > 2.0)  # it really learns
-    assert float((pert - ref).abs().max()) < 2e-6, "torch itself is chaotic here; the comparison is meaningless"
+    assert ref[:5].mean() > 2.0 and ref[-45:].mean() < 0.5  # it really learns
     diff = (fast - ref).abs()
-    assert float(diff.max()) < 1e-5, f"max loss difference {float(diff.max()):.3g} at step {int(diff.argmax())}"
-    # Weights after 225 steps (magnitudes <= ~0.5): same bound as the losses.
+    assert float(diff.max()) < 1e-12, f"float64: loss difference {float(diff.max()):.3g} at step {int(diff.argmax())}"
     for (name, a), b in zip(m_ref.named_parameters(), m_fast.parameters()):
-        torch.testing.assert_close(b, a, rtol=0, atol=1e-5, msg=lambda msg, n=name: f"{n}: {msg}")
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-12, msg=lambda msg, n=name: f"{n}: {msg}")
+
+    ref32, _ = _lenet_losses(False, init, split, torch.float32)
+    fast32, _ = _lenet_losses(True, init, split, torch.float32)
+    em_ref, em_fast = ref32.view(5, 45).mean(1), fast32.view(5, 45).mean(1)
+    rel = (em_fast - em_ref).abs() / em_ref
+    assert bool((rel < 0.10).all()), f"float32 epoch-mean losses {em_fast.tolist()} vs torch {em_ref.tolist()}"
 
 
 @pytest.mark.slow
