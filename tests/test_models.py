@@ -7,6 +7,16 @@ import torch.nn.functional as F
 from cnnfast.models import MODELS, LeNet, MnistCNN, ResNetCifar, get_model
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on 2 shared cores a second spinning thread only slows these small
+    models down, and results do not depend on it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _input(model, n=3, seed=0):
     return torch.randn(n, *model.input_shape, generator=torch.Generator().manual_seed(seed))
 

@@ -18,6 +18,16 @@ from cnnfast.models import get_model
 TOL = dict(rtol=1e-4, atol=1e-4)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on 2 shared cores a second spinning thread only slows these small
+    models down, and results do not depend on it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def cli(*argv):
     parser = argparse.ArgumentParser(prog="cnnfast viz")
     viz.add_arguments(parser)
