@@ -54,15 +54,18 @@
 #define __noinline__ __attribute__((noinline))
 #define __forceinline__ inline __attribute__((always_inline))
 // Static shared memory: one storage per declaration, shared by the fibers of the running block
-// (blocks run one after another; it is not refilled between blocks). AddressSanitizer checks
-// the bounds of those declared in kernels (internal linkage, see __global__), not of those in
-// inline or template __device__ functions (GCC does not instrument their comdat statics).
+// (blocks run one after another). Arrays declared in kernels are refilled with garbage before
+// every block (see refill_static_shared) and bounds-checked by AddressSanitizer (internal
+// linkage, see __global__); those of inline or template __device__ helpers are neither (GCC
+// does not instrument their comdat statics).
 #define __shared__ static
 
 #include <vector_types.h>  // dim3, uint3, float4, int4, ... with the alignment CUDA gives them
 #include <cuda_fp16.h>     // __half and its conversions (host implementations)
 #include <cuda_bf16.h>     // __nv_bfloat16 and its conversions (host implementations)
 
+#include <dlfcn.h>
+#include <elf.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <ucontext.h>
@@ -486,9 +489,86 @@ inline void check_canaries(Launch& L) {
 #endif
 }
 
+// ---- Fresh static __shared__ memory for every block ------------------------------------------
+// A kernel's `__shared__` arrays are the static locals of a function with internal linkage
+// (__global__ is `static` here). They are found once in the symbol table of the program or
+// library that holds this code, and filled with garbage before every block, as a GPU gives
+// each block shared memory with whatever was there. (Not found, and so not refilled: arrays in
+// inline or template __device__ helpers, and everything in a stripped binary.)
+
+// Is `name` a static local of a function with internal linkage (`_ZZ...L<len><name>...E...`)?
+inline bool is_internal_function_local(const char* name) {
+  if (std::strncmp(name, "_ZZ", 3) != 0) return false;
+  const char* p = name + 3;
+  if (*p == 'L') return p[1] >= '0' && p[1] <= '9';
+  if (*p != 'N') return false;
+  ++p;
+  while (*p >= '0' && *p <= '9') {  // namespace components <len><name>
+    char* end = nullptr;
+    const long len = std::strtol(p, &end, 10);
+    if (len <= 0 || static_cast<long>(std::strlen(end)) < len) return false;
+    p = end + len;
+  }
+  return *p == 'L' && p[1] >= '0' && p[1] <= '9';
+}
+
+struct StaticShared {
+  unsigned char* ptr;
+  size_t bytes;
+};
+
+inline std::vector<StaticShared> find_static_shared() {
+  std::vector<StaticShared> found;
+  Dl_info info{};
+  if (!dladdr(reinterpret_cast<void*>(&is_internal_function_local), &info) || !info.dli_fbase) return found;
+  const char* path = info.dli_fname && info.dli_fname[0] ? info.dli_fname : "/proc/self/exe";
+  std::FILE* f = std::fopen(path, "rb");
+  if (!f) return found;
+  std::vector<unsigned char> elf;
+  unsigned char buf[1 << 16];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) elf.insert(elf.end(), buf, buf + n);
+  std::fclose(f);
+  if (elf.size() < sizeof(Elf64_Ehdr) || std::memcmp(elf.data(), ELFMAG, SELFMAG) != 0 ||
+      elf[EI_CLASS] != ELFCLASS64)
+    return found;
+  Elf64_Ehdr eh;
+  std::memcpy(&eh, elf.data(), sizeof eh);
+  if (eh.e_shoff == 0 || eh.e_shoff + size_t(eh.e_shnum) * sizeof(Elf64_Shdr) > elf.size()) return found;
+  std::vector<Elf64_Shdr> sh(eh.e_shnum);
+  std::memcpy(sh.data(), elf.data() + eh.e_shoff, sh.size() * sizeof(Elf64_Shdr));
+  const uintptr_t bias = eh.e_type == ET_DYN ? reinterpret_cast<uintptr_t>(info.dli_fbase) : 0;
+  for (const Elf64_Shdr& s : sh) {
+    if (s.sh_type != SHT_SYMTAB || s.sh_link >= sh.size()) continue;
+    const Elf64_Shdr& str = sh[s.sh_link];
+    if (s.sh_offset + s.sh_size > elf.size() || str.sh_offset + str.sh_size > elf.size()) continue;
+    for (size_t off = 0; off + sizeof(Elf64_Sym) <= s.sh_size; off += sizeof(Elf64_Sym)) {
+      Elf64_Sym sym;
+      std::memcpy(&sym, elf.data() + s.sh_offset + off, sizeof sym);
+      if (ELF64_ST_TYPE(sym.st_info) != STT_OBJECT || sym.st_size == 0 || sym.st_name >= str.sh_size ||
+          sym.st_shndx == SHN_UNDEF || sym.st_shndx >= sh.size() || !(sh[sym.st_shndx].sh_flags & SHF_WRITE))
+        continue;
+      const char* name = reinterpret_cast<const char*>(elf.data() + str.sh_offset + sym.st_name);
+      if (std::memchr(name, 0, str.sh_size - sym.st_name) == nullptr) continue;
+      if (is_internal_function_local(name))
+        found.push_back({reinterpret_cast<unsigned char*>(bias + sym.st_value), size_t(sym.st_size)});
+    }
+  }
+  return found;
+}
+
+inline const std::vector<StaticShared>& static_shared() {
+  static const std::vector<StaticShared> vars = find_static_shared();
+  return vars;
+}
+
+inline void refill_static_shared() {
+  for (const StaticShared& v : static_shared()) std::memset(v.ptr, kGarbageByte, v.bytes);
+}
+
 inline void run_block(Launch& L, std::vector<unsigned>& order, uint64_t block_linear) {
   auto& pool = stack_pool();
   if (L.smem_bytes) std::memset(L.smem, kGarbageByte, L.smem_bytes);
+  refill_static_shared();
   static ucontext_t proto;
   static bool have_proto = false;
   if (!have_proto) {

@@ -111,6 +111,9 @@ int coc_scheduler_case(const char* name, int* out, int threads) {
     else if (k == "different_collectives") CNNFAST_LAUNCH(cfg, nullptr, sc::different_collectives_kernel)(out);
     else if (k == "mask_mismatch") CNNFAST_LAUNCH(cfg, nullptr, sc::mask_mismatch_kernel)(out);
     else if (k == "trap") CNNFAST_LAUNCH(cfg, nullptr, sc::trap_kernel)(out);
+    else if (k == "stale_static_shared")  // two blocks of 32 threads; out holds 64 floats
+      CNNFAST_LAUNCH((cnnfast::cuda::LaunchConfig{dim3(2), dim3(32), 0}), nullptr,
+                     sc::stale_static_shared_kernel<32>)(reinterpret_cast<float*>(out));
     else throw std::runtime_error("no scheduler case named " + k);
   });
 }

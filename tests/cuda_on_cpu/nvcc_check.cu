@@ -18,6 +18,7 @@ template void t::wmma_gemm_tf32<cudaStream_t>(const float*, const float*, float*
 template void t::wmma_layouts<cudaStream_t>(const __half*, const __half*, const float*, float*, int, int, int, cudaStream_t);
 template void t::conv2d_direct<cudaStream_t>(const float*, const float*, const float*, float*, const cnnfast::Conv2dProblem&, cudaStream_t);
 template void t::vector_copy<cudaStream_t>(const float4*, float4*, int, int*, cudaStream_t);
+template __global__ void cnnfast_test::scheduler::stale_static_shared_kernel<32>(float*);
 template void pb::missing_barrier<cudaStream_t>(const float*, float*, int, cudaStream_t);
 template void pb::divergent_barrier<cudaStream_t>(float*, int, cudaStream_t);
 template void pb::exit_before_barrier<cudaStream_t>(const float*, float*, int, int, cudaStream_t);

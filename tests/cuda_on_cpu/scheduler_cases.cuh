@@ -62,6 +62,15 @@ __global__ void mask_mismatch_kernel(int* out) {
   out[lane] = __shfl_sync(mask, lane, 0);
 }
 
+// Bug: only block 0 writes the static shared array; other blocks read what was there before.
+template <int N>
+__global__ void stale_static_shared_kernel(float* out) {
+  __shared__ float s[N];
+  if (blockIdx.x == 0) s[threadIdx.x] = 1.0f;
+  __syncthreads();
+  out[blockIdx.x * N + threadIdx.x] = s[threadIdx.x];
+}
+
 // Bug: a thread traps.
 __global__ void trap_kernel(int* out) {
   if (threadIdx.x == 5) __trap();
