@@ -210,3 +210,31 @@ def test_lenet_reaches_97_percent_on_digits(tmp_path):
     assert cli("lenet", "--no-fast", "--no-progress", "--out", tmp_path) == 0
     last = read_metrics(tmp_path)[-1]
     assert last["epoch"] == train.DEFAULTS["epochs"] and last["test_acc"] >= 0.97, last
+
+
+def test_cnnfast_command_train_with_progress_bar(tmp_path, capsys):
+    """`cnnfast train` through the command-line entry point, progress bar on."""
+    from cnnfast.cli import main
+
+    assert main(["train", "lenet", "--subset", "64", "--batch-size", "16", "--epochs", "1",
+                 "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "img/s" in err and "loss " in err and "test acc" in err
+    assert (tmp_path / "checkpoint.pt").is_file() and len(read_metrics(tmp_path)) == 1
+
+
+def test_download_goes_through_torchvision(tmp_path, monkeypatch):
+    """--download asks torchvision for both splits into --data-dir, then reads what it wrote."""
+    import torchvision
+
+    calls = []
+
+    class FakeMNIST:
+        def __init__(self, root, train, download):
+            calls.append((root, train, download))
+            write_mnist(root, n_train=16, n_test=8)
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", FakeMNIST)
+    ds = data.load("mnist", str(tmp_path / "new"), download=True)
+    assert calls == [(str(tmp_path / "new"), True, True), (str(tmp_path / "new"), False, True)]
+    assert len(ds.train) == 16 and len(ds.test) == 8

@@ -214,3 +214,11 @@ def test_user_image_and_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli("--model", "vgg")
     assert "invalid choice: 'vgg'" in capsys.readouterr().err
+
+
+def test_cnnfast_command_viz(tmp_path, capsys):
+    from cnnfast.cli import main
+
+    assert main(["viz", "--model", "mnist-cnn", "--out", str(tmp_path)]) == 0
+    assert "wrote 9 figures" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir())[0] == "index.html"
