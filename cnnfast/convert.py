@@ -42,9 +42,16 @@ def _twin(module):
     return twin
 
 
-def convert(model, inplace=False):
+def convert(model, inplace=False, fuse=False):
     """Return ``model`` with every ``torch.nn.Conv2d``, ``MaxPool2d`` and ``ReLU`` replaced by its
     cnnfast twin (:mod:`cnnfast.nn`), keeping weights, buffers, device, dtype and training mode.
+
+    With ``fuse=True`` the model is first fused (:mod:`cnnfast.fuse`): an eval-mode ``BatchNorm2d``
+    after a convolution is folded into its weight and bias, and a convolution followed by ReLU (directly
+    or through that BatchNorm) becomes one :class:`cnnfast.nn.Conv2dReLU`; the absorbed modules become
+    ``nn.Identity``. Outputs equal the original's within the project's tolerance. Conv->ReLU fusion
+    holds in training and eval; BatchNorm is folded only in eval mode (a folded model is for
+    inference), and in training mode Conv->BN->ReLU is left as it is.
 
     With ``inplace=False`` (the default) the model is deep-copied first and the original is left
     untouched; with ``inplace=True`` the model's own modules are swapped and their parameters shared.
@@ -57,6 +64,10 @@ def convert(model, inplace=False):
     if not inplace:
         model = copy.deepcopy(model)
     model_tensors = [t for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()]
+    if fuse:
+        from .fuse import fuse as fuse_model
+
+        model, _ = fuse_model(model, can_serve=lambda conv: _why_not(conv, model_tensors) is None)
     skipped = []
     twins = {}  # id(module) -> its twin, so a module used in two places stays one module
 

@@ -1,0 +1,190 @@
+"""The fusion pass of ``cnnfast.convert(model, fuse=True)``.
+
+It finds, in the model's structure, convolutions followed by
+  - an eval-mode ``BatchNorm2d``: folded into the convolution's weight and bias
+    (w' = w * g / sqrt(v + eps), b' = (b - m) * g / sqrt(v + eps) + beta, computed in float64);
+  - a ``ReLU`` (after the convolution, or after the folded BatchNorm): the convolution becomes a
+    :class:`cnnfast.nn.Conv2dReLU` (conv2d + bias + ReLU in one pass of the fused kernel).
+The structure is read from a ``torch.fx`` trace of the model (so residual blocks written with
+modules in ``forward`` are seen, as torchvision's ResNet); a module that does not trace (e.g. an
+input check with control flow) is read one level down instead: its children are traced, and an
+``nn.Sequential`` is read as its chain of children. The model's own classes and ``forward`` are kept: the pass edits
+the module tree only — the fused convolution takes the convolution's place, and a BatchNorm or ReLU
+module that has been absorbed becomes ``nn.Identity``. A module used in more than one place is
+never replaced (a shared ReLU stays and just sees a tensor that is already >= 0: ReLU is idempotent,
+so the result is the same), and a convolution whose output is used by anything else is not fused.
+
+Modes: Conv->ReLU fusion is exact in training and in eval (same parameters, same gradients). A
+BatchNorm is folded only when it is in eval mode (running statistics); in training mode it stays as it
+is (batch statistics cannot be folded) and so does the ReLU after it. A folded model is for
+inference: calling ``.train()`` on it later does not bring the BatchNorm back.
+"""
+import torch
+
+from . import nn as cnn
+
+_CONVS = (torch.nn.Conv2d, cnn.Conv2d)
+_RELUS = (torch.nn.ReLU, cnn.ReLU)
+_RELU_FUNCTIONS = (torch.relu, torch.nn.functional.relu, torch.relu_)
+
+
+class _Tracer(torch.fx.Tracer):
+    """torch's tracer, with cnnfast's layers (subclasses of torch.nn's) kept as leaves too."""
+
+    def is_leaf_module(self, m, qualname):
+        return type(m) in (cnn.Conv2d, cnn.Conv2dReLU, cnn.MaxPool2d, cnn.ReLU) or super().is_leaf_module(m, qualname)
+
+
+def _foldable_bn(bn, conv):
+    return (type(bn) is torch.nn.BatchNorm2d and not bn.training and bn.track_running_stats
+            and bn.running_mean is not None and bn.running_var is not None
+            and bn.num_features == conv.out_channels)
+
+
+def _fused_conv(conv, bn, relu):
+    """A new conv module for conv (+ folded bn) (+ relu); conv itself is not modified."""
+    cls = cnn.Conv2dReLU if relu else type(conv)
+    fused = cls.__new__(cls)
+    fused.__dict__ = conv.__dict__.copy()
+    for attr in ("_parameters", "_buffers", "_modules"):
+        setattr(fused, attr, getattr(conv, attr).copy())
+    if bn is not None:
+        with torch.no_grad():
+            w = conv.weight.detach().double()
+            b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64, device=w.device)
+            scale = (bn.weight.detach().double() if bn.affine else torch.ones_like(b)) / torch.sqrt(bn.running_var.double() + bn.eps)
+            shift = bn.bias.detach().double() if bn.affine else torch.zeros_like(b)
+            new_w = (w * scale.view(-1, 1, 1, 1)).to(conv.weight.dtype)
+            new_b = ((b - bn.running_mean.double()) * scale + shift).to(conv.weight.dtype)
+        fused._parameters["weight"] = torch.nn.Parameter(new_w, requires_grad=conv.weight.requires_grad)
+        fused._parameters["bias"] = torch.nn.Parameter(new_b, requires_grad=conv.weight.requires_grad)
+    return fused
+
+
+def _set_module(root, path, module):
+    parent_path, _, name = path.rpartition(".")
+    parent = root.get_submodule(parent_path) if parent_path else root
+    parent._modules[name] = module
+
+
+def _registrations(model):
+    """id(module) -> how many places of the module tree hold it."""
+    uses = {}
+    for _, m in model.named_modules(remove_duplicate=False):
+        uses[id(m)] = uses.get(id(m), 0) + 1
+    return uses
+
+
+def _chains_from_fx(model, prefix="", uses=None):
+    """(conv path, bn path or None, relu path or None, relu removable) for each chain in the traced
+    graph of ``model``, paths prefixed with ``prefix``; raises when ``model`` does not trace."""
+    uses = uses if uses is not None else _registrations(model)
+    graph = _Tracer().trace(model)
+    modules = dict(model.named_modules(remove_duplicate=False))
+    calls = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            # A module also held elsewhere in the tree counts as called more than once.
+            calls[node.target] = calls.get(node.target, 0) + uses.get(id(modules.get(node.target)), 1)
+
+    def module_of(node):
+        return modules.get(node.target) if node.op == "call_module" else None
+
+    def only_user(node):
+        users = list(node.users)
+        return users[0] if len(users) == 1 else None
+
+    def is_relu(node):
+        if node.op == "call_module":
+            return type(module_of(node)) in _RELUS
+        if node.op == "call_function":
+            return node.target in _RELU_FUNCTIONS and len(node.args) == 1
+        return node.op == "call_method" and node.target in ("relu", "relu_") and len(node.args) == 1
+
+    chains = []
+    for node in graph.nodes:
+        conv = module_of(node)
+        if type(conv) not in _CONVS or calls[node.target] != 1:
+            continue
+        bn_path, tail = None, node
+        user = only_user(node)
+        if user is not None and user.op == "call_module" and user.args[0] is node and calls[user.target] == 1 \
+                and _foldable_bn(module_of(user), conv):
+            bn_path, tail = user.target, user
+        relu = only_user(tail)
+        relu_path, removable = None, False
+        if relu is not None and is_relu(relu) and relu.args[0] is tail:
+            if relu.op == "call_module":
+                relu_path = relu.target
+                removable = calls[relu.target] == 1
+            else:
+                relu_path = ""  # a functional relu: stays in forward, idempotent after the fused op
+        if bn_path is not None or relu_path is not None:
+            add = (lambda t: prefix + t) if prefix else (lambda t: t)
+            chains.append((add(node.target), add(bn_path) if bn_path else None,
+                           add(relu_path) if relu_path else relu_path, removable))
+    return chains
+
+
+def _chains(module, path, uses):
+    """Chains of ``module`` (at ``path`` in the model): from its fx trace when it traces, else from its
+    own Sequential chain (when it is one) and, recursively, from its children."""
+    prefix = f"{path}." if path else ""
+    if not isinstance(module, torch.nn.Sequential):
+        try:
+            return _chains_from_fx(module, prefix, uses)
+        except Exception:  # control flow on tensors, unsupported Python: look one level down
+            pass
+    chains = _sequential_chains(module, prefix, uses) if isinstance(module, torch.nn.Sequential) else []
+    done = {c[0] for c in chains}
+    for name, child in module._modules.items():
+        if child is not None and prefix + name not in done:
+            chains += _chains(child, prefix + name, uses)
+    return chains
+
+
+def _sequential_chains(seq, prefix, uses):
+    """Chains read from consecutive children of the nn.Sequential ``seq``."""
+    chains = []
+    if True:
+        names = list(seq._modules)
+        i = 0
+        while i < len(names):
+            conv = seq._modules[names[i]]
+            if type(conv) in _CONVS and uses[id(conv)] == 1:
+                j, bn_path, relu_path, removable = i + 1, None, None, False
+                if j < len(names) and _foldable_bn(seq._modules[names[j]], conv) and uses[id(seq._modules[names[j]])] == 1:
+                    bn_path, j = prefix + names[j], j + 1
+                if j < len(names) and type(seq._modules[names[j]]) in _RELUS:
+                    relu_path, removable = prefix + names[j], uses[id(seq._modules[names[j]])] == 1
+                    j += 1
+                if bn_path is not None or relu_path is not None:
+                    chains.append((prefix + names[i], bn_path, relu_path, removable))
+                    i = j
+                    continue
+            i += 1
+    return chains
+
+
+def fuse(model, can_serve=lambda module: True):
+    """Fuse ``model``'s module tree in place (see the module docstring); returns (model, number of
+    convolutions fused). ``can_serve(conv)`` says whether cnnfast has a kernel for that convolution's
+    dtype and device (a convolution it cannot serve is left alone)."""
+    chains = _chains(model, "", _registrations(model))
+    fused_count = 0
+    for conv_path, bn_path, relu_path, removable in chains:
+        conv = model.get_submodule(conv_path)
+        if not can_serve(conv):
+            continue
+        bn = model.get_submodule(bn_path) if bn_path else None
+        fused = _fused_conv(conv, bn, relu_path is not None)
+        if conv_path == "":
+            model = fused
+        else:
+            _set_module(model, conv_path, fused)
+        if bn_path:
+            _set_module(model, bn_path, torch.nn.Identity())
+        if relu_path and removable:
+            _set_module(model, relu_path, torch.nn.Identity())
+        fused_count += 1
+    return model, fused_count
