@@ -5,13 +5,17 @@ Switches, read once here and printed:
                           version matches torch.version.cuda is found; 1: require it; 0: CPU only.
   CUDA_HOME / CUDA_PATH   the toolkit to use; otherwise the folder that really holds
                           include/cuda_runtime.h is looked for (nvcc on PATH may be a wrapper).
-  TORCH_CUDA_ARCH_LIST    archs to build for (default "8.0;9.0": sm_80 and sm_90).
+  TORCH_CUDA_ARCH_LIST    archs to build for (default "8.0;9.0": sm_80 and sm_90; no GPU is needed).
+
+A CUDA build keeps ptxas's resource report of every kernel (tools/nvcc_log.py wraps nvcc) and
+writes it, with occupancy figures, to cnnfast/_kernel_report.json (see cnnfast/_kernel_report.py).
 
 Install with `pip install --no-build-isolation .` into an environment that already has torch.
 """
 import glob
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -99,6 +103,31 @@ def cuda_sources():
     return sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/*.cpp"))
 
 
+def cuda_build_ext(base):
+    """build_ext that, after compiling, gathers the per-object ptxas reports into the kernel report."""
+
+    class BuildExt(base):
+        def run(self):
+            super().run()  # setuptools builds into build_lib, then copies in place (--inplace, editable)
+            logs = sorted(glob.glob(os.path.join(self.build_temp, "**", "*.ptxas"), recursive=True))
+            if not logs:
+                return
+            sys.path.insert(0, os.path.join(ROOT, "cnnfast"))
+            try:
+                import _kernel_report  # the package module, without importing the package
+            finally:
+                sys.path.pop(0)
+            out_dirs = {os.path.join(os.path.abspath(self.build_lib), "cnnfast")}
+            if self.inplace or getattr(self, "editable_mode", False):
+                out_dirs.add(os.path.join(ROOT, "cnnfast"))
+            for out_dir in sorted(out_dirs):
+                os.makedirs(out_dir, exist_ok=True)
+                path = _kernel_report.write(logs, out_dir)
+                log(f"kernel report ({len(logs)} ptxas logs) written to {path}")
+
+    return BuildExt
+
+
 def write_build_config(config):
     path = os.path.join(ROOT, "cnnfast", "_build_config.py")
     with open(path, "w") as f:
@@ -113,10 +142,19 @@ def extensions():
         # Must be set before torch.utils.cpp_extension is imported: it reads CUDA_HOME once.
         os.environ["CUDA_HOME"] = cuda_home
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCHS)
+        # nvcc through a wrapper that keeps ptxas's resource report of each object.
+        nvcc = os.path.join(cuda_home, "bin", "nvcc")
+        os.environ["PYTORCH_NVCC"] = " ".join(
+            shlex.quote(a) for a in (sys.executable, os.path.join(ROOT, "tools", "nvcc_log.py"), nvcc)
+        )
     from torch.utils import cpp_extension
 
     sources = cpu_sources()
-    cxx_flags = ["-O3", "-std=c++20", "-fvisibility=hidden"]
+    # -fopenmp: at::parallel_for is an inline template that runs serially unless _OPENMP is defined;
+    # the extension then shares torch's libgomp.so.1 (same soname, loaded first by import torch), so
+    # torch.set_num_threads governs cnnfast's kernels too.
+    cxx_flags = ["-O3", "-std=c++20", "-fvisibility=hidden", "-fopenmp"]
+    link_flags = ["-fopenmp"]
     define_macros = []
     include_dirs = [os.path.join(ROOT, "csrc")]
     if build_cuda and cuda_sources():
@@ -130,6 +168,7 @@ def extensions():
             sources + cuda_sources(),
             include_dirs=include_dirs,
             define_macros=define_macros + [("CNNFAST_WITH_CUDA", None)],
+            extra_link_args=link_flags,
             extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++20", "-Xptxas=-v"]},
             py_limited_api=True,
         )
@@ -143,6 +182,7 @@ def extensions():
             sources,
             include_dirs=include_dirs,
             define_macros=define_macros,
+            extra_link_args=link_flags,
             extra_compile_args={"cxx": cxx_flags},
             py_limited_api=True,
         )
@@ -156,7 +196,8 @@ def extensions():
             "cuda_reason": reason,
         }
     )
-    return [ext], cpp_extension.BuildExtension.with_options(use_ninja=True)
+    build_ext = cpp_extension.BuildExtension.with_options(use_ninja=True)
+    return [ext], (cuda_build_ext(build_ext) if build_cuda else build_ext)
 
 
 ext_modules, build_ext = extensions()

@@ -3,7 +3,12 @@ import sys
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument(
+        "--kernels",
+        action="store_true",
+        help="also print the static report of each CUDA kernel (ptxas registers, shared memory, "
+        "stack, spills; block size and theoretical occupancy on sm_80/sm_90)",
+    )
 
 
 def info_lines():
@@ -29,4 +34,18 @@ def run(args, out=None):
     out = out or sys.stdout
     for line in info_lines():
         print(line, file=out)
+    if getattr(args, "kernels", False):
+        from cnnfast import _kernel_report
+
+        report = _kernel_report.load()
+        if report is None:
+            print("CUDA kernel report: none (a CPU-only build has no CUDA kernels)", file=out)
+        else:
+            print("CUDA kernels (static figures from ptxas; occupancy = active warps / max warps per SM):", file=out)
+            for line in _kernel_report.table(report):
+                print("  " + line, file=out)
+            problems = _kernel_report.problems(report)
+            print(f"spills or stack frames: {len(problems)}", file=out)
+            for line in problems:
+                print("  " + line, file=out)
     return 0

@@ -1,0 +1,244 @@
+"""Static report of cnnfast's CUDA kernels: what ptxas says about each (registers, shared memory,
+stack frame, spills) for each arch, with the theoretical occupancy that follows from those and the
+block size. Without a GPU these are the performance figures we can stand behind.
+
+Written by the build (setup.py gathers the ptxas logs that tools/nvcc_log.py keeps) to
+``_kernel_report.json`` beside the extension; shown by ``cnnfast info --kernels``; checked by
+tests/test_cuda_kernels.py (no kernel spills or has a stack frame unless ALLOWED_SPILLS says why).
+
+Framework-free and importable without the package (setup.py loads it by path).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+REPORT_NAME = "_kernel_report.json"
+
+# Kernels allowed to spill or use a stack frame, with the reason. Empty: none may.
+ALLOWED_SPILLS: dict[str, str] = {}
+
+# Threads per block of each kernel (its __launch_bounds__), by the kernel's unqualified name.
+BLOCK_THREADS = {
+    "relu_kernel": 256,
+    "relu_backward_kernel": 256,
+    "max_pool2d_forward_kernel": 256,
+    "max_pool2d_backward_gather_kernel": 256,
+    "max_pool2d_backward_planes_kernel": 256,
+    "conv2d_gemm_kernel": 128,
+    "conv2d_depthwise_kernel": 256,
+    "conv2d_depthwise_backward_kernel": 256,
+    "splitk_reduce_kernel": 256,
+    "bias_grad_nhwc_kernel": 256,
+    "bias_grad_nchw_kernel": 256,
+}
+
+# Per-SM limits (CUDA occupancy calculator figures) of the archs cnnfast builds by default.
+SM_LIMITS = {
+    "sm_80": dict(regs=65536, threads=2048, blocks=32, smem=167936, reserved=1024, reg_unit=256),
+    "sm_90": dict(regs=65536, threads=2048, blocks=32, smem=233472, reserved=1024, reg_unit=256),
+}
+
+_ENTRY = re.compile(r"Compiling entry function '([^']+)' for '(sm_\d+)'")
+_PROPS = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+_USED = re.compile(r"Used (\d+) registers")
+_SMEM = re.compile(r"(\d+) bytes smem")
+
+
+def parse(text: str) -> list[dict]:
+    """ptxas -v output -> one record per (kernel, arch)."""
+    records, cur = [], None
+    for line in text.splitlines():
+        m = _ENTRY.search(line)
+        if m:
+            cur = dict(mangled=m.group(1), arch=m.group(2), registers=0, shared_bytes=0, stack_bytes=0,
+                       spill_stores=0, spill_loads=0)
+            records.append(cur)
+            continue
+        if cur is None:
+            continue
+        m = _PROPS.search(line)
+        if m:
+            cur["stack_bytes"], cur["spill_stores"], cur["spill_loads"] = map(int, m.groups())
+        m = _USED.search(line)
+        if m:
+            cur["registers"] = int(m.group(1))
+            s = _SMEM.search(line)
+            cur["shared_bytes"] = int(s.group(1)) if s else 0
+    return records
+
+
+def demangle(names: list[str]) -> list[str]:
+    tool = shutil.which("c++filt")
+    if not tool or not names:
+        return names
+    try:
+        out = subprocess.run([tool], input="\n".join(names), capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return names
+    lines = out.splitlines()
+    return lines if len(lines) == len(names) else names
+
+
+def base_name(demangled: str) -> str:
+    """'void cnnfast::cuda::relu_kernel<float>(...)' -> 'relu_kernel'."""
+    head = demangled.split("(", 1)[0]
+    head = re.sub(r"<.*>", "", head)
+    return head.split("::")[-1].split()[-1]
+
+
+def occupancy(arch: str, threads: int, registers: int, shared_bytes: int, dynamic_shared: int = 0) -> float:
+    """Theoretical occupancy (active warps / max warps per SM) of one kernel on one arch."""
+    lim = SM_LIMITS.get(arch)
+    if lim is None or threads <= 0:
+        return 0.0
+    warps = -(-threads // 32)
+    max_warps = lim["threads"] // 32
+    by_threads = max_warps // warps
+    regs_per_warp = -(-max(registers, 1) * 32 // lim["reg_unit"]) * lim["reg_unit"]
+    by_regs = (lim["regs"] // regs_per_warp) // warps
+    smem = shared_bytes + dynamic_shared + lim["reserved"]
+    by_smem = lim["smem"] // smem
+    blocks = min(by_threads, by_regs, by_smem, lim["blocks"])
+    return blocks * warps / max_warps
+
+
+def build_report(texts: list[str]) -> list[dict]:
+    records = [r for t in texts for r in parse(t)]
+    seen, unique = set(), []
+    for r in records:  # the same kernel can be reported by several objects
+        key = (r["mangled"], r["arch"])
+        if key not in seen:
+            seen.add(key)
+            unique.append(r)
+    names = demangle([r["mangled"] for r in unique])
+    for r, name in zip(unique, names):
+        r["name"] = name
+        r["kernel"] = base_name(name)
+        r["block_threads"] = BLOCK_THREADS.get(r["kernel"], 0)
+        r["occupancy"] = round(occupancy(r["arch"], r["block_threads"], r["registers"], r["shared_bytes"]), 4)
+    unique.sort(key=lambda r: (r["name"], r["arch"]))
+    return unique
+
+
+def write(log_paths: list[str], out_dir: str) -> str:
+    """Gather ptxas logs into out_dir/_kernel_report.json (and the raw text beside it)."""
+    texts = []
+    for p in log_paths:
+        with open(p) as f:
+            texts.append(f.read())
+    report = {"kernels": build_report(texts), "allowed_spills": ALLOWED_SPILLS}
+    path = os.path.join(out_dir, REPORT_NAME)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+    with open(os.path.join(out_dir, "_kernel_report_ptxas.txt"), "w") as f:
+        f.write("".join(texts))
+    return path
+
+
+def load(path: str | None = None) -> dict | None:
+    """The report of the installed build, or None (a CPU-only build has none)."""
+    path = path or os.path.join(os.path.dirname(os.path.abspath(__file__)), REPORT_NAME)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def problems(report: dict) -> list[str]:
+    """Kernels that spill or have a stack frame without an allowance; kernels of unknown block size."""
+    out = []
+    allowed = report.get("allowed_spills", ALLOWED_SPILLS)
+    for r in report["kernels"]:
+        bad = r["stack_bytes"] or r["spill_stores"] or r["spill_loads"]
+        if bad and r["kernel"] not in allowed:
+            out.append(f"{r['name']} [{r['arch']}]: {r['stack_bytes']} bytes stack frame, "
+                       f"{r['spill_stores']} bytes spill stores, {r['spill_loads']} bytes spill loads")
+        if not r["block_threads"]:
+            out.append(f"{r['name']} [{r['arch']}]: block size unknown (add it to BLOCK_THREADS)")
+    return out
+
+
+def table(report: dict) -> list[str]:
+    """One line per kernel and arch, for `cnnfast info --kernels`."""
+    lines = [f"{'kernel':<72} {'arch':<6} {'regs':>4} {'smem':>6} {'stack':>5} {'spill':>5} {'thr':>4} {'occ':>5}"]
+    for r in report["kernels"]:
+        name = r["name"].split("(", 1)[0].replace("cnnfast::cuda::", "").replace("void ", "")
+        lines.append(
+            f"{name[:72]:<72} {r['arch']:<6} {r['registers']:>4} {r['shared_bytes']:>6} {r['stack_bytes']:>5} "
+            f"{r['spill_stores'] + r['spill_loads']:>5} {r['block_threads']:>4} {r['occupancy'] * 100:>4.0f}%"
+        )
+    return lines
+
+
+# ---- machine code (cuobjdump / nvdisasm; PyPI: nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm) -------
+
+# Kernels whose vector path must issue 128-bit global loads (float storage) in the SASS.
+VECTOR_LOAD_KERNELS = ("relu_kernel<float>", "relu_backward_kernel<float>", "conv2d_gemm_kernel<float, 0, true>")
+
+
+def find_cuobjdump() -> tuple[str, dict] | None:
+    """cuobjdump and an environment in which it finds nvdisasm: on PATH, or from the nvidia wheels."""
+    env = dict(os.environ)
+    tool = shutil.which("cuobjdump")
+    if tool and shutil.which("nvdisasm"):
+        return tool, env
+    try:
+        import nvidia  # namespace package of the nvidia-* wheels
+    except ImportError:
+        return None
+    for root in getattr(nvidia, "__path__", []):
+        for sub in sorted(os.listdir(root)):
+            bindir = os.path.join(root, sub, "bin")
+            tool = os.path.join(bindir, "cuobjdump")
+            if os.path.isfile(tool) and os.path.isfile(os.path.join(bindir, "nvdisasm")):
+                env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+                return tool, env
+    return None
+
+
+_FUNCTION = re.compile(r"Function : (\S+)")
+_OPCODE = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)")
+
+
+def sass_counts(binary: str, arch: str = "sm_80") -> dict[str, dict[str, int]]:
+    """Per kernel (mangled name): how many times each SASS opcode (with modifiers) appears."""
+    found = find_cuobjdump()
+    if found is None:
+        raise FileNotFoundError("cuobjdump and nvdisasm not found (pip install nvidia-cuda-cuobjdump "
+                                "nvidia-cuda-nvdisasm)")
+    tool, env = found
+    out = subprocess.run([tool, "-sass", "-arch", arch, binary], capture_output=True, text=True, env=env,
+                         check=True).stdout
+    counts: dict[str, dict[str, int]] = {}
+    cur = None
+    for line in out.splitlines():
+        m = _FUNCTION.search(line)
+        if m:
+            cur = counts.setdefault(m.group(1), {})
+            continue
+        if cur is None:
+            continue
+        m = _OPCODE.search(line)
+        if m:
+            cur[m.group(1)] = cur.get(m.group(1), 0) + 1
+    return counts
+
+
+def sass_problems(binary: str, arch: str = "sm_80") -> list[str]:
+    """No kernel touches local memory; the float vector paths issue 128-bit global loads."""
+    counts = sass_counts(binary, arch)
+    names = dict(zip(counts, demangle(list(counts))))
+    out = []
+    for mangled, ops in counts.items():
+        name = names[mangled]
+        local = sum(n for op, n in ops.items() if op.startswith(("LDL", "STL")))
+        if local:
+            out.append(f"{name} [{arch}]: {local} local-memory instructions (LDL/STL)")
+        short = name.split("(", 1)[0].replace("void ", "").replace("cnnfast::cuda::", "")
+        if short in VECTOR_LOAD_KERNELS and not any(op.startswith("LDG") and ".128" in op for op in ops):
+            out.append(f"{name} [{arch}]: no 128-bit global load (LDG.*.128) on its vector path")
+    return out

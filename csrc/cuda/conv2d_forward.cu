@@ -1,0 +1,32 @@
+// nvcc translation unit of the conv2d forward (implicit GEMM with the bias + ReLU epilogue) and of
+// grad-bias, for float, half and bfloat16.
+#include "conv2d_kernel.cuh"
+#include "dispatch.cuh"
+
+namespace cnnfast {
+namespace cuda {
+
+cudaError_t launch_conv2d_forward(Dtype t, const Conv2dProblem& p, bool nhwc, const void* x, const void* w,
+                                  const void* bias, bool relu, void* y, cudaStream_t stream) {
+  with_type(t, [&](auto* tag) {
+    using T = CNNFAST_TYPE_OF(tag);
+    conv2d_forward(p, nhwc, static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias), relu,
+                   static_cast<T*>(y), stream);
+  });
+  return cudaGetLastError();
+}
+
+int64_t conv2d_grad_bias_workspace(const Conv2dProblem& p) { return bias_grad_splits(p) * p.K; }
+
+cudaError_t launch_conv2d_grad_bias(Dtype t, const Conv2dProblem& p, bool nhwc, const void* dy,
+                                    const void* relu_out, void* db, float* workspace, cudaStream_t stream) {
+  with_type(t, [&](auto* tag) {
+    using T = CNNFAST_TYPE_OF(tag);
+    conv2d_grad_bias(p, nhwc, static_cast<const T*>(dy), static_cast<const T*>(relu_out), static_cast<T*>(db),
+                     workspace, stream);
+  });
+  return cudaGetLastError();
+}
+
+}  // namespace cuda
+}  // namespace cnnfast

@@ -1,0 +1,34 @@
+// Shared pieces of the ATen glue of the CUDA kernels (g++ only, thin headers: no
+// torch/extension.h, no ATen/cuda/CUDAContext.h).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "checks.h"
+#include "cuda/launchers.h"
+
+namespace cnnfast {
+namespace cuda {
+
+// The dtypes the CUDA kernels take (cnnfast/ops/_common.py says the same).
+inline const DtypeList kCudaDtypes = {at::kFloat, at::kHalf, at::kBFloat16};
+
+inline Dtype dtype_of(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return Dtype::f32;
+    case at::kHalf: return Dtype::f16;
+    case at::kBFloat16: return Dtype::bf16;
+    default: TORCH_CHECK(false, "cnnfast: no CUDA kernel for dtype ", t.scalar_type());
+  }
+}
+
+inline cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+
+// Channels-last storage (NHWC) when torch suggests it for `t`.
+inline bool is_nhwc(at::MemoryFormat f) { return f == at::MemoryFormat::ChannelsLast; }
+
+}  // namespace cuda
+}  // namespace cnnfast

@@ -1,0 +1,99 @@
+// Small device helpers shared by cnnfast's CUDA kernels: float conversion of the storage types
+// (float, __half, __nv_bfloat16) and 16-byte vector loads and stores. Framework-free: builds under
+// nvcc and under g++ with the CPU harness (csrc/cuda/common/launch.cuh picks which).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "common/launch.cuh"
+
+#if defined(__CUDACC__)
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#define CNNFAST_DEVICE __device__ __forceinline__
+#else
+#define CNNFAST_DEVICE inline
+#endif
+
+namespace cnnfast {
+namespace cuda {
+
+// Storage type <-> float (all arithmetic is done in float).
+CNNFAST_DEVICE float to_float(float v) { return v; }
+CNNFAST_DEVICE float to_float(__half v) { return __half2float(v); }
+CNNFAST_DEVICE float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <class T>
+CNNFAST_DEVICE T from_float(float v);
+template <>
+CNNFAST_DEVICE float from_float<float>(float v) { return v; }
+template <>
+CNNFAST_DEVICE __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <>
+CNNFAST_DEVICE __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// A NaN test that survives nvcc's and g++'s fast paths alike.
+CNNFAST_DEVICE bool is_nan(float v) { return v != v; }
+
+// 16 bytes of T: 4 floats or 8 halves, moved with one 128-bit load or store.
+template <class T>
+struct alignas(16) Vec16 {
+  static constexpr int kSize = 16 / sizeof(T);
+  T v[kSize];
+};
+
+template <class T>
+CNNFAST_DEVICE Vec16<T> load16(const T* p) {
+  Vec16<T> r;
+#if defined(__CUDACC__)
+  const uint4 u = __ldg(reinterpret_cast<const uint4*>(p));
+  memcpy(&r, &u, 16);
+#else
+  std::memcpy(&r, p, 16);
+#endif
+  return r;
+}
+
+template <class T>
+CNNFAST_DEVICE void store16(T* p, const Vec16<T>& r) {
+#if defined(__CUDACC__)
+  uint4 u;
+  memcpy(&u, &r, 16);
+  *reinterpret_cast<uint4*>(p) = u;
+#else
+  std::memcpy(p, &r, 16);
+#endif
+}
+
+// 4 consecutive elements of T (16 bytes of float, 8 bytes of a half type), one load.
+template <class T>
+CNNFAST_DEVICE void load4(const T* p, float out[4]) {
+  if constexpr (sizeof(T) == 4) {
+#if defined(__CUDACC__)
+    const float4 u = __ldg(reinterpret_cast<const float4*>(p));
+#else
+    float4 u;
+    std::memcpy(&u, p, 16);
+#endif
+    out[0] = u.x; out[1] = u.y; out[2] = u.z; out[3] = u.w;
+  } else {
+    T h[4];
+#if defined(__CUDACC__)
+    const uint2 u = __ldg(reinterpret_cast<const uint2*>(p));
+    memcpy(h, &u, 8);
+#else
+    std::memcpy(h, p, 8);
+#endif
+#pragma unroll
+    for (int i = 0; i < 4; ++i) out[i] = to_float(h[i]);
+  }
+}
+
+// Whether a pointer is aligned to `bytes` (host side, to choose the vector path).
+inline bool aligned_to(const void* p, int bytes) {
+  return (reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes)) == 0;
+}
+
+}  // namespace cuda
+}  // namespace cnnfast

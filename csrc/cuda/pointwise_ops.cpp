@@ -1,0 +1,129 @@
+// ATen glue of the CUDA relu and max_pool2d kernels (csrc/cuda/relu_kernel.cuh,
+// csrc/cuda/max_pool2d_kernel.cuh): checks shared with the CPU path (csrc/checks.h), a device guard,
+// the current stream, an early return on empty tensors and a launch check.
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <torch/library.h>
+
+#include "cuda/glue.h"
+
+namespace cnnfast {
+namespace cuda {
+namespace {
+
+// The pooling kernels index planes and pixels within a plane with 32-bit integers.
+void check_pool_sizes(const char* op, int64_t N, int64_t C, int64_t H, int64_t W) {
+  constexpr int64_t kMax = int64_t{1} << 31;
+  TORCH_CHECK(N * C < kMax && H * W < kMax, op, ": the CUDA kernel needs N * C and H * W below 2^31, but got ",
+              "N * C = ", N * C, " and H * W = ", H * W);
+}
+
+constexpr const char* kMaxPool2dBackward = "cnnfast::max_pool2d_backward";
+
+// A dense view of `t` (itself when its elements already fill its storage span).
+at::Tensor dense(const at::Tensor& t) {
+  return t.is_non_overlapping_and_dense() ? t : t.contiguous(t.suggest_memory_format());
+}
+
+at::Tensor relu_kernel(const at::Tensor& input) {
+  check_supported_dtype("cnnfast::relu", "input", input, kCudaDtypes);
+  const c10::cuda::CUDAGuard guard(input.device());
+  const at::Tensor x = dense(input);
+  at::Tensor y = at::empty_like(x);
+  if (y.numel() == 0) return y;
+  C10_CUDA_CHECK(launch_relu(dtype_of(x), x.const_data_ptr(), y.mutable_data_ptr(), x.numel(), current_stream()));
+  return y;
+}
+
+void relu__kernel(at::Tensor& input) {
+  check_supported_dtype("cnnfast::relu_", "input", input, kCudaDtypes);
+  if (input.numel() == 0) return;
+  const c10::cuda::CUDAGuard guard(input.device());
+  if (input.is_non_overlapping_and_dense()) {
+    C10_CUDA_CHECK(launch_relu(dtype_of(input), input.const_data_ptr(), input.mutable_data_ptr(), input.numel(),
+                               current_stream()));
+  } else {
+    at::Tensor y = input.contiguous(input.suggest_memory_format());
+    C10_CUDA_CHECK(launch_relu(dtype_of(y), y.const_data_ptr(), y.mutable_data_ptr(), y.numel(), current_stream()));
+    input.copy_(y);
+  }
+}
+
+at::Tensor relu_backward_kernel(const at::Tensor& grad_output, const at::Tensor& output) {
+  const char* op = "cnnfast::relu_backward";
+  check_supported_dtype(op, "output", output, kCudaDtypes);
+  check_same_dtype_device(op, "grad_output", grad_output, "output", output);
+  check_same_size(op, "grad_output", grad_output, "output", output.sizes());
+  const c10::cuda::CUDAGuard guard(output.device());
+  const at::Tensor out = dense(output);
+  const at::Tensor dy = grad_output.strides() == out.strides() ? grad_output : at::empty_like(out).copy_(grad_output);
+  at::Tensor dx = at::empty_like(out);
+  if (dx.numel() == 0) return dx;
+  C10_CUDA_CHECK(launch_relu_backward(dtype_of(out), dy.const_data_ptr(), out.const_data_ptr(), dx.mutable_data_ptr(),
+                                      out.numel(), current_stream()));
+  return dx;
+}
+
+std::tuple<at::Tensor, at::Tensor> max_pool2d_kernel(const at::Tensor& input, at::IntArrayRef kernel_size,
+                                                     at::IntArrayRef stride, at::IntArrayRef padding,
+                                                     at::IntArrayRef dilation, bool ceil_mode) {
+  const Pool2dProblem p = make_max_pool2d_problem("cnnfast::max_pool2d", input, kernel_size, stride, padding,
+                                                  dilation, ceil_mode, kCudaDtypes);
+  check_pool_sizes("cnnfast::max_pool2d", p.N, p.C, p.H, p.W);
+  const c10::cuda::CUDAGuard guard(input.device());
+  const auto format = input.suggest_memory_format();
+  const at::Tensor x = input.contiguous(format);
+  at::Tensor y = at::empty({p.N, p.C, p.P, p.Q}, input.options().memory_format(format));
+  at::Tensor idx = at::empty({p.N, p.C, p.P, p.Q}, input.options().dtype(at::kLong).memory_format(format));
+  if (y.numel() == 0) return {y, idx};
+  C10_CUDA_CHECK(launch_max_pool2d_forward(dtype_of(x), p, is_nhwc(format), x.const_data_ptr(), y.mutable_data_ptr(),
+                                           idx.mutable_data_ptr<int64_t>(), current_stream()));
+  return {y, idx};
+}
+
+at::Tensor max_pool2d_backward_kernel(const at::Tensor& grad_output, const at::Tensor& input,
+                                      const at::Tensor& indices) {
+  const char* op = kMaxPool2dBackward;
+  TORCH_CHECK(input.dim() == 4, op, ": expected 4D input (N, C, H, W), but got input of size: ", input.sizes());
+  check_supported_dtype(op, "input", input, kCudaDtypes);
+  check_same_dtype_device(op, "grad_output", grad_output, "input", input);
+  TORCH_CHECK(indices.scalar_type() == at::kLong, op, ": expected indices of dtype Long, but got ",
+              indices.scalar_type());
+  TORCH_CHECK(indices.device() == input.device(), op, ": expected indices on ", input.device(), ", but got ",
+              indices.device());
+  TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == input.size(0) && grad_output.size(1) == input.size(1),
+              op, ": expected grad_output of size [", input.size(0), ", ", input.size(1),
+              ", P, Q], but got grad_output of size ", grad_output.sizes());
+  check_same_size(op, "indices", indices, "grad_output", grad_output.sizes());
+  const c10::cuda::CUDAGuard guard(input.device());
+  // The schema carries no window arguments, so the windows containing an element are unknown here:
+  // the per-plane scatter in output order (deterministic, no atomics) needs only the sizes.
+  Pool2dProblem p;
+  p.N = input.size(0);
+  p.C = input.size(1);
+  p.H = input.size(2);
+  p.W = input.size(3);
+  p.P = grad_output.size(2);
+  p.Q = grad_output.size(3);
+  check_pool_sizes(op, p.N, p.C, p.H, p.W);
+  const auto format = input.suggest_memory_format();
+  at::Tensor dx = at::empty(input.sizes(), input.options().memory_format(format));
+  if (dx.numel() == 0) return dx;
+  const at::Tensor dy = grad_output.contiguous(format), idx = indices.contiguous(format);
+  C10_CUDA_CHECK(launch_max_pool2d_backward(dtype_of(dx), p, is_nhwc(format), /*gather=*/false, dy.const_data_ptr(),
+                                            idx.const_data_ptr<int64_t>(), dx.mutable_data_ptr(), current_stream()));
+  return dx;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(cnnfast, CUDA, m) {
+  m.impl("relu", &relu_kernel);
+  m.impl("relu_", &relu__kernel);
+  m.impl("relu_backward", &relu_backward_kernel);
+  m.impl("max_pool2d", &max_pool2d_kernel);
+  m.impl("max_pool2d_backward", &max_pool2d_backward_kernel);
+}
+
+}  // namespace cuda
+}  // namespace cnnfast

@@ -1,0 +1,139 @@
+// C entry points of cnnfast's CUDA kernels built for the CPU harness (g++, no torch header), for
+// tests/test_cuda_kernels.py through ctypes. dtype: 0 float, 1 half, 2 bfloat16 (storage types).
+#include "cuda/conv2d_kernel.cuh"
+#include "cuda/max_pool2d_kernel.cuh"
+#include "cuda/relu_kernel.cuh"
+
+#include "cuda_on_cpu/c_api.h"
+
+using cuda_on_cpu::c_api::guarded;
+
+namespace {
+
+template <class F>
+void with_type(int dtype, F&& f) {
+  if (dtype == 0) f(static_cast<float*>(nullptr));
+  else if (dtype == 1) f(static_cast<__half*>(nullptr));
+  else f(static_cast<__nv_bfloat16*>(nullptr));
+}
+
+#define CNNFAST_T std::remove_pointer_t<decltype(tag)>
+
+// sizes: N C H W K R S stride_h stride_w pad_h pad_w dilation_h dilation_w groups
+cnnfast::Conv2dProblem conv_problem(const long long* s) {
+  cnnfast::Conv2dProblem p;
+  p.N = s[0]; p.C = s[1]; p.H = s[2]; p.W = s[3];
+  p.K = s[4]; p.R = s[5]; p.S = s[6];
+  p.stride_h = s[7]; p.stride_w = s[8]; p.pad_h = s[9]; p.pad_w = s[10];
+  p.dilation_h = s[11]; p.dilation_w = s[12]; p.groups = s[13];
+  p.compute_output_size();
+  return p;
+}
+
+// sizes: N C H W P Q kernel_h kernel_w stride_h stride_w pad_h pad_w dilation_h dilation_w
+cnnfast::Pool2dProblem pool_problem(const long long* s) {
+  cnnfast::Pool2dProblem p;
+  p.N = s[0]; p.C = s[1]; p.H = s[2]; p.W = s[3]; p.P = s[4]; p.Q = s[5];
+  p.kernel_h = s[6]; p.kernel_w = s[7]; p.stride_h = s[8]; p.stride_w = s[9];
+  p.pad_h = s[10]; p.pad_w = s[11]; p.dilation_h = s[12]; p.dilation_w = s[13];
+  return p;
+}
+
+}  // namespace
+
+extern "C" {
+
+int cnnfast_relu(int dtype, const void* x, void* y, long long n) {
+  return guarded([&] {
+    with_type(dtype, [&](auto* tag) {
+      cnnfast::cuda::relu(static_cast<const CNNFAST_T*>(x), static_cast<CNNFAST_T*>(y), n, nullptr);
+    });
+  });
+}
+
+int cnnfast_relu_backward(int dtype, const void* dy, const void* y, void* dx, long long n) {
+  return guarded([&] {
+    with_type(dtype, [&](auto* tag) {
+      cnnfast::cuda::relu_backward(static_cast<const CNNFAST_T*>(dy), static_cast<const CNNFAST_T*>(y),
+                                   static_cast<CNNFAST_T*>(dx), n, nullptr);
+    });
+  });
+}
+
+int cnnfast_max_pool2d(int dtype, const long long* sizes, int nhwc, const void* x, void* y, long long* idx) {
+  return guarded([&] {
+    with_type(dtype, [&](auto* tag) {
+      cnnfast::cuda::max_pool2d_forward(pool_problem(sizes), nhwc != 0, static_cast<const CNNFAST_T*>(x),
+                                        static_cast<CNNFAST_T*>(y), reinterpret_cast<int64_t*>(idx), nullptr);
+    });
+  });
+}
+
+int cnnfast_max_pool2d_backward(int dtype, const long long* sizes, int nhwc, int gather, const void* dy,
+                                const long long* idx, void* dx) {
+  return guarded([&] {
+    with_type(dtype, [&](auto* tag) {
+      cnnfast::cuda::max_pool2d_backward(pool_problem(sizes), nhwc != 0, gather != 0,
+                                         static_cast<const CNNFAST_T*>(dy), reinterpret_cast<const int64_t*>(idx),
+                                         static_cast<CNNFAST_T*>(dx), nullptr);
+    });
+  });
+}
+
+// conv2d passes; nhwc: every tensor in channels_last storage (weight as K R S C/G).
+int cnnfast_conv2d_forward(int dtype, const long long* sizes, int nhwc, const void* x, const void* w,
+                           const void* bias, int relu, void* y) {
+  return guarded([&] {
+    with_type(dtype, [&](auto* tag) {
+      using T = CNNFAST_T;
+      cnnfast::cuda::conv2d_forward(conv_problem(sizes), nhwc != 0, static_cast<const T*>(x), static_cast<const T*>(w),
+                                    static_cast<const T*>(bias), relu != 0, static_cast<T*>(y), nullptr);
+    });
+  });
+}
+
+int cnnfast_conv2d_grad_input(int dtype, const long long* sizes, int nhwc, const void* dy, const void* relu_out,
+                              const void* w, void* dx) {
+  return guarded([&] {
+    with_type(dtype, [&](auto* tag) {
+      using T = CNNFAST_T;
+      cnnfast::cuda::conv2d_grad_input(conv_problem(sizes), nhwc != 0, static_cast<const T*>(dy),
+                                       static_cast<const T*>(relu_out), static_cast<const T*>(w), static_cast<T*>(dx),
+                                       nullptr);
+    });
+  });
+}
+
+long long cnnfast_conv2d_wgrad_workspace(const long long* sizes) {
+  return cnnfast::cuda::conv_wgrad_workspace(conv_problem(sizes));
+}
+
+long long cnnfast_conv2d_bias_workspace(const long long* sizes) {
+  const cnnfast::Conv2dProblem p = conv_problem(sizes);
+  return cnnfast::cuda::bias_grad_splits(p) * p.K;
+}
+
+int cnnfast_conv2d_grad_weight(int dtype, const long long* sizes, int nhwc, const void* dy, const void* relu_out,
+                               const void* x, void* dw, float* workspace) {
+  return guarded([&] {
+    with_type(dtype, [&](auto* tag) {
+      using T = CNNFAST_T;
+      cnnfast::cuda::conv2d_grad_weight(conv_problem(sizes), nhwc != 0, static_cast<const T*>(dy),
+                                        static_cast<const T*>(relu_out), static_cast<const T*>(x), static_cast<T*>(dw),
+                                        workspace, nullptr);
+    });
+  });
+}
+
+int cnnfast_conv2d_grad_bias(int dtype, const long long* sizes, int nhwc, const void* dy, const void* relu_out,
+                             void* db, float* workspace) {
+  return guarded([&] {
+    with_type(dtype, [&](auto* tag) {
+      using T = CNNFAST_T;
+      cnnfast::cuda::conv2d_grad_bias(conv_problem(sizes), nhwc != 0, static_cast<const T*>(dy),
+                                      static_cast<const T*>(relu_out), static_cast<T*>(db), workspace, nullptr);
+    });
+  });
+}
+
+}  // extern "C"
