@@ -205,9 +205,9 @@ def test_same_learning_fast_and_torch():
 
 @pytest.mark.slow
 def test_lenet_reaches_97_percent_on_digits(tmp_path):
-    """The issue's target with the default settings (torch layers here, for time: the fast layers
-    learn the same, see test_same_learning_fast_and_torch)."""
-    assert cli("lenet", "--no-fast", "--no-progress", "--out", tmp_path) == 0
+    """`cnnfast train lenet` with its defaults (cnnfast's layers) reaches 97 % on the digits' 359
+    test images (measured 98.61 %; torch's layers: 98.89 %, other seeds 98.05..99.44 %)."""
+    assert cli("lenet", "--no-progress", "--out", tmp_path) == 0
     last = read_metrics(tmp_path)[-1]
     assert last["epoch"] == train.DEFAULTS["epochs"] and last["test_acc"] >= 0.97, last
 
