@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DataError", "Split", "Dataset", "load", "load_digits", "read_mnist", "read_cifar10",
+__all__ = ["DataError", "Split", "Dataset", "load", "download", "load_digits", "read_mnist", "read_cifar10",
            "adapt", "DATASETS", "MNIST_FILES", "CIFAR10_FILES"]
 
 DATASETS = ("digits", "mnist", "cifar10")
@@ -182,12 +182,28 @@ def read_cifar10(data_dir, split):
             torch.from_numpy(np.concatenate(labels)))
 
 
-def _download(name, data_dir):
+def download(name, data_dir):
+    """Fetch MNIST or CIFAR-10 (both splits) into ``data_dir`` with torchvision (needs network);
+    nothing to do for the digits."""
+    if name == "digits":
+        return
+    if name not in DATASETS:
+        raise DataError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
+    if data_dir is None:
+        raise DataError(f"--download of {name} needs --data-dir DIR to download into")
     import torchvision  # noqa: PLC0415
 
+    data_dir = os.path.abspath(os.path.expanduser(data_dir))
+    os.makedirs(data_dir, exist_ok=True)
     cls = {"mnist": torchvision.datasets.MNIST, "cifar10": torchvision.datasets.CIFAR10}[name]
     for train in (True, False):
-        cls(data_dir, train=train, download=True)
+        try:
+            cls(data_dir, train=train, download=True)
+        except Exception as e:  # noqa: BLE001  (network errors come in many types)
+            raise DataError(f"downloading {name} into {data_dir} failed: {type(e).__name__}: {e}") from e
+
+
+_fetch = download  # for load(), whose argument of that name hides the function
 
 
 # --- common ----------------------------------------------------------------------------------------
@@ -219,8 +235,7 @@ def load(name, data_dir=None, shape=None, download=False):
             raise DataError(f"--data {name} needs --data-dir DIR (torchvision's on-disk layout; add --download to fetch it)")
         data_dir = os.path.abspath(os.path.expanduser(data_dir))
         if download:
-            os.makedirs(data_dir, exist_ok=True)
-            _download(name, data_dir)
+            _fetch(name, data_dir)
         if not os.path.isdir(data_dir):
             raise DataError(f"data directory {data_dir} does not exist (for --data {name}; add --download to fetch it)")
         reader = read_mnist if name == "mnist" else read_cifar10

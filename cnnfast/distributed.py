@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["Context", "setup", "cleanup", "all_reduce_sum", "shard_batches"]
+__all__ = ["Context", "setup", "cleanup", "barrier", "all_reduce_sum", "shard_batches"]
 
 
 @dataclass
@@ -57,6 +57,11 @@ def setup(device="auto", timeout_s=300):
 def cleanup(ctx):
     if ctx.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def barrier(ctx):
+    if ctx.distributed:
+        dist.barrier()
 
 
 def all_reduce_sum(ctx, tensor):

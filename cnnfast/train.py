@@ -184,7 +184,11 @@ def train(args):
 
         torch.manual_seed(args.seed)
         model = get_model(args.model, fast=args.fast, **kw).to(ctx.device)
-        ds = data_mod.load(args.data, args.data_dir, shape=model.input_shape, download=args.download and ctx.is_main)
+        if args.download:
+            if ctx.is_main:
+                data_mod.download(args.data, args.data_dir)
+            dist_util.barrier(ctx)  # the other ranks read only once rank 0 has the files
+        ds = data_mod.load(args.data, args.data_dir, shape=model.input_shape)
         if args.subset:
             ds.train = data_mod.Split(ds.train.images[:args.subset], ds.train.labels[:args.subset])
             ds.test = data_mod.Split(ds.test.images[:args.subset], ds.test.labels[:args.subset])

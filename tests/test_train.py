@@ -238,3 +238,16 @@ def test_download_goes_through_torchvision(tmp_path, monkeypatch):
     ds = data.load("mnist", str(tmp_path / "new"), download=True)
     assert calls == [(str(tmp_path / "new"), True, True), (str(tmp_path / "new"), False, True)]
     assert len(ds.train) == 16 and len(ds.test) == 8
+    # The command downloads first (rank 0 only under torchrun), then reads.
+    calls.clear()
+    assert cli("lenet", "--data", "mnist", "--data-dir", tmp_path / "cli", "--download", "--epochs", 1,
+               "--no-progress", "--out", tmp_path / "o") == 0
+    assert calls == [(str(tmp_path / "cli"), True, True), (str(tmp_path / "cli"), False, True)]
+
+    class Offline:
+        def __init__(self, root, train, download):
+            raise OSError("[Errno 101] Network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", Offline)
+    with pytest.raises(data.DataError, match=f"downloading cifar10 into {tmp_path / 'c'} failed: OSError: .*unreachable"):
+        data.load("cifar10", str(tmp_path / "c"), download=True)
