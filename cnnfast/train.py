@@ -37,7 +37,8 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=_positive_int, default=DEFAULTS["batch_size"],
                         help="batch size per process (default: %(default)s)")
     parser.add_argument("--lr", type=_positive_float, default=DEFAULTS["lr"],
-                        help="SGD learning rate, cosine-annealed over the epochs (default: %(default)s)")
+                        help="SGD learning rate, cosine-annealed over --epochs, which on --resume is "
+                             "the new total (default: %(default)s)")
     parser.add_argument("--momentum", type=float, default=DEFAULTS["momentum"], help="default: %(default)s")
     parser.add_argument("--weight-decay", type=float, default=DEFAULTS["weight_decay"], help="default: %(default)s")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
@@ -71,6 +72,12 @@ def _positive_float(s):
 
 def model_kwargs(name, blocks_per_stage=3):
     return {"blocks_per_stage": blocks_per_stage} if name == "resnet-cifar" else {}
+
+
+def cosine_lr(base_lr, epoch, epochs):
+    """The learning rate of ``epoch`` (1-based) of ``epochs``: cosine annealing from ``base_lr``
+    (epoch 1) towards 0, ``base_lr * (1 + cos(pi * (epoch - 1) / epochs)) / 2``."""
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / epochs))
 
 
 def make_optimizer(model, lr, momentum=DEFAULTS["momentum"], weight_decay=DEFAULTS["weight_decay"]):
@@ -197,12 +204,10 @@ def train(args):
                              f"({args.batch_size} x {ctx.world_size} processes)")
 
         optimizer = make_optimizer(model, args.lr, args.momentum, args.weight_decay)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
         start = 1
         if ckpt:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
             start = ckpt["epoch"] + 1
         net = model
         if ctx.distributed:
@@ -229,11 +234,12 @@ def train(args):
                 nsteps = len(dist_util.shard_batches(len(ds.train), args.batch_size, ctx))
                 bar = tqdm(total=nsteps, desc=f"epoch {epoch}/{args.epochs}", unit="step", file=sys.stderr,
                            dynamic_ncols=True, leave=True)
-            lr = optimizer.param_groups[0]["lr"]
+            lr = cosine_lr(args.lr, epoch, args.epochs)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             tr_loss, tr_acc, seen, secs = train_epoch(
                 net, optimizer, ds.train, args.batch_size, ctx, gen, bar,
                 max_shift=2 if args.augment else 0, flip=args.augment and args.data == "cifar10")
-            scheduler.step()
             stats = dist_util.all_reduce_sum(ctx, torch.tensor([tr_loss * seen, tr_acc * seen, seen], dtype=torch.float64))
             # The bare model (its weights and buffers are the same on every rank): each rank runs
             # its own number of evaluation batches, which DDP's forward must not be asked to sync.
@@ -252,7 +258,7 @@ def train(args):
                 _save({
                     "format": CHECKPOINT_FORMAT, "model_name": args.model, "model_kwargs": kw,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "epoch": epoch, "metrics": last,
+                    "epoch": epoch, "epochs": args.epochs, "lr": args.lr, "metrics": last,
                     "data": args.data, "mean": ds.mean.tolist(), "std": ds.std.tolist(), "classes": ds.classes,
                 }, ckpt_path)
                 with open(metrics_path, "a") as f:

@@ -53,6 +53,8 @@ def test_train_checkpoint_and_metrics(tmp_path, capsys):
     lines = read_metrics(a)
     assert [m["epoch"] for m in lines] == [1, 2]
     assert (a / "curves.png").stat().st_size > 1000
+    # Cosine annealing over 2 epochs from 0.05: (1 + cos(0)) / 2 = 1, then (1 + cos(pi / 2)) / 2 = 1/2.
+    assert [m["lr"] for m in lines] == pytest.approx([0.05, 0.025], rel=1e-12)
     assert all(0 <= m["test_acc"] <= 1 and m["images_per_sec"] > 0 and m["fast"] for m in lines)
     assert lines[-1]["test_acc"] == ck_a["metrics"]["test_acc"]
     # The checkpoint's model evaluates to the accuracy the metrics file reports.
