@@ -132,3 +132,59 @@ def test_every_path_float64_takes_the_portable_kernel_exactly(monkeypatch, path)
     expected = cnnfast.functional.conv2d(x, w, padding=1)
     monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
     assert torch.equal(cnnfast.functional.conv2d(x, w, padding=1), expected)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("n", [1, 7, 8, 15, 16, 17, 100, 70001])
+def test_every_path_relu_and_its_gradient_exact(monkeypatch, path, n):
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(n, generator=g)
+    x[:: 5] = -0.0
+    x[1:: 7] = float("nan")
+    x[2:: 11] = float("-inf")
+    y = torch.ops.cnnfast.relu(x)
+    assert torch.equal(y.isnan(), torch.relu(x).isnan())
+    assert torch.equal(torch.nan_to_num(y), torch.nan_to_num(torch.relu(x)))
+    assert torch.equal(torch.signbit(y), torch.signbit(torch.relu(x)))  # -0.0 kept, as clamp_min
+    gy = torch.randn(n, generator=g)
+    expected = torch.where(torch.relu(x) > 0, gy, torch.zeros_like(gy))  # the op's rule: output > 0
+    assert torch.equal(torch.ops.cnnfast.relu_backward(gy, y), expected)
+
+
+# Winograd F(2x2, 3x3) (opt-in, CNNFAST_CPU_WINOGRAD=1): its larger rounding error must stay inside the
+# project's tolerance; forward and the stride-1 grad-input (a forward convolution) go through it.
+WINOGRAD_CASES = [
+    (2, 32, 8, 8, 32, 3, 1, 1, 1, 1),        # even output, one tile block
+    (3, 40, 7, 9, 33, 3, 1, 1, 1, 1),        # odd output (half tiles), tails everywhere
+    (1, 64, 14, 14, 64, 3, 1, 0, 1, 1),      # no padding
+    (2, 64, 6, 6, 64, 3, 1, 1, 1, 2),        # groups of 32
+]
+
+
+@pytest.mark.parametrize("case", WINOGRAD_CASES)
+@pytest.mark.parametrize("path", PATHS)
+def test_winograd_matches_torch_on_every_path(monkeypatch, path, case):
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    monkeypatch.setenv("CNNFAST_CPU_WINOGRAD", "1")
+    n, c, h, w, k, kernel, stride, padding, dilation, groups = case
+    run_conv_case(conv, F.conv2d, n, c, h, w, k, kernel, stride, padding, dilation, groups)
+    run_conv_case(fused, reference, n, c, h, w, k, kernel, stride, padding, dilation, groups, seed=1)
+
+
+def test_winograd_is_really_taken_and_bit_identical_for_any_thread_count(monkeypatch):
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 32, 9, 9, generator=g)
+    w = torch.randn(32, 32, 3, 3, generator=g)
+    direct = cnnfast.functional.conv2d(x, w, padding=1)
+    monkeypatch.setenv("CNNFAST_CPU_WINOGRAD", "1")
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = cnnfast.functional.conv2d(x, w, padding=1)
+        torch.set_num_threads(3)
+        assert torch.equal(cnnfast.functional.conv2d(x, w, padding=1), serial)
+    finally:
+        torch.set_num_threads(old)
+    assert not torch.equal(serial, direct)  # a different (transformed) sum: the path was taken
+    torch.testing.assert_close(serial, direct, rtol=1e-4, atol=1e-4)

@@ -15,6 +15,8 @@
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <vector>
 
@@ -22,6 +24,7 @@
 #include "cpu/capability.h"
 #include "cpu/conv2d_gemm.h"
 #include "cpu/gemm.h"
+#include "cpu/winograd.h"
 
 namespace cnnfast::cpu {
 namespace {
@@ -127,12 +130,100 @@ void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, 
   });
 }
 
+// Winograd is opt-in, CNNFAST_CPU_WINOGRAD=1 (read at each call): with its transforms in scalar code it
+// measured slower than the direct path on the reference machine (benchmarks/NOTES.md). When on, it
+// serves 3x3, stride 1, dilation 1 with both channel counts per group at least 32.
+inline bool use_winograd(const Conv2dProblem& p) {
+  const char* env = std::getenv("CNNFAST_CPU_WINOGRAD");
+  if (env == nullptr || std::strcmp(env, "1") != 0) return false;
+  return p.R == 3 && p.S == 3 && p.stride_h == 1 && p.stride_w == 1 && p.dilation_h == 1 && p.dilation_w == 1 &&
+         p.C_per_group() >= 32 && p.K_per_group() >= 32 && p.P >= 2 && p.Q >= 2;
+}
+
+// Winograd F(2x2, 3x3) forward (winograd.h). Work items are (group, block of 64 tiles); each
+// transforms its tiles' inputs into V[16][Cg][64], runs the 16 GEMMs M[xi] = U[xi] V[xi] (Kg x Cg x
+// tiles) and transforms M into its outputs (bias and ReLU applied there). Each output element is
+// computed by one item in one fixed order, whatever the thread count.
+template <typename T>
+void forward_winograd(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu, Capability cap) {
+  const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), PQ = p.P * p.Q;
+  const int64_t TH = (p.P + 1) / 2, TW = (p.Q + 1) / 2, TT = TH * TW;
+  // Padded input with room for the last tiles' 4x4 windows: rows/cols up to 2 * TH + 2.
+  const int64_t Hp = 2 * TH + 2, Wp = 2 * TW + 2, plane = Hp * Wp;
+  std::vector<T> xp(p.N * p.C * plane, T(0));
+  at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const T* src = x + nc * p.H * p.W;
+      T* dst = xp.data() + nc * plane;
+      for (int64_t h = 0; h < p.H; ++h) {
+        const int64_t hp = h + p.pad_h;
+        if (hp >= Hp) break;
+        const int64_t w0 = std::max<int64_t>(0, -p.pad_w), w1 = std::min<int64_t>(p.W, Wp - p.pad_w);
+        for (int64_t ww = w0; ww < w1; ++ww) dst[hp * Wp + ww + p.pad_w] = src[h * p.W + ww];
+      }
+    }
+  });
+  // U[g][xi][k][c]
+  std::vector<T> u(16 * p.K * Cg);
+  at::parallel_for(0, p.K, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t gk = begin; gk < end; ++gk) {
+      const int64_t g = gk / Kg, k = gk % Kg;
+      for (int64_t c = 0; c < Cg; ++c)
+        winograd_filter(w + (gk * Cg + c) * 9, u.data() + ((g * 16) * Kg + k) * Cg + c, Kg * Cg);
+    }
+  });
+  // Tiles are numbered over (sample, tile row, tile column), so a block of 64 spans samples.
+  constexpr int64_t kNt = 64;
+  const int64_t all = p.N * TT, blocks = (all + kNt - 1) / kNt;
+  at::parallel_for(0, G * blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> v(16 * Cg * kNt), m(16 * Kg * kNt);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t blk = item % blocks, g = item / blocks;
+      const int64_t t0 = blk * kNt, nt = std::min(kNt, all - t0);
+      for (int64_t t = t0; t < t0 + nt;) {
+        const int64_t n = t / TT, tt = t % TT, th = tt / TW, tw = tt % TW;
+        const int64_t run = std::min(t0 + nt - t, TW - tw);
+        const T* src = xp.data() + (n * p.C + g * Cg) * plane + 2 * th * Wp + 2 * tw;
+        for (int64_t c = 0; c < Cg; ++c)
+          winograd_input_row(src + c * plane, Wp, run, v.data() + c * kNt + (t - t0), Cg * kNt);
+        t += run;
+      }
+      for (int64_t xi = 0; xi < 16; ++xi) {
+        GemmArgs<T> a;
+        a.M = Kg, a.N = nt, a.K = Cg;
+        a.a = u.data() + (g * 16 + xi) * Kg * Cg, a.a_rs = Cg, a.a_ks = 1;
+        a.b = v.data() + xi * Cg * kNt, a.ldb = kNt;
+        a.c = m.data() + xi * Kg * kNt, a.ldc = kNt;
+        gemm(cap, a);
+      }
+      for (int64_t k = 0; k < Kg; ++k) {
+        const T bias = b ? b[g * Kg + k] : T(0);
+        for (int64_t t = t0; t < t0 + nt; ++t) {
+          const int64_t n = t / TT, tt = t % TT, oh = 2 * (tt / TW), ow = 2 * (tt % TW);
+          T* yk = y + (n * p.K + g * Kg + k) * PQ;
+          T out[2][2];
+          winograd_output(m.data() + k * kNt + (t - t0), Kg * kNt, out);
+          for (int i = 0; i < 2 && oh + i < p.P; ++i)
+            for (int j = 0; j < 2 && ow + j < p.Q; ++j) {
+              const T val = out[i][j] + bias;
+              yk[(oh + i) * p.Q + ow + j] = relu ? relu_value(val) : val;
+            }
+        }
+      }
+    }
+  });
+}
+
 template <typename T>
 void forward_impl(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu, Capability cap) {
   const int64_t PQ = p.P * p.Q, HW = p.H * p.W, tiles = (PQ + kTile - 1) / kTile, G = p.groups;
   const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
   // A 1x1 convolution with stride 1 and no padding reads the input itself as its B matrix.
   const bool pointwise = p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
+  if (use_winograd(p)) {
+    forward_winograd(p, x, w, b, y, relu, cap);
+    return;
+  }
   if (!pointwise && p.stride_h == 1 && p.stride_w == 1) {
     forward_direct(p, x, w, b, y, relu, cap);
     return;
@@ -362,12 +453,9 @@ void grad_bias_impl(const Conv2dProblem& p, const T* dy, T* db) {
 
 // dy where the fused op's output is > 0, else 0 (ReLU's gradient), into out.
 template <typename T>
-void mask_grad(const T* dy, const T* y, T* out, int64_t n) {
+void mask_grad(const T* dy, const T* y, T* out, int64_t n, Capability cap) {
   at::parallel_for(0, n, 32768, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const T g = dy[i];  // loaded unconditionally: a branch-free select that vectorizes
-      out[i] = y[i] > T(0) ? g : T(0);
-    }
+    relu_mask_span(cap, dy + begin, y + begin, out + begin, end - begin);
   });
 }
 
@@ -421,7 +509,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(
     const T* g = dy.const_data_ptr<T>();
     if (output && !empty_output) {
       masked.resize(p.output_numel());
-      mask_grad(g, mask.const_data_ptr<T>(), masked.data(), p.output_numel());
+      mask_grad(g, mask.const_data_ptr<T>(), masked.data(), p.output_numel(), cap);
       g = masked.data();
     }
     if (grad_input.defined() && grad_input.numel() > 0) {

@@ -40,6 +40,11 @@ struct GemmArgs {
 // The SIMD paths (float only); defined in gemm_avx512.cpp and gemm_avx2.cpp, compiled for their ISA.
 void sgemm_avx512(const GemmArgs<float>& g);
 void sgemm_avx2(const GemmArgs<float>& g);
+// Elementwise ReLU kernels of the same ISA files: y = clamp_min(x, 0) and d = (y > 0 ? g : 0).
+void relu_f32_avx512(const float* x, float* y, int64_t n);
+void relu_f32_avx2(const float* x, float* y, int64_t n);
+void relu_mask_f32_avx512(const float* g, const float* y, float* d, int64_t n);
+void relu_mask_f32_avx2(const float* g, const float* y, float* d, int64_t n);
 
 // The portable path: plain loops in blocks of 4 rows x 64 columns (the compiler vectorizes the
 // innermost loop for the baseline ISA).
@@ -80,5 +85,30 @@ inline void gemm(Capability cap, const GemmArgs<float>& g) {
   else gemm_portable(g);
 }
 inline void gemm(Capability, const GemmArgs<double>& g) { gemm_portable(g); }
+
+// ReLU forward over n elements: the SIMD path for float, else portable (clamp_min semantics).
+inline void relu_span(Capability cap, const float* x, float* y, int64_t n) {
+  if (cap == Capability::kAvx512) return relu_f32_avx512(x, y, n);
+  if (cap == Capability::kAvx2) return relu_f32_avx2(x, y, n);
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] < 0.0f ? 0.0f : x[i];
+}
+inline void relu_span(Capability, const double* x, double* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] < 0.0 ? 0.0 : x[i];
+}
+// ReLU's gradient from its output: d = g where y > 0, else 0 (both loads unconditional: branch-free).
+inline void relu_mask_span(Capability cap, const float* g, const float* y, float* d, int64_t n) {
+  if (cap == Capability::kAvx512) return relu_mask_f32_avx512(g, y, d, n);
+  if (cap == Capability::kAvx2) return relu_mask_f32_avx2(g, y, d, n);
+  for (int64_t i = 0; i < n; ++i) {
+    const float gi = g[i];
+    d[i] = y[i] > 0.0f ? gi : 0.0f;
+  }
+}
+inline void relu_mask_span(Capability, const double* g, const double* y, double* d, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double gi = g[i];
+    d[i] = y[i] > 0.0 ? gi : 0.0;
+  }
+}
 
 }  // namespace cnnfast::cpu

@@ -39,6 +39,32 @@ struct Isa {
 
 void sgemm_avx512(const GemmArgs<float>& g) { avx512_impl::sgemm_impl(g); }
 
+// y[i] = max(0, x[i]) (NaN and -0.0 kept, as torch's clamp_min), 16 floats at a time, masked tail.
+void relu_f32_avx512(const float* x, float* y, int64_t n) {
+  const __m512 zero = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_max_ps(zero, _mm512_loadu_ps(x + i)));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_max_ps(zero, _mm512_maskz_loadu_ps(m, x + i)));
+  }
+}
+
+// d[i] = g[i] where y[i] > 0, else 0.
+void relu_mask_f32_avx512(const float* g, const float* y, float* d, int64_t n) {
+  const __m512 zero = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __mmask16 pos = _mm512_cmp_ps_mask(_mm512_loadu_ps(y + i), zero, _CMP_GT_OQ);
+    _mm512_storeu_ps(d + i, _mm512_maskz_mov_ps(pos, _mm512_loadu_ps(g + i)));
+  }
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+    const __mmask16 pos = _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m, y + i), zero, _CMP_GT_OQ);
+    _mm512_mask_storeu_ps(d + i, m, _mm512_maskz_mov_ps(pos, _mm512_maskz_loadu_ps(m, g + i)));
+  }
+}
+
 }  // namespace cnnfast::cpu
 
 #pragma GCC pop_options

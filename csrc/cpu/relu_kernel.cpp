@@ -7,7 +7,9 @@
 #include <torch/library.h>
 
 #include "checks.h"
+#include "cpu/capability.h"
 #include "cpu/conv2d_gemm.h"
+#include "cpu/gemm.h"
 
 namespace cnnfast::cpu {
 namespace {
@@ -26,9 +28,8 @@ void relu_dense(const at::Tensor& in, at::Tensor& out) {
     using T = decltype(zero);
     const T* x = in.const_data_ptr<T>();
     T* y = out.mutable_data_ptr<T>();
-    at::parallel_for(0, in.numel(), kGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) y[i] = relu_value(x[i]);
-    });
+    const Capability cap = current_capability();
+    at::parallel_for(0, in.numel(), kGrain, [&](int64_t b, int64_t e) { relu_span(cap, x + b, y + b, e - b); });
   });
 }
 
@@ -67,13 +68,8 @@ at::Tensor relu_backward_kernel(const at::Tensor& grad_output, const at::Tensor&
       const T* y = out.const_data_ptr<T>();
       const T* g = dy.const_data_ptr<T>();
       T* d = dx.mutable_data_ptr<T>();
-      at::parallel_for(0, out.numel(), kGrain, [&](int64_t b, int64_t e) {
-        // Both loads unconditional, so the select is branch-free and vectorizes.
-        for (int64_t i = b; i < e; ++i) {
-          const T gi = g[i];
-          d[i] = y[i] > T(0) ? gi : T(0);
-        }
-      });
+      const Capability cap = current_capability();
+      at::parallel_for(0, out.numel(), kGrain, [&](int64_t b, int64_t e) { relu_mask_span(cap, g + b, y + b, d + b, e - b); });
     });
   }
   return dx;
