@@ -65,6 +65,8 @@ def environment(device, threads, tf32, predict=False, gpu=None):
         "cnnfast": getattr(cnnfast, "__version__", None),
         "commit": git_commit(),
         "threads": threads,
+        "cpus": os.cpu_count(),
+        "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "tf32": tf32,
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if device.type == "cuda" else None,
     }
@@ -171,6 +173,9 @@ def header_lines(doc):
             if busy["cnnfast"] < min(env["threads"], busy["torch"]):
                 line += " (cnnfast's CPU kernels use fewer threads than they are given)"
         lines.append(line)
+    if env.get("load_average") is not None:
+        lines.append(f"machine load at start: {env['load_average']:.1f} (1-minute load average) on {env.get('cpus')} "
+                     "logical CPUs; with other jobs running, timings of both sides are noisier")
     else:
         lines.append(f"TF32: {'on' if env['tf32'] else 'off'} on both sides (torch.backends.cuda.matmul.allow_tf32 and "
                      f"torch.backends.cudnn.allow_tf32 = {bool(env['tf32'])}); cudnn.benchmark = True for the reference")
