@@ -4,12 +4,13 @@
 //   forward      Y[k, pix]   = b[k] + sum_r W[k, r] * col[r, pix]     (GEMM Kg x Cg*R*S x P*Q)
 //   grad-input   stride 1: a forward convolution of dY with the flipped, transposed weight;
 //                otherwise gcol[r, pix] = sum_k W[k, r] * dY[k, pix], then col2im scatter-add into dX
-//   grad-weight  dW[k, r]   += sum_pix dY[k, pix] * row[pix, r]   (row = col transposed, "im2row")
+//   grad-weight  dW[k, r]   += sum_pix dY[k, pix] * col[r, pix]
 // where r = (c, kh, kw) runs over the reduction (Cg*R*S) and col[r, pix] is the input element that
-// tap r of the kernel sees at output pixel pix (zero in the padding). The output pixels are cut into
-// tiles of kTile; col is built one tile at a time in a thread-local buffer (never for a whole image).
-// The GEMMs themselves are in gemm.h (portable, AVX2 and AVX-512 paths). Every sum runs in a fixed
-// order, so results do not depend on how the work is split over threads.
+// tap r of the kernel sees at output pixel pix (zero in the padding). col is never built: the
+// forward and grad-weight read it as shifted views of a padded copy of the input (conv2d_kernel.cpp);
+// this header keeps the col2im of the strided grad-input. The output pixels are cut into tiles of
+// kTile. The GEMMs themselves are in gemm.h (portable, AVX2 and AVX-512 paths). Every sum runs in a
+// fixed order, so results do not depend on how the work is split over threads.
 #pragma once
 
 #include <algorithm>
@@ -47,41 +48,6 @@ inline void valid_columns(const Conv2dProblem& p, int64_t kw, int64_t ow0, int64
   hi = std::clamp(last_excl - ow0, lo, n);
 }
 
-// col[r * ldcol + j] for the tile of output pixels [pix0, pix0 + len), zero past len (up to `width`)
-// and in padding. x points at the first channel of the group in one sample: [Cg, H, W].
-template <typename T>
-void im2col_tile(const Conv2dProblem& p, const T* x, int64_t pix0, int64_t len, T* col, int64_t ldcol = kTile,
-                 int64_t width = kTile) {
-  const int64_t Cg = p.C_per_group();
-  for (int64_t c = 0; c < Cg; ++c) {
-    const T* xc = x + c * p.H * p.W;
-    for (int64_t kh = 0; kh < p.R; ++kh) {
-      for (int64_t kw = 0; kw < p.S; ++kw) {
-        T* row = col + ((c * p.R + kh) * p.S + kw) * ldcol;
-        for_each_row_run(p, pix0, len, [&](int64_t j, int64_t oh, int64_t ow0, int64_t n) {
-          T* dst = row + j;
-          const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dilation_h;
-          if (ih < 0 || ih >= p.H) {
-            std::fill(dst, dst + n, T(0));
-            return;
-          }
-          int64_t lo, hi;
-          valid_columns(p, kw, ow0, n, lo, hi);
-          std::fill(dst, dst + lo, T(0));
-          const T* src = xc + ih * p.W + (ow0 + lo) * p.stride_w - p.pad_w + kw * p.dilation_w;
-          if (p.stride_w == 1) {
-            std::memcpy(dst + lo, src, (hi - lo) * sizeof(T));
-          } else {
-            for (int64_t t = lo; t < hi; ++t) dst[t] = src[(t - lo) * p.stride_w];
-          }
-          std::fill(dst + hi, dst + n, T(0));
-        });
-        std::fill(row + len, row + width, T(0));
-      }
-    }
-  }
-}
-
 // dx[c, ih, iw] += gcol[r, j] for every tap r = (c, kh, kw) and pixel j of the tile that lands inside
 // the input; dx points at the first channel of the group in one sample.
 template <typename T>
@@ -106,19 +72,6 @@ void col2im_tile_add(const Conv2dProblem& p, const T* gcol, int64_t pix0, int64_
           }
         });
       }
-    }
-  }
-}
-
-// dst[j * ld + r] = src[r * kTile + j] for r < rows, j < len: a col tile into the im2row layout.
-template <typename T>
-void transpose_tile(const T* src, int64_t rows, int64_t len, T* dst, int64_t ld) {
-  constexpr int64_t kB = 16;
-  for (int64_t r0 = 0; r0 < rows; r0 += kB) {
-    const int64_t r1 = std::min(rows, r0 + kB);
-    for (int64_t j = 0; j < len; ++j) {
-      T* d = dst + j * ld;
-      for (int64_t r = r0; r < r1; ++r) d[r] = src[r * kTile + j];
     }
   }
 }

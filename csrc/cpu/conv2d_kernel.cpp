@@ -57,42 +57,79 @@ inline int64_t forward_k_chunks(const Conv2dProblem& p, int64_t items) {
   return std::max<int64_t>(1, std::min(by_rows, (want + items - 1) / items));
 }
 
-// Stride 1 without im2col: the input is copied once into a zero-padded buffer [N, C, Hp, Wp], and
-// output pixels are numbered on the padded width, v = oh * Wp + ow. Then tap r = (c, kh, kw) of pixel
-// v reads xp[c, 0, 0] + v + kh * dilation_h * Wp + kw * dilation_w: each B row of the GEMM is a shifted
-// view of the padded input (gemm.h's b_off). The Wp - Q columns past each row's end are computed and
-// dropped; a tile's result goes to a small buffer and its valid columns to y.
-// The input zero-padded into [N, C, Hp, Wp], plus room for the reads of dropped columns, which reach
-// (S - 1) * dilation_w past the last plane's end.
+// Convolution without im2col. The input is copied once into a zero-padded buffer split by stride
+// phase: for strides (sh, sw), xp[n, c, ph, pw, i, j] = padded input[sh * i + ph, sw * j + pw], each
+// phase plane Hh x Wh. Output pixels are numbered on the phase width, v = oh * Wh + ow. Then tap
+// r = (c, kh, kw) of pixel v reads, in phase ((kh * dh) % sh, (kw * dw) % sw), the element at
+// v + ((kh * dh) / sh) * Wh + (kw * dw) / sw: each GEMM row (tap) is a shifted view of that buffer
+// (gemm.h's b_off / a_off), for any stride and dilation. The Wh - Q columns past each row's end are
+// computed and dropped (forward) or multiplied by zeros (grad-weight).
+struct PhaseLayout {
+  int64_t sh, sw, Hh, Wh, phase, plane;  // phase = Hh * Wh, plane = sh * sw * phase (per channel)
+};
+
+inline PhaseLayout phase_layout(const Conv2dProblem& p) {
+  PhaseLayout l;
+  l.sh = p.stride_h, l.sw = p.stride_w;
+  l.Hh = (p.H + 2 * p.pad_h + l.sh - 1) / l.sh, l.Wh = (p.W + 2 * p.pad_w + l.sw - 1) / l.sw;
+  l.phase = l.Hh * l.Wh, l.plane = l.sh * l.sw * l.phase;
+  return l;
+}
+
+// The input in the phase layout, plus a tile of slack past the end. Only the phases some tap reads
+// are filled (a 1x1 stride-2 convolution reads one phase of four).
 template <typename T>
 std::vector<T> padded_input(const Conv2dProblem& p, const T* x) {
-  const int64_t Hp = p.H + 2 * p.pad_h, Wp = p.W + 2 * p.pad_w, plane = Hp * Wp;
-  std::vector<T> xp(p.N * p.C * plane + (p.S - 1) * p.dilation_w + kTile, T(0));
+  const PhaseLayout l = phase_layout(p);
+  std::vector<char> used_h(l.sh, 0), used_w(l.sw, 0);
+  for (int64_t kh = 0; kh < p.R; ++kh) used_h[(kh * p.dilation_h) % l.sh] = 1;
+  for (int64_t kw = 0; kw < p.S; ++kw) used_w[(kw * p.dilation_w) % l.sw] = 1;
+  std::vector<T> xp(p.N * p.C * l.plane + kTile, T(0));
   at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
     for (int64_t nc = begin; nc < end; ++nc) {
       const T* src = x + nc * p.H * p.W;
-      T* dst = xp.data() + nc * plane + p.pad_h * Wp + p.pad_w;
-      for (int64_t h = 0; h < p.H; ++h) std::memcpy(dst + h * Wp, src + h * p.W, p.W * sizeof(T));
+      T* dst = xp.data() + nc * l.plane;
+      for (int64_t h = 0; h < p.H; ++h) {
+        const int64_t hp = h + p.pad_h;
+        if (!used_h[hp % l.sh]) continue;
+        T* row = dst + (hp % l.sh) * l.sw * l.phase + (hp / l.sh) * l.Wh;
+        const T* srow = src + h * p.W;
+        if (l.sw == 1) {
+          std::memcpy(row + p.pad_w, srow, p.W * sizeof(T));
+          continue;
+        }
+        for (int64_t pw = 0; pw < l.sw; ++pw) {
+          if (!used_w[pw]) continue;
+          // Phase column j holds padded column j * sw + pw, input column j * sw + pw - pad_w.
+          T* out = row + pw * l.phase;
+          const int64_t first = std::max<int64_t>(0, (p.pad_w - pw + l.sw - 1) / l.sw);
+          for (int64_t j = first, w = first * l.sw + pw - p.pad_w; j < l.Wh && w < p.W; ++j, w += l.sw) out[j] = srow[w];
+        }
+      }
     }
   });
   return xp;
 }
 
-// Offset of tap r = (c, kh, kw) in the padded input, relative to the group's first channel.
+// Offset of tap r = (c, kh, kw) in the phase layout, relative to the group's first channel.
 inline std::vector<int64_t> tap_offsets(const Conv2dProblem& p) {
-  const int64_t Wp = p.W + 2 * p.pad_w, plane = (p.H + 2 * p.pad_h) * Wp;
+  const PhaseLayout l = phase_layout(p);
   std::vector<int64_t> off(p.reduction());
   for (int64_t c = 0; c < p.C_per_group(); ++c)
     for (int64_t kh = 0; kh < p.R; ++kh)
-      for (int64_t kw = 0; kw < p.S; ++kw)
-        off[(c * p.R + kh) * p.S + kw] = c * plane + kh * p.dilation_h * Wp + kw * p.dilation_w;
+      for (int64_t kw = 0; kw < p.S; ++kw) {
+        const int64_t dh = kh * p.dilation_h, dw = kw * p.dilation_w;
+        off[(c * p.R + kh) * p.S + kw] =
+            c * l.plane + ((dh % l.sh) * l.sw + dw % l.sw) * l.phase + (dh / l.sh) * l.Wh + dw / l.sw;
+      }
   return off;
 }
 
 template <typename T>
 void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu, Capability cap) {
   const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
-  const int64_t Hp = p.H + 2 * p.pad_h, Wp = p.W + 2 * p.pad_w, plane = Hp * Wp, PQ = p.P * p.Q;
+  const PhaseLayout l = phase_layout(p);
+  const int64_t Wp = l.Wh, plane = l.plane, PQ = p.P * p.Q;
   const int64_t V = (p.P - 1) * Wp + p.Q, tiles = (V + kTile - 1) / kTile;
   const std::vector<T> xp = padded_input(p, x);
   const std::vector<int64_t> boff = tap_offsets(p);
@@ -216,38 +253,31 @@ void forward_winograd(const Conv2dProblem& p, const T* x, const T* w, const T* b
 
 template <typename T>
 void forward_impl(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu, Capability cap) {
-  const int64_t PQ = p.P * p.Q, HW = p.H * p.W, tiles = (PQ + kTile - 1) / kTile, G = p.groups;
-  const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
-  // A 1x1 convolution with stride 1 and no padding reads the input itself as its B matrix.
-  const bool pointwise = p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
   if (use_winograd(p)) {
     forward_winograd(p, x, w, b, y, relu, cap);
     return;
   }
-  if (!pointwise && p.stride_h == 1 && p.stride_w == 1) {
+  const bool pointwise = p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
+  if (!pointwise) {
     forward_direct(p, x, w, b, y, relu, cap);
     return;
   }
+  // A 1x1 convolution with stride 1 and no padding reads the input itself as its B matrix.
+  const int64_t PQ = p.P * p.Q, tiles = (PQ + kTile - 1) / kTile, G = p.groups;
+  const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
   const int64_t base_items = p.N * G * tiles, kchunks = forward_k_chunks(p, base_items);
   const int64_t rows_per_chunk = (Kg + kchunks - 1) / kchunks;
   at::parallel_for(0, base_items * kchunks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> col(pointwise ? 0 : red * kTile);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t kc = item % kchunks, rest = item / kchunks;
       const int64_t t = rest % tiles, g = (rest / tiles) % G, n = rest / (tiles * G);
       const int64_t pix0 = t * kTile, len = std::min(kTile, PQ - pix0);
       const int64_t k0 = kc * rows_per_chunk, k1 = std::min(Kg, k0 + rows_per_chunk);
       if (k0 >= k1) continue;
-      const T* xg = x + (n * p.C + g * Cg) * HW;
       GemmArgs<T> a;
       a.M = k1 - k0, a.N = len, a.K = red;
       a.a = w + (g * Kg + k0) * red, a.a_rs = red, a.a_ks = 1;
-      if (pointwise) {
-        a.b = xg + pix0, a.ldb = HW;
-      } else {
-        im2col_tile(p, xg, pix0, len, col.data(), kTile, len);
-        a.b = col.data(), a.ldb = kTile;
-      }
+      a.b = x + (n * p.C + g * Cg) * PQ + pix0, a.ldb = PQ;
       a.c = y + (n * p.K + g * Kg + k0) * PQ + pix0, a.ldc = PQ;
       a.init = b ? b + g * Kg + k0 : nullptr;
       a.relu = relu;
@@ -309,7 +339,7 @@ inline int64_t weight_chunks(const Conv2dProblem& p, int64_t pixel_items) {
   return std::max<int64_t>(1, std::min<int64_t>({kWeightChunks, pixel_items, (int64_t(1) << 18) / std::max<int64_t>(1, p.weight_numel())}));
 }
 
-// Stride-1 grad-weight without im2row, on the padded input of forward_direct, transposed:
+// Grad-weight without im2row, on the phase-split padded input of forward_direct, transposed:
 //   dwT[r, k] += sum_v xp[tap_offset(r) + v] * dyT[v, k]
 // with A's rows shifted views of the padded input (gemm.h's a_off) and dyT the tile of dy on the
 // padded numbering, transposed and zero in the dropped columns (so they add nothing). Partial sums
@@ -317,7 +347,8 @@ inline int64_t weight_chunks(const Conv2dProblem& p, int64_t pixel_items) {
 template <typename T>
 void grad_weight_direct(const Conv2dProblem& p, const T* dy, const T* x, T* dw, Capability cap) {
   const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
-  const int64_t Wp = p.W + 2 * p.pad_w, plane = (p.H + 2 * p.pad_h) * Wp, PQ = p.P * p.Q;
+  const PhaseLayout l = phase_layout(p);
+  const int64_t Wp = l.Wh, plane = l.plane, PQ = p.P * p.Q;
   const int64_t V = (p.P - 1) * Wp + p.Q, tiles = (V + kTile - 1) / kTile;
   const int64_t pixel_items = p.N * tiles, chunks = weight_chunks(p, pixel_items), wsize = p.weight_numel();
   // Items own blocks of 96 taps (rows of dwT) over all of their chunk's tiles, so the block of dwT
@@ -382,50 +413,7 @@ void grad_weight_direct(const Conv2dProblem& p, const T* dy, const T* x, T* dw, 
 
 template <typename T>
 void grad_weight_impl(const Conv2dProblem& p, const T* dy, const T* x, T* dw, Capability cap) {
-  if (p.stride_h == 1 && p.stride_w == 1) {
-    grad_weight_direct(p, dy, x, dw, cap);
-    return;
-  }
-  const int64_t PQ = p.P * p.Q, tiles = (PQ + kTile - 1) / kTile, G = p.groups;
-  const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
-  const int64_t pixel_items = p.N * tiles, chunks = weight_chunks(p, pixel_items), wsize = p.weight_numel();
-  // Output-channel blocks (each dw element is still summed by one item in one order).
-  const int64_t want = 2 * at::get_num_threads();
-  const int64_t kblocks = chunks * G >= want ? 1 : std::max<int64_t>(1, std::min<int64_t>((Kg + 15) / 16, (want + chunks * G - 1) / (chunks * G)));
-  const int64_t rows_per_block = (Kg + kblocks - 1) / kblocks;
-  std::vector<T> partial(chunks > 1 ? chunks * wsize : 0);
-  at::parallel_for(0, chunks * G * kblocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> col(red * kTile), rows(kTile * red);
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t kb = item % kblocks, g = (item / kblocks) % G, chunk = item / (kblocks * G);
-      const int64_t k0 = kb * rows_per_block, k1 = std::min(Kg, k0 + rows_per_block);
-      if (k0 >= k1) continue;
-      T* acc = (chunks > 1 ? partial.data() + chunk * wsize : dw) + (g * Kg + k0) * red;
-      std::fill(acc, acc + (k1 - k0) * red, T(0));
-      for (int64_t it = chunk * pixel_items / chunks; it < (chunk + 1) * pixel_items / chunks; ++it) {
-        const int64_t n = it / tiles, t = it % tiles;
-        const int64_t pix0 = t * kTile, len = std::min(kTile, PQ - pix0);
-        im2col_tile(p, x + (n * p.C + g * Cg) * p.H * p.W, pix0, len, col.data(), kTile, len);
-        transpose_tile(col.data(), red, len, rows.data(), red);
-        GemmArgs<T> a;
-        a.M = k1 - k0, a.N = red, a.K = len;
-        a.a = dy + (n * p.K + g * Kg + k0) * PQ + pix0, a.a_rs = PQ, a.a_ks = 1;
-        a.b = rows.data(), a.ldb = red;
-        a.c = acc, a.ldc = red;
-        a.accumulate = true;
-        gemm(cap, a);
-      }
-    }
-  });
-  if (chunks > 1) {
-    at::parallel_for(0, wsize, 4096, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        T s = T(0);
-        for (int64_t c = 0; c < chunks; ++c) s += partial[c * wsize + i];
-        dw[i] = s;
-      }
-    });
-  }
+  grad_weight_direct(p, dy, x, dw, cap);
 }
 
 // db[k] = sum over samples and pixels of dy[n, k, :], in 16 interleaved partial sums per (k) in a
