@@ -13,11 +13,12 @@ LAYER_OPS = ("conv2d", "max_pool2d", "relu", "conv2d_relu")
 
 
 def add_arguments(parser):
-    from .bench import SUITE_NAMES, _list_of, _positive_int
+    from ._argtypes import comma_list, positive_int
+    from .bench import SUITE_NAMES
 
-    parser.add_argument("--suite", type=_list_of(SUITE_NAMES), default=list(DEFAULT_SUITES),
+    parser.add_argument("--suite", type=comma_list(SUITE_NAMES), default=list(DEFAULT_SUITES),
                         help=f"comma-separated suites (default: {','.join(DEFAULT_SUITES)})")
-    parser.add_argument("--batch", type=_positive_int, default=2, help="batch size of every case (default: 2)")
+    parser.add_argument("--batch", type=positive_int, default=2, help="batch size of every case (default: 2)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--memory-format", choices=("nchw", "channels_last"), default="nchw")
 

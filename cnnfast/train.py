@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from . import distributed as dist_util
+from ._argtypes import positive_float, positive_int
 
 CHECKPOINT_FORMAT = "cnnfast-train-checkpoint/1"
 
@@ -33,10 +34,10 @@ def add_arguments(parser):
     parser.add_argument("--data-dir", default=None, metavar="DIR",
                         help="folder holding MNIST / CIFAR-10 in torchvision's on-disk layout")
     parser.add_argument("--download", action="store_true", help="download MNIST / CIFAR-10 into --data-dir first")
-    parser.add_argument("--epochs", type=_positive_int, default=DEFAULTS["epochs"], help="default: %(default)s")
-    parser.add_argument("--batch-size", type=_positive_int, default=DEFAULTS["batch_size"],
+    parser.add_argument("--epochs", type=positive_int, default=DEFAULTS["epochs"], help="default: %(default)s")
+    parser.add_argument("--batch-size", type=positive_int, default=DEFAULTS["batch_size"],
                         help="batch size per process (default: %(default)s)")
-    parser.add_argument("--lr", type=_positive_float, default=DEFAULTS["lr"],
+    parser.add_argument("--lr", type=positive_float, default=DEFAULTS["lr"],
                         help="SGD learning rate, cosine-annealed over --epochs, which on --resume is "
                              "the new total (default: %(default)s)")
     parser.add_argument("--momentum", type=float, default=DEFAULTS["momentum"], help="default: %(default)s")
@@ -47,27 +48,13 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=int, default=0, help="seed for initialization and data order (default: 0)")
     parser.add_argument("--out", default=None, metavar="DIR", help="output folder (default: runs/MODEL)")
     parser.add_argument("--resume", default=None, metavar="CKPT", help="continue from this checkpoint")
-    parser.add_argument("--blocks-per-stage", type=_positive_int, default=3,
+    parser.add_argument("--blocks-per-stage", type=positive_int, default=3,
                         help="resnet-cifar only: residual blocks per stage (3: ResNet-20)")
-    parser.add_argument("--subset", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--subset", type=positive_int, default=None, metavar="N",
                         help="use only the first N images of each split (quick trials)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                         help="random shifts of up to 2 pixels (and left-right mirroring for cifar10) (default: on)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-
-
-def _positive_int(s):
-    v = int(s)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s}")
-    return v
-
-
-def _positive_float(s):
-    v = float(s)
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {s}")
-    return v
 
 
 def model_kwargs(name, blocks_per_stage=3):

@@ -216,9 +216,9 @@ def test_a_failing_row_is_red_and_fails_the_run():
     (["--direction", "sideways"], "unknown 'sideways'"),
     (["--dtype", "int8"], "unknown 'int8'"),
     (["--memory-format", "nhwc"], "unknown 'nhwc'"),
-    (["--batch", "0"], "at least 1"),
+    (["--batch", "0"], "must be a positive integer"),
     (["--repeat", "two"], "not an integer"),
-    (["--threads", "-1"], "at least 1"),
+    (["--threads", "-1"], "must be a positive integer"),
     (["--device", "tpu"], "invalid choice"),
 ])
 def test_argument_errors(argv, message, capsys):

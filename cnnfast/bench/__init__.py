@@ -9,7 +9,7 @@ nothing.
 
 Exit status: 0 when every row passes, 1 when a row fails its check, 2 for a usage error.
 """
-import argparse
+from .._argtypes import comma_list, positive_int
 
 SUITE_NAMES = ("lenet", "mnist-cnn", "resnet-cifar", "resnet18", "resnet50")
 DEFAULT_SUITES = ("lenet", "mnist-cnn", "resnet-cifar")
@@ -22,58 +22,28 @@ DEFAULT_REPEAT = 7
 DEFAULT_WARMUP = 2
 
 
-def _list_of(choices, allow_all=True):
-    """argparse type: a comma-separated list of ``choices`` ('all' = every choice), order kept,
-    duplicates dropped."""
-
-    def parse(text):
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        if not items:
-            raise argparse.ArgumentTypeError("empty list")
-        if allow_all and items == ["all"]:
-            return list(choices)
-        bad = [t for t in items if t not in choices]
-        if bad:
-            raise argparse.ArgumentTypeError(
-                f"unknown {', '.join(map(repr, bad))} (choose from {', '.join(choices)}{', all' if allow_all else ''})"
-            )
-        return list(dict.fromkeys(items))
-
-    return parse
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def add_arguments(parser):
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="where to run (default: cuda when a GPU is present and cnnfast was built for it, else cpu)")
-    parser.add_argument("--suite", type=_list_of(SUITE_NAMES), default=list(DEFAULT_SUITES),
+    parser.add_argument("--suite", type=comma_list(SUITE_NAMES), default=list(DEFAULT_SUITES),
                         help=f"comma-separated suites: {', '.join(SUITE_NAMES)} or all (default: {','.join(DEFAULT_SUITES)})")
-    parser.add_argument("--ops", type=_list_of(OP_NAMES), default=list(OP_NAMES),
+    parser.add_argument("--ops", type=comma_list(OP_NAMES), default=list(OP_NAMES),
                         help=f"comma-separated ops: {', '.join(OP_NAMES)} (model = the whole-model rows) or all (default: all)")
-    parser.add_argument("--direction", type=_list_of(DIRECTIONS), default=["fwd", "fwdbwd"],
+    parser.add_argument("--direction", type=comma_list(DIRECTIONS), default=["fwd", "fwdbwd"],
                         help="comma-separated: fwd, bwd (backward alone), fwdbwd (default: fwd,fwdbwd); "
                              "for models fwd is an inference forward, fwdbwd a training step")
-    parser.add_argument("--dtype", type=_list_of(DTYPE_NAMES, allow_all=False), default=["float32"],
+    parser.add_argument("--dtype", type=comma_list(DTYPE_NAMES, allow_all=False), default=["float32"],
                         help="comma-separated: float32, float16, bfloat16, float64 (default: float32); "
                              "a dtype cnnfast has no kernel for on the device gives 'not supported' rows")
-    parser.add_argument("--memory-format", type=_list_of(LAYOUTS), default=["nchw"], dest="memory_format",
+    parser.add_argument("--memory-format", type=comma_list(LAYOUTS), default=["nchw"], dest="memory_format",
                         help="comma-separated: nchw, channels_last (default: nchw)")
-    parser.add_argument("--batch", type=_positive_int, default=None,
+    parser.add_argument("--batch", type=positive_int, default=None,
                         help="batch size for every suite (default: per suite, printed in the header)")
-    parser.add_argument("--threads", type=_positive_int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads, the same on both sides (default: torch's current count)")
-    parser.add_argument("--repeat", type=_positive_int, default=DEFAULT_REPEAT,
+    parser.add_argument("--repeat", type=positive_int, default=DEFAULT_REPEAT,
                         help=f"timed samples per side and row; the median is reported (default: {DEFAULT_REPEAT})")
-    parser.add_argument("--warmup", type=_positive_int, default=DEFAULT_WARMUP,
+    parser.add_argument("--warmup", type=positive_int, default=DEFAULT_WARMUP,
                         help=f"untimed calls per side before timing (default: {DEFAULT_WARMUP})")
     parser.add_argument("--tf32", choices=("off", "on"), default="off",
                         help="TF32 for float32 on CUDA, set the same on both sides (default: off)")
@@ -82,7 +52,7 @@ def add_arguments(parser):
     parser.add_argument("--predict", action="store_true",
                         help="with --device cuda: print FLOPs, minimal bytes and the roofline floor of every case "
                              "for a datasheet GPU, measuring nothing (works without a GPU)")
-    parser.add_argument("--gpu", type=_list_of(GPU_NAMES), default=list(GPU_NAMES),
+    parser.add_argument("--gpu", type=comma_list(GPU_NAMES), default=list(GPU_NAMES),
                         help=f"datasheet GPUs for --predict: {', '.join(GPU_NAMES)} or all (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs and weights (default: 0)")
 
