@@ -29,8 +29,10 @@ BLOCK_THREADS = {
     "max_pool2d_backward_gather_kernel": 256,
     "max_pool2d_backward_planes_kernel": 256,
     "conv2d_gemm_kernel": 128,
+    "conv2d_wmma_kernel": 128,
     "conv2d_depthwise_kernel": 256,
-    "conv2d_depthwise_backward_kernel": 256,
+    "conv2d_depthwise_grad_input_kernel": 256,
+    "conv2d_depthwise_grad_weight_kernel": 256,
     "splitk_reduce_kernel": 256,
     "bias_grad_nhwc_kernel": 256,
     "bias_grad_nchw_kernel": 256,
@@ -176,6 +178,8 @@ def table(report: dict) -> list[str]:
 
 # ---- machine code (cuobjdump / nvdisasm; PyPI: nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm) -------
 
+# Kernels that must contain tensor-core instructions (HMMA) in the SASS.
+TENSOR_CORE_KERNELS = ("conv2d_wmma_kernel",)
 # Kernels whose vector path must issue 128-bit global loads (float storage) in the SASS.
 VECTOR_LOAD_KERNELS = ("relu_kernel<float>", "relu_backward_kernel<float>", "conv2d_gemm_kernel<float, 0, true>")
 
@@ -241,4 +245,6 @@ def sass_problems(binary: str, arch: str = "sm_80") -> list[str]:
         short = name.split("(", 1)[0].replace("void ", "").replace("cnnfast::cuda::", "")
         if short in VECTOR_LOAD_KERNELS and not any(op.startswith("LDG") and ".128" in op for op in ops):
             out.append(f"{name} [{arch}]: no 128-bit global load (LDG.*.128) on its vector path")
+        if base_name(name) in TENSOR_CORE_KERNELS and not any(op.startswith("HMMA") for op in ops):
+            out.append(f"{name} [{arch}]: a tensor-core kernel without HMMA instructions")
     return out

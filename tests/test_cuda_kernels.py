@@ -190,9 +190,12 @@ CONV_CASES = [
     (2, 6, 7, 7, 6, 3, 3, (1, 1), (1, 1), (1, 1), 6),
     (1, 4, 12, 12, 70, 1, 1, (1, 1), (0, 0), (1, 1), 1),
     (2, 16, 5, 9, 12, 2, 3, (2, 1), (0, 2), (1, 2), 4),
-    (4, 4, 16, 16, 8, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    (2, 4, 12, 12, 8, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    (1, 5, 9, 8, 5, 3, 3, (2, 2), (1, 1), (2, 1), 5),
+    (2, 3, 48, 48, 3, 3, 3, (1, 1), (1, 1), (1, 1), 3),
 ]
-CONV_IDS = ["1x1x5x5k1", "3x3x9x7k5s2", "2x8x6x6g2d2", "dw6", "k70-1x1", "g4-asym", "wgrad-splits"]
+CONV_IDS = ["1x1x5x5k1", "3x3x9x7k5s2", "2x8x6x6g2d2", "dw6", "k70-1x1", "g4-asym", "wgrad-splits", "dw5-s2d2",
+            "dw3-splits"]
 
 
 def conv_sizes(case):
@@ -228,19 +231,22 @@ def test_conv2d_forward(lib, dtype, layout, case):
     xs, ws = (nhwc(x), nhwc(w)) if is_nhwc else (x.contiguous(), w.contiguous())
     N, K, Pq, Qq = ref.shape
     y = torch.empty((N, Pq, Qq, K) if is_nhwc else (N, K, Pq, Qq), dtype=dtype)
-    for relu, bias in ((False, None), (True, b)):
-        def fwd():
-            lib.call("cnnfast_conv2d_forward", DTYPES[dtype], conv_sizes(case), int(is_nhwc), P(xs), P(ws),
-                     P(bias) if bias is not None else None, int(relu), P(y))
-            return [y]
+    # float: FFMA, and TF32 tensor cores (inputs rounded to 10 mantissa bits); half types: tensor cores.
+    for tf32 in (0, 1) if dtype == torch.float32 else (0,):
+        for relu, bias in ((False, None), (True, b)):
+            def fwd():
+                lib.call("cnnfast_conv2d_forward", DTYPES[dtype], conv_sizes(case), int(is_nhwc), P(xs), P(ws),
+                         P(bias) if bias is not None else None, int(relu), tf32, P(y))
+                return [y]
 
-        (out,) = run_orders(lib, fwd)
-        out = from_nhwc(out) if is_nhwc else out
-        expect = conv_ref(x.double(), w.double(), None if bias is None else b.double(), case)
-        if relu:
-            expect = expect.relu()
-        bound = EPS_ACC * (Kr + 2) * mag + EPS[dtype] * expect.abs() + 1e-30
-        assert_within(out, expect, bound, f"conv2d forward relu={relu}")
+            (out,) = run_orders(lib, fwd)
+            out = from_nhwc(out) if is_nhwc else out
+            expect = conv_ref(x.double(), w.double(), None if bias is None else b.double(), case)
+            if relu:
+                expect = expect.relu()
+            input_rounding = 2 * 2.0**-11 * mag if tf32 else 0
+            bound = EPS_ACC * (Kr + 2) * mag + input_rounding + EPS[dtype] * expect.abs() + 1e-30
+            assert_within(out, expect, bound, f"conv2d forward relu={relu} tf32={tf32}")
 
 
 @harness
@@ -335,7 +341,7 @@ def test_kernel_report_no_spills():
 
 def test_kernel_machine_code():
     """SASS of the built extension: no local memory (LDL/STL), 128-bit loads on the float vector paths,
-    the implicit GEMM's main loop fully unrolled into FFMA (8 slices x 64 per thread)."""
+    HMMA in every tensor-core kernel, the FFMA implicit GEMM's main loop fully unrolled (8 x 64 FFMA)."""
     kr = _kernel_report()
     try:
         from cnnfast import _build_config as build
@@ -353,8 +359,11 @@ def test_kernel_machine_code():
         assert not kr.sass_problems(binary, arch)
         counts = kr.sass_counts(binary, arch)
         gemm = [ops for name, ops in counts.items() if "conv2d_gemm_kernel" in name]
-        assert len(gemm) == 18
+        assert len(gemm) == 14  # FFMA: float forward; grad-input, grad-weight for every dtype
         assert all(ops.get("FFMA", 0) >= 512 for ops in gemm)
+        wmma = [ops for name, ops in counts.items() if "conv2d_wmma_kernel" in name]
+        assert len(wmma) == 6  # tensor cores: half, bfloat16, TF32 forward
+        assert all(sum(n for op, n in ops.items() if op.startswith("HMMA")) >= 16 for ops in wmma)
 
 
 def test_kernel_report_parses_ptxas():
@@ -433,6 +442,44 @@ def test_cuda_conv2d_against_cudnn(dtype, channels_last, case):
         again = torch.autograd.grad(op(x, w, b, list(st), list(pad), list(dil), g), (x, w, b), dy)
         for a, e in zip(got, again):
             assert torch.equal(a, e), "repeated backward differs (must be deterministic)"
+
+
+@pytest.mark.cuda
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_autocast_casts_like_torch(dtype):
+    import cnnfast  # noqa: F401
+
+    x = torch.randn(2, 3, 9, 9, device="cuda", requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, device="cuda", requires_grad=True)
+    b = torch.randn(4, device="cuda", requires_grad=True)
+    with torch.autocast("cuda", dtype=dtype):
+        out = torch.ops.cnnfast.conv2d_relu(x, w, b, [1, 1], [1, 1], [1, 1], 1)
+        ref = F.conv2d(x, w, b, 1, 1).relu()
+    assert out.dtype == ref.dtype == dtype
+    torch.testing.assert_close(out, ref, rtol=2e-2, atol=2e-2)
+    out.float().sum().backward()
+    assert x.grad.dtype == w.grad.dtype == b.grad.dtype == torch.float32
+
+
+@pytest.mark.cuda
+@cuda
+@pytest.mark.parametrize("tf32", [False, True])
+def test_cuda_tf32_switch(tf32):
+    """float32 runs on tensor cores (TF32) only when torch.backends.cudnn.allow_tf32 is on."""
+    import cnnfast  # noqa: F401
+
+    x = torch.randn(2, 16, 12, 12, device="cuda")
+    w = torch.randn(32, 16, 3, 3, device="cuda")
+    old = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = tf32
+        out = torch.ops.cnnfast.conv2d(x, w, None, [1, 1], [1, 1], [1, 1], 1)
+    finally:
+        torch.backends.cudnn.allow_tf32 = old
+    ref = F.conv2d(x.double(), w.double(), None, 1, 1)
+    err = (out.double() - ref).abs().max().item()
+    assert err < (5e-2 if tf32 else 1e-3)
 
 
 @pytest.mark.cuda

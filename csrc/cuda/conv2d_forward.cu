@@ -1,17 +1,17 @@
-// nvcc translation unit of the conv2d forward (implicit GEMM with the bias + ReLU epilogue) and of
-// grad-bias, for float, half and bfloat16.
-#include "conv2d_kernel.cuh"
+// nvcc translation unit of the conv2d forward (implicit GEMM with the bias + ReLU epilogue: FFMA for
+// float, WMMA tensor cores for half, bfloat16 and TF32) and of grad-bias, for float, half and bfloat16.
+#include "conv2d_wmma_kernel.cuh"
 #include "dispatch.cuh"
 
 namespace cnnfast {
 namespace cuda {
 
 cudaError_t launch_conv2d_forward(Dtype t, const Conv2dProblem& p, bool nhwc, const void* x, const void* w,
-                                  const void* bias, bool relu, void* y, cudaStream_t stream) {
+                                  const void* bias, bool relu, bool allow_tf32, void* y, cudaStream_t stream) {
   with_type(t, [&](auto* tag) {
     using T = CNNFAST_TYPE_OF(tag);
     conv2d_forward(p, nhwc, static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias), relu,
-                   static_cast<T*>(y), stream);
+                   allow_tf32, static_cast<T*>(y), stream);
   });
   return cudaGetLastError();
 }

@@ -28,8 +28,11 @@
 //
 // grad_output may be masked by a ReLU output (the backward of conv2d_relu): an element counts
 // only where that output is > 0. Storage types float, __half, __nv_bfloat16; all math in float.
+// The forward of the half types (and of float under TF32) runs on tensor cores instead, with the
+// same operand gathers: conv2d_wmma_kernel.cuh.
 #pragma once
 
+#include "conv2d_depthwise_kernel.cuh"
 #include "kernel_utils.cuh"
 #include "problem.h"
 
@@ -61,12 +64,6 @@ struct RowInfo {
   int i0 = 0, i1 = 0, i2 = 0;
   bool valid = false;
 };
-
-template <class T>
-CNNFAST_DEVICE float masked(const T* dy, const T* mask, int64_t i) {
-  const float g = to_float(dy[i]);
-  return (mask == nullptr || to_float(mask[i]) > 0.0f) ? g : 0.0f;
-}
 
 // ---- A operand ---------------------------------------------------------------------------------
 template <int MODE, bool NHWC>
@@ -382,17 +379,6 @@ __global__ void __launch_bounds__(kConvThreads) conv2d_gemm_kernel(ConvGemmParam
   }
 }
 
-// out[i] = sum over s of partial[s * n + i], s in increasing order (deterministic).
-template <class T>
-__global__ void __launch_bounds__(256) splitk_reduce_kernel(const float* partial, int splits, int64_t n, T* out) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    float s = 0.0f;
-    for (int k = 0; k < splits; ++k) s += partial[k * n + i];
-    out[i] = from_float<T>(s);
-  }
-}
-
 // ---- grad-bias: sums of grad_output per channel, per split (then splitk_reduce_kernel) -----------
 // NHWC: a block is 32 channels x 8 row lanes; lanes stride over the split's rows (coalesced along
 // channels), then the 8 lane sums are added in lane order.
@@ -470,6 +456,7 @@ inline ConvGemmParams conv_gemm_params(const Conv2dProblem& p, int mode) {
 
 // Float elements of the wgrad workspace (the splits' partial weight gradients).
 inline int64_t conv_wgrad_workspace(const Conv2dProblem& p) {
+  if (is_depthwise(p)) return depthwise_splits(p) * p.C * p.R * p.S;
   const ConvGemmParams P = conv_gemm_params(p, kWgrad);
   return static_cast<int64_t>(P.splits) * p.groups * P.M * P.Ng;
 }
@@ -487,23 +474,34 @@ void launch_gemm(const ConvGemmParams& P, bool nhwc, Stream stream) {
     CNNFAST_LAUNCH(conv_gemm_config(P), stream, conv2d_gemm_kernel<T, MODE, false>)(P);
 }
 
-// y = conv2d(x, w) (+ bias) (then ReLU). x, w, y in one storage order (NCHW: KCRS weight; NHWC:
-// KRSC weight). Output nonempty.
-template <class T, class Stream>
-void conv2d_forward(const Conv2dProblem& p, bool nhwc, const T* x, const T* w, const T* bias, bool relu, T* y,
-                    Stream stream) {
+// The forward's GEMM parameters (operands, epilogue, vector paths).
+template <class T>
+inline ConvGemmParams conv_forward_params(const Conv2dProblem& p, bool nhwc, const T* x, const T* w, const T* bias,
+                                          bool relu, T* y) {
   ConvGemmParams P = conv_gemm_params(p, kFprop);
   P.a = x; P.b = w; P.bias = bias; P.out = y; P.relu = relu;
   P.vec_a = nhwc && p.C_per_group() % 4 == 0 && p.C % 4 == 0 && aligned_to(x, 4 * sizeof(T));
   P.vec_b = P.Kr % 4 == 0 && aligned_to(w, 4 * sizeof(T));
-  launch_gemm<T, kFprop>(P, nhwc, stream);
+  return P;
 }
 
-// dx = grad-input of conv2d, dy masked by relu_out > 0 when relu_out is not null. dx nonempty and
+// y = conv2d(x, w) (+ bias) (then ReLU) on CUDA cores (FFMA). x, w, y in one storage order (NCHW:
+// KCRS weight; NHWC: KRSC weight). Output nonempty. (conv2d_wmma_kernel.cuh: tensor cores.)
+template <class T, class Stream>
+void conv2d_forward_ffma(const Conv2dProblem& p, bool nhwc, const T* x, const T* w, const T* bias, bool relu, T* y,
+                         Stream stream) {
+  launch_gemm<T, kFprop>(conv_forward_params(p, nhwc, x, w, bias, relu, y), nhwc, stream);
+}
+
+// dx = grad-input of conv2d (depthwise problems: conv2d_depthwise_kernel.cuh), dy masked by relu_out > 0 when relu_out is not null. dx nonempty and
 // dy nonempty.
 template <class T, class Stream>
 void conv2d_grad_input(const Conv2dProblem& p, bool nhwc, const T* dy, const T* relu_out, const T* w, T* dx,
                        Stream stream) {
+  if (is_depthwise(p)) {
+    conv2d_depthwise_grad_input(p, nhwc, dy, relu_out, w, dx, stream);
+    return;
+  }
   ConvGemmParams P = conv_gemm_params(p, kDgrad);
   P.a = dy; P.b = w; P.mask = relu_out; P.out = dx;
   P.vec_a = nhwc && p.K_per_group() % 4 == 0 && p.K % 4 == 0 && aligned_to(dy, 4 * sizeof(T)) &&
@@ -511,18 +509,20 @@ void conv2d_grad_input(const Conv2dProblem& p, bool nhwc, const T* dy, const T* 
   launch_gemm<T, kDgrad>(P, nhwc, stream);
 }
 
-// dw = grad-weight of conv2d; workspace holds conv_wgrad_workspace(p) floats. dy nonempty.
+// dw = grad-weight of conv2d (depthwise problems: conv2d_depthwise_kernel.cuh); workspace holds conv_wgrad_workspace(p) floats. dy nonempty.
 template <class T, class Stream>
 void conv2d_grad_weight(const Conv2dProblem& p, bool nhwc, const T* dy, const T* relu_out, const T* x, T* dw,
                         float* workspace, Stream stream) {
+  if (is_depthwise(p)) {
+    conv2d_depthwise_grad_weight(p, nhwc, dy, relu_out, x, dw, workspace, stream);
+    return;
+  }
   ConvGemmParams P = conv_gemm_params(p, kWgrad);
   P.a = dy; P.b = x; P.mask = relu_out; P.out = workspace;
   P.vec_a = !nhwc && (p.P * p.Q) % 4 == 0 && aligned_to(dy, 4 * sizeof(T)) &&
             (relu_out == nullptr || aligned_to(relu_out, 4 * sizeof(T)));
   launch_gemm<T, kWgrad>(P, nhwc, stream);
-  const int64_t n = p.groups * P.M * P.Ng;
-  const LaunchConfig r{dim3(ceil_div(n, 256) < 4096 ? ceil_div(n, 256) : 4096), dim3(256), 0};
-  CNNFAST_LAUNCH(r, stream, splitk_reduce_kernel<T>)(workspace, P.splits, n, dw);
+  splitk_reduce(workspace, P.splits, p.groups * P.M * P.Ng, dw, stream);
 }
 
 // Split of the grad-bias reduction over N*P*Q rows.
@@ -550,8 +550,7 @@ void conv2d_grad_bias(const Conv2dProblem& p, bool nhwc, const T* dy, const T* r
     const LaunchConfig c{dim3(static_cast<unsigned>(p.K), static_cast<unsigned>(splits)), dim3(256), 0};
     CNNFAST_LAUNCH(c, stream, bias_grad_nchw_kernel<T>)(dy, relu_out, rows, p.K, p.P * p.Q, len, workspace);
   }
-  const LaunchConfig r{dim3(ceil_div(p.K, 256)), dim3(256), 0};
-  CNNFAST_LAUNCH(r, stream, splitk_reduce_kernel<T>)(workspace, static_cast<int>(splits), p.K, db);
+  splitk_reduce(workspace, static_cast<int>(splits), p.K, db, stream);
 }
 
 }  // namespace cuda

@@ -3,6 +3,7 @@
 // adds the device guard, the current stream, the storage order (channels_last -> the NHWC
 // kernels, weight as K R S C/G), the scratch buffers, the early return on empty tensors, the launch
 // checks and the limits of the kernels' 32-bit intermediate indices.
+#include <ATen/Context.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
@@ -29,6 +30,7 @@ void check_conv_sizes(const char* op, const Conv2dProblem& p) {
   TORCH_CHECK(p.H * p.W <= kMax && p.P * p.Q <= kMax && p.C_per_group() * RS <= kMax &&
                   p.K_per_group() * RS <= kMax,
               op, ": the CUDA kernels need H*W, P*Q, C/groups*kH*kW and K/groups*kH*kW below 2^31");
+  TORCH_CHECK(p.N * p.C <= kMax && p.N * p.K <= kMax, op, ": the CUDA kernels need N*C and N*K below 2^31");
   TORCH_CHECK(p.groups <= 65535, op, ": the CUDA kernels support at most 65535 groups, but got groups=", p.groups);
   TORCH_CHECK((p.C_per_group() * RS + 63) / 64 <= 65535 && (p.K_per_group() + 63) / 64 <= 65535, op,
               ": the CUDA kernels need C/groups*kH*kW and K/groups below 65535*64");
@@ -48,7 +50,8 @@ at::Tensor forward(const char* op, bool relu, const at::Tensor& input, const at:
   const bool has_bias = bias.has_value() && bias->defined();
   const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
   C10_CUDA_CHECK(launch_conv2d_forward(dtype_of(x), p, is_nhwc(format), x.const_data_ptr(), w.const_data_ptr(),
-                                       has_bias ? b.const_data_ptr() : nullptr, relu, y.mutable_data_ptr(),
+                                       has_bias ? b.const_data_ptr() : nullptr, relu,
+                                       /*allow_tf32=*/at::globalContext().allowTF32CuDNN(), y.mutable_data_ptr(),
                                        current_stream()));
   return y;
 }

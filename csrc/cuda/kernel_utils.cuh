@@ -90,6 +90,53 @@ CNNFAST_DEVICE void load4(const T* p, float out[4]) {
   }
 }
 
+// Linear index i of an [N, C, A, B] tensor in NCHW or NHWC storage -> (n, c, a, b): one 64-bit
+// division, the rest in 32 bits (the host checks N * C, A * B and C are below 2^31).
+template <bool NHWC>
+CNNFAST_DEVICE void split_index(int64_t i, int64_t C, int64_t A, int64_t B, int64_t& n, int& c, int& a, int& b) {
+  int ab;
+  if (NHWC) {
+    const int64_t pixel = i / C;  // n * A * B + ab
+    c = static_cast<int>(i - pixel * C);
+    const int64_t AB = A * B;
+    n = pixel / AB;
+    ab = static_cast<int>(pixel - n * AB);
+  } else {
+    const int AB = static_cast<int>(A * B);
+    const int64_t plane = i / AB;  // n * C + c, below 2^31
+    ab = static_cast<int>(i - plane * AB);
+    const int pl = static_cast<int>(plane), Ci = static_cast<int>(C);
+    n = pl / Ci;
+    c = pl - static_cast<int>(n) * Ci;
+  }
+  a = ab / static_cast<int>(B);
+  b = ab - a * static_cast<int>(B);
+}
+
+// grad_output element i, counted only where the ReLU output (when given) is > 0.
+template <class T>
+CNNFAST_DEVICE float masked(const T* dy, const T* mask, int64_t i) {
+  const float g = to_float(dy[i]);
+  return (mask == nullptr || to_float(mask[i]) > 0.0f) ? g : 0.0f;
+}
+
+// out[i] = sum over s of partial[s * n + i], s in increasing order (deterministic split-K).
+template <class T>
+__global__ void __launch_bounds__(256) splitk_reduce_kernel(const float* partial, int splits, int64_t n, T* out) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    float s = 0.0f;
+    for (int k = 0; k < splits; ++k) s += partial[k * n + i];
+    out[i] = from_float<T>(s);
+  }
+}
+
+template <class T, class Stream>
+void splitk_reduce(const float* partial, int splits, int64_t n, T* out, Stream stream) {
+  const unsigned blocks = ceil_div(n, 256) < 4096 ? ceil_div(n, 256) : 4096;
+  CNNFAST_LAUNCH((LaunchConfig{dim3(blocks), dim3(256), 0}), stream, splitk_reduce_kernel<T>)(partial, splits, n, out);
+}
+
 // Whether a pointer is aligned to `bytes` (host side, to choose the vector path).
 inline bool aligned_to(const void* p, int bytes) {
   return (reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes)) == 0;

@@ -31,9 +31,10 @@ cudaError_t launch_max_pool2d_backward(Dtype t, const Pool2dProblem& p, bool nhw
                                        const int64_t* indices, void* dx, cudaStream_t stream);
 
 // ---- conv2d (implicit GEMM; every tensor NCHW, or every tensor NHWC with the weight as K R S C/G) --
-// y = conv2d(x, w) + bias (bias may be null), then ReLU when relu.
+// y = conv2d(x, w) + bias (bias may be null), then ReLU when relu. float16/bfloat16 on tensor cores;
+// float on tensor cores as TF32 when allow_tf32, else FFMA.
 cudaError_t launch_conv2d_forward(Dtype t, const Conv2dProblem& p, bool nhwc, const void* x, const void* w,
-                                  const void* bias, bool relu, void* y, cudaStream_t stream);
+                                  const void* bias, bool relu, bool allow_tf32, void* y, cudaStream_t stream);
 // relu_out (may be null): the output of conv2d_relu; grad_output counts only where it is > 0.
 cudaError_t launch_conv2d_grad_input(Dtype t, const Conv2dProblem& p, bool nhwc, const void* dy,
                                      const void* relu_out, const void* w, void* dx, cudaStream_t stream);

@@ -28,29 +28,6 @@ namespace cuda {
 constexpr int kPoolThreads = 256;
 constexpr int64_t kPoolMaxBlocks = 8192;
 
-// Linear index i of an [N, C, A, B] tensor in NCHW or NHWC storage -> (n, c, a, b): one 64-bit
-// division, the rest in 32 bits (the host checks N * C, A * B and C are below 2^31).
-template <bool NHWC>
-CNNFAST_DEVICE void split_index(int64_t i, int64_t C, int64_t A, int64_t B, int64_t& n, int& c, int& a, int& b) {
-  int ab;
-  if (NHWC) {
-    const int64_t pixel = i / C;  // n * A * B + ab
-    c = static_cast<int>(i - pixel * C);
-    const int64_t AB = A * B;
-    n = pixel / AB;
-    ab = static_cast<int>(pixel - n * AB);
-  } else {
-    const int AB = static_cast<int>(A * B);
-    const int64_t plane = i / AB;  // n * C + c, below 2^31
-    ab = static_cast<int>(i - plane * AB);
-    const int pl = static_cast<int>(plane), Ci = static_cast<int>(C);
-    n = pl / Ci;
-    c = pl - static_cast<int>(n) * Ci;
-  }
-  a = ab / static_cast<int>(B);
-  b = ab - a * static_cast<int>(B);
-}
-
 template <class T, bool NHWC>
 __global__ void __launch_bounds__(kPoolThreads)
     max_pool2d_forward_kernel(Pool2dProblem p, const T* x, T* y, int64_t* indices) {

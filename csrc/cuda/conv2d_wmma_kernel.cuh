@@ -1,0 +1,175 @@
+// conv2d forward on tensor cores (WMMA, float accumulation): float16 and bfloat16 storage, and
+// float storage as TF32 when the caller allows it (torch.backends.cudnn.allow_tf32). The same
+// implicit GEMM as conv2d_kernel.cuh (operands gathered by a_unit / b_unit, no im2col buffer),
+// with its own tiles:
+//   block 128 threads = 4 warps, tile 64 x 64, reduction slice 32; warp w computes the 32 x 32
+//   quarter (w / 2, w % 2) as 2 x 2 fragments of 16 x 16 (k-steps of 16; 8 for TF32).
+//   A slice goes global -> registers (4 units of 4 per operand per thread, 64/128-bit loads where
+//   contiguous) -> shared memory in the tensor-core input type (row-major A, column-major B, rows
+//   padded by 16 bytes), double-buffered with one barrier per slice.
+//   Epilogue: fragments -> shared float tile (over the operand buffers) -> bias and ReLU -> one store per output, mapped so
+//   consecutive threads write consecutive addresses (channels in NHWC, pixels in NCHW).
+#pragma once
+
+#include <type_traits>
+
+#include "common/wmma.cuh"
+#include "conv2d_kernel.cuh"
+
+namespace cnnfast {
+namespace cuda {
+
+constexpr int kWmmaBM = 64, kWmmaBN = 64, kWmmaBK = 32, kWmmaThreads = 128;
+
+// Tensor-core input type and k-step of a storage type (float -> TF32).
+template <class T> struct WmmaInput { using type = T; using prec = T; static constexpr int kStep = 16; };
+template <> struct WmmaInput<float> { using type = float; using prec = nvcuda::wmma::precision::tf32; static constexpr int kStep = 8; };
+
+template <class S>
+CNNFAST_DEVICE S to_input(float v);
+template <>
+CNNFAST_DEVICE __half to_input<__half>(float v) { return __float2half_rn(v); }
+template <>
+CNNFAST_DEVICE __nv_bfloat16 to_input<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+template <>
+CNNFAST_DEVICE float to_input<float>(float v) { return nvcuda::wmma::__float_to_tf32(v); }
+
+template <class T, bool NHWC>
+__global__ void __launch_bounds__(kWmmaThreads) conv2d_wmma_kernel(ConvGemmParams P) {
+  namespace wmma = nvcuda::wmma;
+  using S = typename WmmaInput<T>::type;
+  using Prec = typename WmmaInput<T>::prec;
+  constexpr int KS = WmmaInput<T>::kStep;
+  constexpr int BM = kWmmaBM, BN = kWmmaBN, BK = kWmmaBK;
+  constexpr int LD = BK + 16 / static_cast<int>(sizeof(S));  // padded row: multiple of 16 bytes
+  constexpr int LDC = BN + 4;
+  // The float output tile reuses the operand buffers (it is written after the last slice's barrier).
+  constexpr int kInBytes = 2 * (BM + BN) * LD * static_cast<int>(sizeof(S)), kOutBytes = BM * LDC * 4;
+  __shared__ __align__(128) unsigned char smem[kInBytes > kOutBytes ? kInBytes : kOutBytes];
+  S(*As)[BM][LD] = reinterpret_cast<S(*)[BM][LD]>(smem);
+  S(*Bs)[BN][LD] = reinterpret_cast<S(*)[BN][LD]>(smem + 2 * BM * LD * sizeof(S));
+  float(*Cs)[LDC] = reinterpret_cast<float(*)[LDC]>(smem);
+
+  const int tid = threadIdx.x, warp = tid / 32;
+  const int G = static_cast<int>(P.p.groups);
+  const int g = static_cast<int>(blockIdx.z % G);
+  const int64_t m0 = static_cast<int64_t>(blockIdx.x) * BM, n0 = static_cast<int64_t>(blockIdx.y) * BN;
+  const int64_t k_end = P.Kr;
+
+  // Loader mapping: row tid / 2 of A and of B, reduction indices (tid % 2) * 16 + 0..15.
+  const int lrow = tid / 2, lk = (tid % 2) * 16;
+  const RowInfo arow = a_row<kFprop, NHWC>(P, m0 + lrow, g);
+  const RowInfo brow = b_row<kFprop, NHWC>(P, n0 + lrow, g);
+  float ra[16], rb[16];
+
+  wmma::fragment<wmma::accumulator, 16, 16, KS, float> acc[2][2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+    a_unit<T, kFprop, NHWC>(P, arow, lk + 4 * u, k_end, ra + 4 * u);
+    b_unit<T, kFprop, NHWC>(P, brow, lk + 4 * u, k_end, rb + 4 * u);
+  }
+#pragma unroll
+  for (int i = 0; i < 16; ++i) {
+    As[0][lrow][lk + i] = to_input<S>(ra[i]);
+    Bs[0][lrow][lk + i] = to_input<S>(rb[i]);
+  }
+  __syncthreads();
+
+  const int wr = (warp / 2) * 32, wc = (warp % 2) * 32;
+  int buf = 0;
+  for (int64_t k0 = 0; k0 < k_end; k0 += BK) {
+    const bool has_next = k0 + BK < k_end;
+    if (has_next) {
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        a_unit<T, kFprop, NHWC>(P, arow, k0 + BK + lk + 4 * u, k_end, ra + 4 * u);
+        b_unit<T, kFprop, NHWC>(P, brow, k0 + BK + lk + 4 * u, k_end, rb + 4 * u);
+      }
+    }
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += KS) {
+      wmma::fragment<wmma::matrix_a, 16, 16, KS, Prec, wmma::row_major> a[2];
+      wmma::fragment<wmma::matrix_b, 16, 16, KS, Prec, wmma::col_major> b[2];
+#pragma unroll
+      for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(a[i], &As[buf][wr + 16 * i][kk], LD);
+#pragma unroll
+      for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(b[j], &Bs[buf][wc + 16 * j][kk], LD);
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
+    }
+    if (has_next) {
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+        As[buf ^ 1][lrow][lk + i] = to_input<S>(ra[i]);
+        Bs[buf ^ 1][lrow][lk + i] = to_input<S>(rb[i]);
+      }
+    }
+    __syncthreads();
+    buf ^= 1;
+  }
+
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+      wmma::store_matrix_sync(&Cs[wr + 16 * i][wc + 16 * j], acc[i][j], LDC, wmma::mem_row_major);
+  __syncthreads();
+
+  const Conv2dProblem& p = P.p;
+  const int64_t PQ = p.P * p.Q;
+  for (int e = tid; e < BM * BN; e += kWmmaThreads) {
+    const int r = NHWC ? e / BN : e % BM, c = NHWC ? e % BN : e / BM;
+    const int64_t m = m0 + r, n = n0 + c;
+    if (m >= P.M || n >= P.Ng) continue;
+    float v = Cs[r][c];
+    const int64_t k = g * p.K_per_group() + n;
+    if (P.bias) v += to_float(static_cast<const T*>(P.bias)[k]);
+    if (P.relu) v = v < 0.0f ? 0.0f : v;
+    const int64_t img = m / PQ, pq = m - img * PQ;
+    const int64_t idx = NHWC ? m * p.K + k : (img * p.K + k) * PQ + pq;
+    static_cast<T*>(P.out)[idx] = from_float<T>(v);
+  }
+}
+
+inline LaunchConfig conv_wmma_config(const ConvGemmParams& P) {
+  return {dim3(ceil_div(P.M, kWmmaBM), ceil_div(P.Ng, kWmmaBN), static_cast<unsigned>(P.p.groups)),
+          dim3(kWmmaThreads), 0};
+}
+
+// Forward on tensor cores; P as conv2d_forward fills it.
+template <class T, class Stream>
+void conv2d_forward_wmma(const ConvGemmParams& P, bool nhwc, Stream stream) {
+  if (nhwc)
+    CNNFAST_LAUNCH(conv_wmma_config(P), stream, conv2d_wmma_kernel<T, true>)(P);
+  else
+    CNNFAST_LAUNCH(conv_wmma_config(P), stream, conv2d_wmma_kernel<T, false>)(P);
+}
+
+// y = conv2d(x, w) (+ bias) (then ReLU): depthwise problems by conv2d_depthwise_kernel; else
+// float16 and bfloat16 on tensor cores; float on tensor
+// cores as TF32 when allow_tf32, else FFMA (conv2d_kernel.cuh). Storage as conv2d_forward_ffma.
+template <class T, class Stream>
+void conv2d_forward(const Conv2dProblem& p, bool nhwc, const T* x, const T* w, const T* bias, bool relu,
+                    bool allow_tf32, T* y, Stream stream) {
+  if (is_depthwise(p)) {
+    conv2d_depthwise_forward(p, nhwc, x, w, bias, relu, y, stream);
+    return;
+  }
+  if constexpr (std::is_same<T, float>::value) {
+    if (!allow_tf32) {
+      conv2d_forward_ffma(p, nhwc, x, w, bias, relu, y, stream);
+      return;
+    }
+  }
+  conv2d_forward_wmma<T>(conv_forward_params(p, nhwc, x, w, bias, relu, y), nhwc, stream);
+}
+
+}  // namespace cuda
+}  // namespace cnnfast
