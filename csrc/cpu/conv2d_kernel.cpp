@@ -17,6 +17,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -47,6 +48,18 @@ void dispatch_floating(at::ScalarType t, F&& f) {
     f(double{});
   }
 }
+
+// A buffer of n elements left uninitialized: every buffer below is filled by the parallel loops that
+// use it (a zero-initialized std::vector would be a serial memset and serial page faults).
+template <typename T>
+struct Buffer {
+  std::unique_ptr<T[]> p;
+  explicit Buffer(int64_t n) : p(new T[n]) {}
+  T* data() { return p.get(); }
+  const T* data() const { return p.get(); }
+  T& operator[](int64_t i) { return p[i]; }
+  const T& operator[](int64_t i) const { return p[i]; }
+};
 
 // Splits a forward GEMM's output channels into this many chunks: enough work items for every thread
 // even at batch 1 (which item computes an output element never changes its sum).
@@ -79,16 +92,18 @@ inline PhaseLayout phase_layout(const Conv2dProblem& p) {
 // The input in the phase layout, plus a tile of slack past the end. Only the phases some tap reads
 // are filled (a 1x1 stride-2 convolution reads one phase of four).
 template <typename T>
-std::vector<T> padded_input(const Conv2dProblem& p, const T* x) {
+Buffer<T> padded_input(const Conv2dProblem& p, const T* x) {
   const PhaseLayout l = phase_layout(p);
   std::vector<char> used_h(l.sh, 0), used_w(l.sw, 0);
   for (int64_t kh = 0; kh < p.R; ++kh) used_h[(kh * p.dilation_h) % l.sh] = 1;
   for (int64_t kw = 0; kw < p.S; ++kw) used_w[(kw * p.dilation_w) % l.sw] = 1;
-  std::vector<T> xp(p.N * p.C * l.plane + kTile, T(0));
+  Buffer<T> xp(p.N * p.C * l.plane + kTile);
+  std::fill(xp.data() + p.N * p.C * l.plane, xp.data() + p.N * p.C * l.plane + kTile, T(0));
   at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
     for (int64_t nc = begin; nc < end; ++nc) {
       const T* src = x + nc * p.H * p.W;
       T* dst = xp.data() + nc * l.plane;
+      std::fill(dst, dst + l.plane, T(0));
       for (int64_t h = 0; h < p.H; ++h) {
         const int64_t hp = h + p.pad_h;
         if (!used_h[hp % l.sh]) continue;
@@ -131,7 +146,7 @@ void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, 
   const PhaseLayout l = phase_layout(p);
   const int64_t Wp = l.Wh, plane = l.plane, PQ = p.P * p.Q;
   const int64_t V = (p.P - 1) * Wp + p.Q, tiles = (V + kTile - 1) / kTile;
-  const std::vector<T> xp = padded_input(p, x);
+  const Buffer<T> xp = padded_input(p, x);
   const std::vector<int64_t> boff = tap_offsets(p);
   const int64_t base_items = p.N * G * tiles, kchunks = forward_k_chunks(p, base_items);
   const int64_t rows_per_chunk = (Kg + kchunks - 1) / kchunks;
@@ -298,13 +313,16 @@ void grad_input_impl(const Conv2dProblem& p, const T* dy, const T* w, T* dx, Cap
   const int64_t PQ = p.P * p.Q, tiles = (PQ + kTile - 1) / kTile, G = p.groups;
   const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
   if (grad_input_as_forward(p)) {
-    std::vector<T> wt(p.weight_numel());
+    Buffer<T> wt(p.weight_numel());
     const int64_t RS = p.R * p.S;
-    for (int64_t g = 0; g < G; ++g)
-      for (int64_t k = 0; k < Kg; ++k)
-        for (int64_t c = 0; c < Cg; ++c)
+    at::parallel_for(0, G * Cg, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t gc = begin; gc < end; ++gc) {
+        const int64_t g = gc / Cg, c = gc % Cg;
+        for (int64_t k = 0; k < Kg; ++k)
           for (int64_t rs = 0; rs < RS; ++rs)
-            wt[((g * Cg + c) * Kg + k) * RS + (RS - 1 - rs)] = w[((g * Kg + k) * Cg + c) * RS + rs];
+            wt[(gc * Kg + k) * RS + (RS - 1 - rs)] = w[((g * Kg + k) * Cg + c) * RS + rs];
+      }
+    });
     Conv2dProblem q = p;
     q.C = p.K, q.H = p.P, q.W = p.Q, q.K = p.C, q.P = p.H, q.Q = p.W;
     q.pad_h = p.dilation_h * (p.R - 1) - p.pad_h, q.pad_w = p.dilation_w * (p.S - 1) - p.pad_w;
@@ -355,11 +373,11 @@ void grad_weight_direct(const Conv2dProblem& p, const T* dy, const T* x, T* dw, 
   // they accumulate stays in cache.
   constexpr int64_t kRowsPerBlock = 96;
   const int64_t rblocks = (red + kRowsPerBlock - 1) / kRowsPerBlock;
-  const std::vector<T> xp = padded_input(p, x);
+  const Buffer<T> xp = padded_input(p, x);
   const std::vector<int64_t> aoff = tap_offsets(p);
   // dy on the padded numbering, transposed: dyt[n, g, v, k], zero in the dropped columns.
   const int64_t Vpad = tiles * kTile;
-  std::vector<T> dyt(p.N * G * Vpad * Kg);
+  Buffer<T> dyt(p.N * G * Vpad * Kg);
   at::parallel_for(0, p.N * G, 1, [&](int64_t begin, int64_t end) {
     for (int64_t ng = begin; ng < end; ++ng) {
       const T* src = dy + ng * Kg * PQ;
@@ -373,7 +391,7 @@ void grad_weight_direct(const Conv2dProblem& p, const T* dy, const T* x, T* dw, 
         }
     }
   });
-  std::vector<T> partial(chunks * wsize);  // [chunk][g][r][k]
+  Buffer<T> partial(chunks * wsize);  // [chunk][g][r][k], each block zeroed by its item
   at::parallel_for(0, chunks * G * rblocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t rb = item % rblocks, g = (item / rblocks) % G, chunk = item / (rblocks * G);
@@ -493,10 +511,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(
     using T = decltype(zero);
     const bool empty_output = p.output_numel() == 0;
     // The fused op's gradient: dy masked by its output once, then the plain convolution's gradients.
-    std::vector<T> masked;
+    Buffer<T> masked(output && !empty_output ? p.output_numel() : 0);
     const T* g = dy.const_data_ptr<T>();
     if (output && !empty_output) {
-      masked.resize(p.output_numel());
       mask_grad(g, mask.const_data_ptr<T>(), masked.data(), p.output_numel(), cap);
       g = masked.data();
     }
