@@ -122,7 +122,7 @@ def cuda_build_ext(base):
                 out_dirs.add(os.path.join(ROOT, "cnnfast"))
             for out_dir in sorted(out_dirs):
                 os.makedirs(out_dir, exist_ok=True)
-                path = _kernel_report.write(logs, out_dir)
+                path = _kernel_report.write(logs, out_dir, binary=self.get_ext_fullpath("cnnfast._C"))
                 log(f"kernel report ({len(logs)} ptxas logs) written to {path}")
 
     return BuildExt

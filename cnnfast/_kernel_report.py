@@ -1,6 +1,7 @@
 """Static report of cnnfast's CUDA kernels: what ptxas says about each (registers, shared memory,
 stack frame, spills) for each arch, with the theoretical occupancy that follows from those and the
-block size. Without a GPU these are the performance figures we can stand behind.
+block size, and (when cuobjdump is at hand at build time) the math instructions of each kernel's
+main loop in the machine code. Without a GPU these are the performance figures we can stand behind.
 
 Written by the build (setup.py gathers the ptxas logs that tools/nvcc_log.py keeps) to
 ``_kernel_report.json`` beside the extension; shown by ``cnnfast info --kernels``; checked by
@@ -126,13 +127,16 @@ def build_report(texts: list[str]) -> list[dict]:
     return unique
 
 
-def write(log_paths: list[str], out_dir: str) -> str:
-    """Gather ptxas logs into out_dir/_kernel_report.json (and the raw text beside it)."""
+def write(log_paths: list[str], out_dir: str, binary: str | None = None) -> str:
+    """Gather ptxas logs into out_dir/_kernel_report.json (and the raw text beside it); with the
+    built binary and cuobjdump at hand, each kernel's main-loop math instructions too."""
     texts = []
     for p in log_paths:
         with open(p) as f:
             texts.append(f.read())
     report = {"kernels": build_report(texts), "allowed_spills": ALLOWED_SPILLS}
+    if binary:
+        add_sass(report, binary)
     path = os.path.join(out_dir, REPORT_NAME)
     with open(path, "w") as f:
         json.dump(report, f, indent=1)
@@ -166,12 +170,17 @@ def problems(report: dict) -> list[str]:
 
 def table(report: dict) -> list[str]:
     """One line per kernel and arch, for `cnnfast info --kernels`."""
-    lines = [f"{'kernel':<72} {'arch':<6} {'regs':>4} {'smem':>6} {'stack':>5} {'spill':>5} {'thr':>4} {'occ':>5}"]
+    lines = [f"{'kernel':<60} {'arch':<6} {'regs':>4} {'smem':>6} {'stack':>5} {'spill':>5} {'thr':>4} {'occ':>5}"
+             f"  main-loop math"]
     for r in report["kernels"]:
         name = r["name"].split("(", 1)[0].replace("cnnfast::cuda::", "").replace("void ", "")
+        math = r.get("loop_math")
+        math_text = "n/a (no cuobjdump at build)" if math is None else (
+            " ".join(f"{n} {op}" for op, n in sorted(math.items())) or "-")
         lines.append(
-            f"{name[:72]:<72} {r['arch']:<6} {r['registers']:>4} {r['shared_bytes']:>6} {r['stack_bytes']:>5} "
+            f"{name[:60]:<60} {r['arch']:<6} {r['registers']:>4} {r['shared_bytes']:>6} {r['stack_bytes']:>5} "
             f"{r['spill_stores'] + r['spill_loads']:>5} {r['block_threads']:>4} {r['occupancy'] * 100:>4.0f}%"
+            f"  {math_text}"
         )
     return lines
 
@@ -230,6 +239,65 @@ def sass_counts(binary: str, arch: str = "sm_80") -> dict[str, dict[str, int]]:
         if m:
             cur[m.group(1)] = cur.get(m.group(1), 0) + 1
     return counts
+
+
+_INSTR = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)\s*([^;]*);")
+# (HFMA2 is left out: ptxas also uses it as a register move.)
+MATH_PREFIXES = ("FFMA", "FMUL", "FADD", "HMMA", "DFMA")
+
+
+def sass_loops(binary: str, arch: str = "sm_80") -> dict[str, dict[str, int]]:
+    """Per kernel (mangled name): the math instructions (FFMA, HMMA, ...) of its main loop, taken as
+    the backward branch's body that holds the most math instructions."""
+    found = find_cuobjdump()
+    if found is None:
+        raise FileNotFoundError("cuobjdump and nvdisasm not found")
+    tool, env = found
+    out = subprocess.run([tool, "-sass", "-arch", arch, binary], capture_output=True, text=True, env=env,
+                         check=True).stdout
+    kernels: dict[str, list[tuple[int, str, str]]] = {}
+    cur = None
+    for line in out.splitlines():
+        m = _FUNCTION.search(line)
+        if m:
+            cur = kernels.setdefault(m.group(1), [])
+            continue
+        m = _INSTR.search(line)
+        if cur is not None and m:
+            cur.append((int(m.group(1), 16), m.group(2), m.group(3).strip()))
+    result = {}
+    for name, instrs in kernels.items():
+        best: dict[str, int] = {}
+        for addr, op, args in instrs:
+            if op != "BRA":
+                continue
+            t = re.search(r"0x([0-9a-f]+)", args)
+            if not t or int(t.group(1), 16) >= addr:
+                continue
+            lo = int(t.group(1), 16)
+            body: dict[str, int] = {}
+            for a, o, _ in instrs:
+                if lo <= a <= addr and o.startswith(MATH_PREFIXES):
+                    key = o.split(".")[0]
+                    body[key] = body.get(key, 0) + 1
+            if sum(body.values()) > sum(best.values()):
+                best = body
+        result[name] = best
+    return result
+
+
+def add_sass(report: dict, binary: str) -> None:
+    """Add each kernel's main-loop math instructions (per arch) to the report, when cuobjdump is found."""
+    if find_cuobjdump() is None or not os.path.isfile(binary):
+        return
+    for arch in sorted({r["arch"] for r in report["kernels"]}):
+        try:
+            loops = sass_loops(binary, arch)
+        except (OSError, subprocess.CalledProcessError):
+            continue
+        for r in report["kernels"]:
+            if r["arch"] == arch and r["mangled"] in loops:
+                r["loop_math"] = loops[r["mangled"]]
 
 
 def sass_problems(binary: str, arch: str = "sm_80") -> list[str]:

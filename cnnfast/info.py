@@ -35,9 +35,9 @@ def run(args, out=None):
     for line in info_lines():
         print(line, file=out)
     if getattr(args, "kernels", False):
-        from cnnfast import _kernel_report
+        from cnnfast import _build_config, _kernel_report
 
-        report = _kernel_report.load()
+        report = _kernel_report.load() if _build_config.cuda else None  # a CPU rebuild leaves an old one
         if report is None:
             print("CUDA kernel report: none (a CPU-only build has no CUDA kernels)", file=out)
         else:

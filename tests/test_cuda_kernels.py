@@ -364,6 +364,14 @@ def test_kernel_machine_code():
         wmma = [ops for name, ops in counts.items() if "conv2d_wmma_kernel" in name]
         assert len(wmma) == 6  # tensor cores: half, bfloat16, TF32 forward
         assert all(sum(n for op, n in ops.items() if op.startswith("HMMA")) >= 16 for ops in wmma)
+    # The build's report has each kernel's main-loop math when cuobjdump was there at build time.
+    report = kr.load()
+    if report and all("loop_math" in r for r in report["kernels"]):
+        for r in report["kernels"]:
+            if r["kernel"] == "conv2d_gemm_kernel":
+                assert r["loop_math"].get("FFMA", 0) >= 512, r["name"]  # 8 slices x 8 x 8 per thread
+            if r["kernel"] == "conv2d_wmma_kernel":
+                assert r["loop_math"].get("HMMA", 0) >= 16, r["name"]
 
 
 def test_kernel_report_parses_ptxas():
