@@ -146,6 +146,9 @@ void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, 
   const PhaseLayout l = phase_layout(p);
   const int64_t Wp = l.Wh, plane = l.plane, PQ = p.P * p.Q;
   const int64_t V = (p.P - 1) * Wp + p.Q, tiles = (V + kTile - 1) / kTile;
+  // Tiles of equal width (a multiple of 16, at most kTile): 78 columns as 48 + 30 rather than
+  // 64 + 14, so no tile runs the 1-vector kernel, the slowest per column.
+  const int64_t width = std::min(kTile, ((V + tiles - 1) / tiles + 15) / 16 * 16);
   const Buffer<T> xp = padded_input(p, x);
   const std::vector<int64_t> boff = tap_offsets(p);
   const int64_t base_items = p.N * G * tiles, kchunks = forward_k_chunks(p, base_items);
@@ -155,9 +158,9 @@ void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, 
     for (int64_t item = begin; item < end; ++item) {
       const int64_t kc = item % kchunks, rest = item / kchunks;
       const int64_t t = rest % tiles, g = (rest / tiles) % G, n = rest / (tiles * G);
-      const int64_t v0 = t * kTile, len = std::min(kTile, V - v0);
+      const int64_t v0 = t * width, len = std::max<int64_t>(0, std::min(width, V - v0));
       const int64_t k0 = kc * rows_per_chunk, k1 = std::min(Kg, k0 + rows_per_chunk);
-      if (k0 >= k1) continue;
+      if (k0 >= k1 || len == 0) continue;
       GemmArgs<T> a;
       a.M = k1 - k0, a.N = len, a.K = red;
       a.a = w + (g * Kg + k0) * red, a.a_rs = red, a.a_ks = 1;
