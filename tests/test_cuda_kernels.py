@@ -426,10 +426,10 @@ cuda = pytest.mark.skipif(_cuda_ready() is not None, reason=f"{_cuda_ready()}")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
-def test_cuda_conv2d_against_cudnn(dtype, channels_last, case):
+def test_cuda_conv2d_against_cudnn(dtype, channels_last, case, monkeypatch):
     import cnnfast  # noqa: F401  (registers the ops)
 
-    torch.backends.cudnn.allow_tf32 = False
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # float32 on FFMA, cuDNN without TF32
     x, w, b = (t.cuda() for t in rounded_inputs(case, dtype))
     if channels_last:
         x, w = x.to(memory_format=torch.channels_last), w.to(memory_format=torch.channels_last)
