@@ -28,8 +28,9 @@
 //
 // grad_output may be masked by a ReLU output (the backward of conv2d_relu): an element counts
 // only where that output is > 0. Storage types float, __half, __nv_bfloat16; all math in float.
-// The forward of the half types (and of float under TF32) runs on tensor cores instead, with the
-// same operand gathers: conv2d_wmma_kernel.cuh.
+// The half types (and float under TF32) run on tensor cores instead, with the same operand
+// gathers and GEMM parameters: conv2d_wmma_kernel.cuh, which also holds the entry points
+// (conv2d_forward, conv2d_grad_input, conv2d_grad_weight) that choose the engine.
 #pragma once
 
 #include "conv2d_depthwise_kernel.cuh"
@@ -485,44 +486,27 @@ inline ConvGemmParams conv_forward_params(const Conv2dProblem& p, bool nhwc, con
   return P;
 }
 
-// y = conv2d(x, w) (+ bias) (then ReLU) on CUDA cores (FFMA). x, w, y in one storage order (NCHW:
-// KCRS weight; NHWC: KRSC weight). Output nonempty. (conv2d_wmma_kernel.cuh: tensor cores.)
-template <class T, class Stream>
-void conv2d_forward_ffma(const Conv2dProblem& p, bool nhwc, const T* x, const T* w, const T* bias, bool relu, T* y,
-                         Stream stream) {
-  launch_gemm<T, kFprop>(conv_forward_params(p, nhwc, x, w, bias, relu, y), nhwc, stream);
-}
-
-// dx = grad-input of conv2d (depthwise problems: conv2d_depthwise_kernel.cuh), dy masked by relu_out > 0 when relu_out is not null. dx nonempty and
-// dy nonempty.
-template <class T, class Stream>
-void conv2d_grad_input(const Conv2dProblem& p, bool nhwc, const T* dy, const T* relu_out, const T* w, T* dx,
-                       Stream stream) {
-  if (is_depthwise(p)) {
-    conv2d_depthwise_grad_input(p, nhwc, dy, relu_out, w, dx, stream);
-    return;
-  }
+// The grad-input GEMM's parameters: dy masked by relu_out > 0 when relu_out is not null.
+template <class T>
+inline ConvGemmParams conv_grad_input_params(const Conv2dProblem& p, bool nhwc, const T* dy, const T* relu_out,
+                                             const T* w, T* dx) {
   ConvGemmParams P = conv_gemm_params(p, kDgrad);
   P.a = dy; P.b = w; P.mask = relu_out; P.out = dx;
   P.vec_a = nhwc && p.K_per_group() % 4 == 0 && p.K % 4 == 0 && aligned_to(dy, 4 * sizeof(T)) &&
             (relu_out == nullptr || aligned_to(relu_out, 4 * sizeof(T)));
-  launch_gemm<T, kDgrad>(P, nhwc, stream);
+  return P;
 }
 
-// dw = grad-weight of conv2d (depthwise problems: conv2d_depthwise_kernel.cuh); workspace holds conv_wgrad_workspace(p) floats. dy nonempty.
-template <class T, class Stream>
-void conv2d_grad_weight(const Conv2dProblem& p, bool nhwc, const T* dy, const T* relu_out, const T* x, T* dw,
-                        float* workspace, Stream stream) {
-  if (is_depthwise(p)) {
-    conv2d_depthwise_grad_weight(p, nhwc, dy, relu_out, x, dw, workspace, stream);
-    return;
-  }
+// The grad-weight GEMM's parameters: the split partials go to workspace (conv_wgrad_workspace(p)
+// floats), which splitk_reduce then adds into dw.
+template <class T>
+inline ConvGemmParams conv_grad_weight_params(const Conv2dProblem& p, bool nhwc, const T* dy, const T* relu_out,
+                                              const T* x, float* workspace) {
   ConvGemmParams P = conv_gemm_params(p, kWgrad);
   P.a = dy; P.b = x; P.mask = relu_out; P.out = workspace;
   P.vec_a = !nhwc && (p.P * p.Q) % 4 == 0 && aligned_to(dy, 4 * sizeof(T)) &&
             (relu_out == nullptr || aligned_to(relu_out, 4 * sizeof(T)));
-  launch_gemm<T, kWgrad>(P, nhwc, stream);
-  splitk_reduce(workspace, P.splits, p.groups * P.M * P.Ng, dw, stream);
+  return P;
 }
 
 // Split of the grad-bias reduction over N*P*Q rows.

@@ -77,6 +77,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const char* op, const at
   const bool nhwc = is_nhwc(format);
   const Dtype t = dtype_of(input);
   const cudaStream_t stream = current_stream();
+  const bool allow_tf32 = at::globalContext().allowTF32CuDNN();
   at::Tensor grad_input, grad_weight, grad_bias;
   if (output_mask[0]) grad_input = at::empty(input.sizes(), input.options().memory_format(format));
   if (output_mask[1]) grad_weight = at::empty(weight.sizes(), weight.options().memory_format(format));
@@ -91,14 +92,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const char* op, const at
     if (grad_input.defined() && grad_input.numel() > 0) {
       const at::Tensor w = weight.contiguous(format);
       C10_CUDA_CHECK(launch_conv2d_grad_input(t, p, nhwc, dy.const_data_ptr(), mask_ptr, w.const_data_ptr(),
-                                              grad_input.mutable_data_ptr(), stream));
+                                              allow_tf32, grad_input.mutable_data_ptr(), stream));
     }
     if (grad_weight.defined() && grad_weight.numel() > 0) {
       const at::Tensor x = input.contiguous(format);
       at::Tensor work = at::empty({conv2d_grad_weight_workspace(p)}, input.options().dtype(at::kFloat));
       C10_CUDA_CHECK(launch_conv2d_grad_weight(t, p, nhwc, dy.const_data_ptr(), mask_ptr, x.const_data_ptr(),
-                                               grad_weight.mutable_data_ptr(), work.mutable_data_ptr<float>(),
-                                               stream));
+                                               allow_tf32, grad_weight.mutable_data_ptr(),
+                                               work.mutable_data_ptr<float>(), stream));
     }
     if (grad_bias.defined() && grad_bias.numel() > 0) {
       at::Tensor work = at::empty({conv2d_grad_bias_workspace(p)}, input.options().dtype(at::kFloat));

@@ -1,14 +1,16 @@
-// conv2d forward on tensor cores (WMMA, float accumulation): float16 and bfloat16 storage, and
-// float storage as TF32 when the caller allows it (torch.backends.cudnn.allow_tf32). The same
-// implicit GEMM as conv2d_kernel.cuh (operands gathered by a_unit / b_unit, no im2col buffer),
-// with its own tiles:
+// conv2d forward, grad-input and grad-weight on tensor cores (WMMA, float accumulation): float16
+// and bfloat16 storage, and float storage as TF32 when the caller allows it
+// (torch.backends.cudnn.allow_tf32). The same implicit GEMMs as conv2d_kernel.cuh (operands
+// gathered by a_unit / b_unit, no im2col buffer; grad-weight split over gridDim.z into float
+// partials that splitk_reduce adds in order), with their own tiles:
 //   block 128 threads = 4 warps, tile 64 x 64, reduction slice 32; warp w computes the 32 x 32
 //   quarter (w / 2, w % 2) as 2 x 2 fragments of 16 x 16 (k-steps of 16; 8 for TF32).
 //   A slice goes global -> registers (4 units of 4 per operand per thread, 64/128-bit loads where
 //   contiguous) -> shared memory in the tensor-core input type (row-major A, column-major B, rows
 //   padded by 16 bytes), double-buffered with one barrier per slice.
-//   Epilogue: fragments -> shared float tile (over the operand buffers) -> bias and ReLU -> one store per output, mapped so
-//   consecutive threads write consecutive addresses (channels in NHWC, pixels in NCHW).
+//   Epilogue: fragments -> shared float tile (over the operand buffers) -> bias and ReLU (forward)
+//   -> one store per output, mapped so consecutive threads write consecutive addresses (channels
+//   in NHWC, pixels in NCHW, taps in the grad-weight partials).
 #pragma once
 
 #include <type_traits>
@@ -34,7 +36,7 @@ CNNFAST_DEVICE __nv_bfloat16 to_input<__nv_bfloat16>(float v) { return __float2b
 template <>
 CNNFAST_DEVICE float to_input<float>(float v) { return nvcuda::wmma::__float_to_tf32(v); }
 
-template <class T, bool NHWC>
+template <class T, int MODE, bool NHWC>
 __global__ void __launch_bounds__(kWmmaThreads) conv2d_wmma_kernel(ConvGemmParams P) {
   namespace wmma = nvcuda::wmma;
   using S = typename WmmaInput<T>::type;
@@ -53,13 +55,18 @@ __global__ void __launch_bounds__(kWmmaThreads) conv2d_wmma_kernel(ConvGemmParam
   const int tid = threadIdx.x, warp = tid / 32;
   const int G = static_cast<int>(P.p.groups);
   const int g = static_cast<int>(blockIdx.z % G);
+  const int split = static_cast<int>(blockIdx.z / G);
   const int64_t m0 = static_cast<int64_t>(blockIdx.x) * BM, n0 = static_cast<int64_t>(blockIdx.y) * BN;
-  const int64_t k_end = P.Kr;
+  int64_t k_begin = 0, k_end = P.Kr;
+  if (MODE == kWgrad) {
+    k_begin = split * P.split_len;
+    k_end = k_begin + P.split_len < P.Kr ? k_begin + P.split_len : P.Kr;
+  }
 
   // Loader mapping: row tid / 2 of A and of B, reduction indices (tid % 2) * 16 + 0..15.
   const int lrow = tid / 2, lk = (tid % 2) * 16;
-  const RowInfo arow = a_row<kFprop, NHWC>(P, m0 + lrow, g);
-  const RowInfo brow = b_row<kFprop, NHWC>(P, n0 + lrow, g);
+  const RowInfo arow = a_row<MODE, NHWC>(P, m0 + lrow, g);
+  const RowInfo brow = b_row<MODE, NHWC>(P, n0 + lrow, g);
   float ra[16], rb[16];
 
   wmma::fragment<wmma::accumulator, 16, 16, KS, float> acc[2][2];
@@ -70,8 +77,8 @@ __global__ void __launch_bounds__(kWmmaThreads) conv2d_wmma_kernel(ConvGemmParam
 
 #pragma unroll
   for (int u = 0; u < 4; ++u) {
-    a_unit<T, kFprop, NHWC>(P, arow, lk + 4 * u, k_end, ra + 4 * u);
-    b_unit<T, kFprop, NHWC>(P, brow, lk + 4 * u, k_end, rb + 4 * u);
+    a_unit<T, MODE, NHWC>(P, arow, k_begin + lk + 4 * u, k_end, ra + 4 * u);
+    b_unit<T, MODE, NHWC>(P, brow, k_begin + lk + 4 * u, k_end, rb + 4 * u);
   }
 #pragma unroll
   for (int i = 0; i < 16; ++i) {
@@ -82,13 +89,13 @@ __global__ void __launch_bounds__(kWmmaThreads) conv2d_wmma_kernel(ConvGemmParam
 
   const int wr = (warp / 2) * 32, wc = (warp % 2) * 32;
   int buf = 0;
-  for (int64_t k0 = 0; k0 < k_end; k0 += BK) {
+  for (int64_t k0 = k_begin; k0 < k_end; k0 += BK) {
     const bool has_next = k0 + BK < k_end;
     if (has_next) {
 #pragma unroll
       for (int u = 0; u < 4; ++u) {
-        a_unit<T, kFprop, NHWC>(P, arow, k0 + BK + lk + 4 * u, k_end, ra + 4 * u);
-        b_unit<T, kFprop, NHWC>(P, brow, k0 + BK + lk + 4 * u, k_end, rb + 4 * u);
+        a_unit<T, MODE, NHWC>(P, arow, k0 + BK + lk + 4 * u, k_end, ra + 4 * u);
+        b_unit<T, MODE, NHWC>(P, brow, k0 + BK + lk + 4 * u, k_end, rb + 4 * u);
       }
     }
 #pragma unroll
@@ -123,38 +130,51 @@ __global__ void __launch_bounds__(kWmmaThreads) conv2d_wmma_kernel(ConvGemmParam
   __syncthreads();
 
   const Conv2dProblem& p = P.p;
-  const int64_t PQ = p.P * p.Q;
+  // Consecutive threads take consecutive n (NHWC outputs, grad-weight partials) or m (NCHW outputs).
+  constexpr bool kAlongN = NHWC || MODE == kWgrad;
   for (int e = tid; e < BM * BN; e += kWmmaThreads) {
-    const int r = NHWC ? e / BN : e % BM, c = NHWC ? e % BN : e / BM;
+    const int r = kAlongN ? e / BN : e % BM, c = kAlongN ? e % BN : e / BM;
     const int64_t m = m0 + r, n = n0 + c;
     if (m >= P.M || n >= P.Ng) continue;
     float v = Cs[r][c];
-    const int64_t k = g * p.K_per_group() + n;
-    if (P.bias) v += to_float(static_cast<const T*>(P.bias)[k]);
-    if (P.relu) v = v < 0.0f ? 0.0f : v;
-    const int64_t img = m / PQ, pq = m - img * PQ;
-    const int64_t idx = NHWC ? m * p.K + k : (img * p.K + k) * PQ + pq;
-    static_cast<T*>(P.out)[idx] = from_float<T>(v);
+    if (MODE == kFprop) {
+      const int64_t PQ = p.P * p.Q, k = g * p.K_per_group() + n;
+      if (P.bias) v += to_float(static_cast<const T*>(P.bias)[k]);
+      if (P.relu) v = v < 0.0f ? 0.0f : v;
+      const int64_t img = m / PQ, pq = m - img * PQ;
+      static_cast<T*>(P.out)[NHWC ? m * p.K + k : (img * p.K + k) * PQ + pq] = from_float<T>(v);
+    } else if (MODE == kDgrad) {
+      const int64_t HW = p.H * p.W, c_in = g * p.C_per_group() + n;
+      const int64_t img = m / HW, hw = m - img * HW;
+      static_cast<T*>(P.out)[NHWC ? m * p.C + c_in : (img * p.C + c_in) * HW + hw] = from_float<T>(v);
+    } else {
+      static_cast<float*>(P.out)[((static_cast<int64_t>(split) * G + g) * P.M + m) * P.Ng + n] = v;
+    }
   }
 }
 
 inline LaunchConfig conv_wmma_config(const ConvGemmParams& P) {
-  return {dim3(ceil_div(P.M, kWmmaBM), ceil_div(P.Ng, kWmmaBN), static_cast<unsigned>(P.p.groups)),
+  return {dim3(ceil_div(P.M, kWmmaBM), ceil_div(P.Ng, kWmmaBN), static_cast<unsigned>(P.p.groups * P.splits)),
           dim3(kWmmaThreads), 0};
 }
 
-// Forward on tensor cores; P as conv2d_forward fills it.
-template <class T, class Stream>
-void conv2d_forward_wmma(const ConvGemmParams& P, bool nhwc, Stream stream) {
+template <class T, int MODE, class Stream>
+void launch_wmma(const ConvGemmParams& P, bool nhwc, Stream stream) {
   if (nhwc)
-    CNNFAST_LAUNCH(conv_wmma_config(P), stream, conv2d_wmma_kernel<T, true>)(P);
+    CNNFAST_LAUNCH(conv_wmma_config(P), stream, conv2d_wmma_kernel<T, MODE, true>)(P);
   else
-    CNNFAST_LAUNCH(conv_wmma_config(P), stream, conv2d_wmma_kernel<T, false>)(P);
+    CNNFAST_LAUNCH(conv_wmma_config(P), stream, conv2d_wmma_kernel<T, MODE, false>)(P);
 }
 
-// y = conv2d(x, w) (+ bias) (then ReLU): depthwise problems by conv2d_depthwise_kernel; else
-// float16 and bfloat16 on tensor cores; float on tensor
-// cores as TF32 when allow_tf32, else FFMA (conv2d_kernel.cuh). Storage as conv2d_forward_ffma.
+// Which engine runs a GEMM of storage type T: tensor cores for the half types, and for float
+// when TF32 is allowed; FFMA otherwise.
+template <class T>
+inline bool use_tensor_cores(bool allow_tf32) {
+  return !std::is_same<T, float>::value || allow_tf32;
+}
+
+// y = conv2d(x, w) (+ bias) (then ReLU). x, w, y in one storage order (NCHW: KCRS weight; NHWC:
+// KRSC weight). Output nonempty. Depthwise problems: conv2d_depthwise_kernel.cuh.
 template <class T, class Stream>
 void conv2d_forward(const Conv2dProblem& p, bool nhwc, const T* x, const T* w, const T* bias, bool relu,
                     bool allow_tf32, T* y, Stream stream) {
@@ -162,13 +182,43 @@ void conv2d_forward(const Conv2dProblem& p, bool nhwc, const T* x, const T* w, c
     conv2d_depthwise_forward(p, nhwc, x, w, bias, relu, y, stream);
     return;
   }
-  if constexpr (std::is_same<T, float>::value) {
-    if (!allow_tf32) {
-      conv2d_forward_ffma(p, nhwc, x, w, bias, relu, y, stream);
-      return;
-    }
+  const ConvGemmParams P = conv_forward_params(p, nhwc, x, w, bias, relu, y);
+  if (use_tensor_cores<T>(allow_tf32))
+    launch_wmma<T, kFprop>(P, nhwc, stream);
+  else if constexpr (std::is_same<T, float>::value)
+    launch_gemm<T, kFprop>(P, nhwc, stream);
+}
+
+// dx = grad-input of conv2d, dy masked by relu_out > 0 when relu_out is not null. dx and dy
+// nonempty.
+template <class T, class Stream>
+void conv2d_grad_input(const Conv2dProblem& p, bool nhwc, const T* dy, const T* relu_out, const T* w, bool allow_tf32,
+                       T* dx, Stream stream) {
+  if (is_depthwise(p)) {
+    conv2d_depthwise_grad_input(p, nhwc, dy, relu_out, w, dx, stream);
+    return;
   }
-  conv2d_forward_wmma<T>(conv_forward_params(p, nhwc, x, w, bias, relu, y), nhwc, stream);
+  const ConvGemmParams P = conv_grad_input_params(p, nhwc, dy, relu_out, w, dx);
+  if (use_tensor_cores<T>(allow_tf32))
+    launch_wmma<T, kDgrad>(P, nhwc, stream);
+  else if constexpr (std::is_same<T, float>::value)
+    launch_gemm<T, kDgrad>(P, nhwc, stream);
+}
+
+// dw = grad-weight of conv2d; workspace holds conv_wgrad_workspace(p) floats. dy nonempty.
+template <class T, class Stream>
+void conv2d_grad_weight(const Conv2dProblem& p, bool nhwc, const T* dy, const T* relu_out, const T* x, bool allow_tf32,
+                        T* dw, float* workspace, Stream stream) {
+  if (is_depthwise(p)) {
+    conv2d_depthwise_grad_weight(p, nhwc, dy, relu_out, x, dw, workspace, stream);
+    return;
+  }
+  const ConvGemmParams P = conv_grad_weight_params(p, nhwc, dy, relu_out, x, workspace);
+  if (use_tensor_cores<T>(allow_tf32))
+    launch_wmma<T, kWgrad>(P, nhwc, stream);
+  else if constexpr (std::is_same<T, float>::value)
+    launch_gemm<T, kWgrad>(P, nhwc, stream);
+  splitk_reduce(workspace, P.splits, p.groups * P.M * P.Ng, dw, stream);
 }
 
 }  // namespace cuda

@@ -80,7 +80,8 @@ int cnnfast_max_pool2d_backward(int dtype, const long long* sizes, int nhwc, int
   });
 }
 
-// conv2d passes; nhwc: every tensor in channels_last storage (weight as K R S C/G).
+// conv2d passes; nhwc: every tensor in channels_last storage (weight as K R S C/G); tf32: float on
+// tensor cores as TF32 (else FFMA); the half types always run on tensor cores.
 // tf32: float on tensor cores as TF32 (else FFMA); half types always use tensor cores.
 int cnnfast_conv2d_forward(int dtype, const long long* sizes, int nhwc, const void* x, const void* w,
                            const void* bias, int relu, int tf32, void* y) {
@@ -94,13 +95,13 @@ int cnnfast_conv2d_forward(int dtype, const long long* sizes, int nhwc, const vo
 }
 
 int cnnfast_conv2d_grad_input(int dtype, const long long* sizes, int nhwc, const void* dy, const void* relu_out,
-                              const void* w, void* dx) {
+                              const void* w, int tf32, void* dx) {
   return guarded([&] {
     with_type(dtype, [&](auto* tag) {
       using T = CNNFAST_T;
       cnnfast::cuda::conv2d_grad_input(conv_problem(sizes), nhwc != 0, static_cast<const T*>(dy),
-                                       static_cast<const T*>(relu_out), static_cast<const T*>(w), static_cast<T*>(dx),
-                                       nullptr);
+                                       static_cast<const T*>(relu_out), static_cast<const T*>(w), tf32 != 0,
+                                       static_cast<T*>(dx), nullptr);
     });
   });
 }
@@ -115,13 +116,13 @@ long long cnnfast_conv2d_bias_workspace(const long long* sizes) {
 }
 
 int cnnfast_conv2d_grad_weight(int dtype, const long long* sizes, int nhwc, const void* dy, const void* relu_out,
-                               const void* x, void* dw, float* workspace) {
+                               const void* x, int tf32, void* dw, float* workspace) {
   return guarded([&] {
     with_type(dtype, [&](auto* tag) {
       using T = CNNFAST_T;
       cnnfast::cuda::conv2d_grad_weight(conv_problem(sizes), nhwc != 0, static_cast<const T*>(dy),
-                                        static_cast<const T*>(relu_out), static_cast<const T*>(x), static_cast<T*>(dw),
-                                        workspace, nullptr);
+                                        static_cast<const T*>(relu_out), static_cast<const T*>(x), tf32 != 0,
+                                        static_cast<T*>(dw), workspace, nullptr);
     });
   });
 }
