@@ -132,6 +132,22 @@ Pool2dProblem make_max_pool2d_problem(const char* op, const at::Tensor& input, a
               "). Calculated output size: (", p.C, "x", p.P, "x", p.Q,
               "). Output size is too small (kernel_size=", kernel_size, ", stride=", stride,
               ", padding=", padding, ", dilation=", dilation, ")");
+  // With dilation a window can fall entirely in the padding (torch then returns -inf with an index
+  // outside the input plane); every window must hold at least one input element.
+  for (int d = 0; d < 2; ++d) {
+    const int64_t in = d == 0 ? p.H : p.W, out = d == 0 ? p.P : p.Q;
+    for (int64_t o = 0; o < out; ++o) {
+      bool covers_input = false;
+      for (int64_t k = 0; k < kernel_size[d] && !covers_input; ++k) {
+        const int64_t i = o * stride[d] - padding[d] + k * dilation[d];
+        covers_input = i >= 0 && i < in;
+      }
+      TORCH_CHECK(covers_input, op, ": the pooling window at output ", d == 0 ? "row " : "column ", o,
+                  " covers only padding (input size ", p.H, "x", p.W, ", kernel_size=", kernel_size,
+                  ", stride=", stride, ", padding=", padding, ", dilation=", dilation,
+                  "); every window must hold at least one input element");
+    }
+  }
   return p;
 }
 

@@ -6,7 +6,7 @@ overlap; with overlap the order of the sum may differ, so there the comparison a
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import cnnfast
@@ -118,4 +118,20 @@ def test_max_pool2d_random_arguments(n, c, h, w, kh, kw, sh, sw, dh, dw, ceil_mo
     pw = data.draw(st.integers(0, kw // 2))
     h = max(h, dh * (kh - 1) + 1 - 2 * ph)
     w = max(w, dw * (kw - 1) + 1 - 2 * pw)
+    # A dilated window can fall entirely in the padding; torch then returns -inf and an index outside
+    # the plane, cnnfast refuses the arguments (test_max_pool2d_window_of_padding_only_is_refused).
+    p, q = F.max_pool2d(torch.zeros(1, 1, h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), ceil_mode).shape[-2:]
+    assume(window_holds_input(h, kh, sh, ph, dh, p) and window_holds_input(w, kw, sw, pw, dw, q))
     run_pool_case((n, c, h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), ceil_mode)
+
+
+def window_holds_input(size, kernel, stride, pad, dilation, out):
+    return all(any(0 <= o * stride - pad + k * dilation < size for k in range(kernel)) for o in range(out))
+
+
+def test_max_pool2d_window_of_padding_only_is_refused():
+    # 1x1 input, kernel 2 with dilation 2 and padding 1: the window's taps are rows -1 and 1.
+    x = torch.randn(1, 1, 1, 1)
+    assert not window_holds_input(1, 2, 1, 1, 2, 1)
+    with pytest.raises(RuntimeError, match="window at output row 0 covers only padding"):
+        cnnfast.functional.max_pool2d(x, (2, 1), 1, (1, 0), (2, 1))
