@@ -27,6 +27,23 @@ Pool2dProblem make_max_pool2d_problem(const char* op, const at::Tensor& input, a
                                       at::IntArrayRef stride, at::IntArrayRef padding,
                                       at::IntArrayRef dilation, bool ceil_mode, DtypeList supported);
 
+// conv2d_backward and conv2d_relu_backward: the forward call's problem, with grad_output (and the
+// fused op's stored output, when given) checked against that call's output.
+Conv2dProblem make_conv2d_backward_problem(const char* op, const at::Tensor& grad_output,
+                                           const std::optional<at::Tensor>& output, const at::Tensor& input,
+                                           const at::Tensor& weight, at::IntArrayRef stride,
+                                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                                           DtypeList supported);
+
+// max_pool2d_backward: grad_output and int64 indices of one size [N, C, P, Q] against input [N, C, H, W].
+// (The indices' values are checked by the kernels, which read them anyway.)
+void check_max_pool2d_backward(const char* op, const at::Tensor& grad_output, const at::Tensor& input,
+                               const at::Tensor& indices, DtypeList supported);
+
+// relu_backward: grad_output against the forward's output.
+void check_relu_backward(const char* op, const at::Tensor& grad_output, const at::Tensor& output,
+                         DtypeList supported);
+
 // A floating tensor with a kernel in `supported`, e.g. the input of relu.
 void check_supported_dtype(const char* op, const char* arg, const at::Tensor& t, DtypeList supported);
 

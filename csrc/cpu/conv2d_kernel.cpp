@@ -493,15 +493,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(
     const char* op, const at::Tensor& grad_output, const std::optional<at::Tensor>& output,
     const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
     at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask) {
-  const Conv2dProblem p =
-      make_conv2d_problem(op, input, weight, std::nullopt, stride, padding, dilation, groups, kCpuDtypes);
-  const std::vector<int64_t> out_size{p.N, p.K, p.P, p.Q};
-  check_same_dtype_device(op, "grad_output", grad_output, "input", input);
-  check_same_size(op, "grad_output", grad_output, "the convolution's output", out_size);
-  if (output) {
-    check_same_dtype_device(op, "output", *output, "input", input);
-    check_same_size(op, "output", *output, "the convolution's output", out_size);
-  }
+  const Conv2dProblem p = make_conv2d_backward_problem(op, grad_output, output, input, weight, stride, padding,
+                                                       dilation, groups, kCpuDtypes);
   at::Tensor grad_input, grad_weight, grad_bias;
   if (output_mask[0]) grad_input = input.new_empty(input.sizes());
   if (output_mask[1]) grad_weight = weight.new_empty(weight.sizes());

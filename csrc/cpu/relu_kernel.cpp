@@ -55,9 +55,7 @@ void relu__kernel(at::Tensor& input) {
 
 at::Tensor relu_backward_kernel(const at::Tensor& grad_output, const at::Tensor& output) {
   const char* op = "cnnfast::relu_backward";
-  check_supported_dtype(op, "output", output, kCpuDtypes);
-  check_same_dtype_device(op, "grad_output", grad_output, "output", output);
-  check_same_size(op, "grad_output", grad_output, "output", output.sizes());
+  check_relu_backward(op, grad_output, output, kCpuDtypes);
   // Both read through one layout: the output's when dense, else contiguous.
   const at::Tensor out = output.is_non_overlapping_and_dense() ? output : output.contiguous(output.suggest_memory_format());
   const at::Tensor dy = grad_output.strides() == out.strides() ? grad_output : at::empty_like(out).copy_(grad_output);

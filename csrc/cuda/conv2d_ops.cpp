@@ -62,15 +62,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const char* op, const at
                                                         at::IntArrayRef stride, at::IntArrayRef padding,
                                                         at::IntArrayRef dilation, int64_t groups,
                                                         std::array<bool, 3> output_mask) {
-  const Conv2dProblem p =
-      make_conv2d_problem(op, input, weight, std::nullopt, stride, padding, dilation, groups, kCudaDtypes);
-  const std::vector<int64_t> out_size{p.N, p.K, p.P, p.Q};
-  check_same_dtype_device(op, "grad_output", grad_output, "input", input);
-  check_same_size(op, "grad_output", grad_output, "the convolution's output", out_size);
-  if (output) {
-    check_same_dtype_device(op, "output", *output, "input", input);
-    check_same_size(op, "output", *output, "the convolution's output", out_size);
-  }
+  const Conv2dProblem p = make_conv2d_backward_problem(op, grad_output, output, input, weight, stride, padding,
+                                                       dilation, groups, kCudaDtypes);
   check_conv_sizes(op, p);
   const c10::cuda::CUDAGuard guard(input.device());
   const auto format = conv2d_memory_format(input, weight);

@@ -51,9 +51,7 @@ void relu__kernel(at::Tensor& input) {
 
 at::Tensor relu_backward_kernel(const at::Tensor& grad_output, const at::Tensor& output) {
   const char* op = "cnnfast::relu_backward";
-  check_supported_dtype(op, "output", output, kCudaDtypes);
-  check_same_dtype_device(op, "grad_output", grad_output, "output", output);
-  check_same_size(op, "grad_output", grad_output, "output", output.sizes());
+  check_relu_backward(op, grad_output, output, kCudaDtypes);
   const c10::cuda::CUDAGuard guard(output.device());
   const at::Tensor out = dense(output);
   const at::Tensor dy = grad_output.strides() == out.strides() ? grad_output : at::empty_like(out).copy_(grad_output);
@@ -84,17 +82,7 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_kernel(const at::Tensor& input, at
 at::Tensor max_pool2d_backward_kernel(const at::Tensor& grad_output, const at::Tensor& input,
                                       const at::Tensor& indices) {
   const char* op = kMaxPool2dBackward;
-  TORCH_CHECK(input.dim() == 4, op, ": expected 4D input (N, C, H, W), but got input of size: ", input.sizes());
-  check_supported_dtype(op, "input", input, kCudaDtypes);
-  check_same_dtype_device(op, "grad_output", grad_output, "input", input);
-  TORCH_CHECK(indices.scalar_type() == at::kLong, op, ": expected indices of dtype Long, but got ",
-              indices.scalar_type());
-  TORCH_CHECK(indices.device() == input.device(), op, ": expected indices on ", input.device(), ", but got ",
-              indices.device());
-  TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == input.size(0) && grad_output.size(1) == input.size(1),
-              op, ": expected grad_output of size [", input.size(0), ", ", input.size(1),
-              ", P, Q], but got grad_output of size ", grad_output.sizes());
-  check_same_size(op, "indices", indices, "grad_output", grad_output.sizes());
+  check_max_pool2d_backward(op, grad_output, input, indices, kCudaDtypes);
   const c10::cuda::CUDAGuard guard(input.device());
   // The schema carries no window arguments, so the windows containing an element are unknown here:
   // the per-plane scatter in output order (deterministic, no atomics) needs only the sizes.
