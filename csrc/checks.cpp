@@ -169,20 +169,22 @@ Conv2dProblem make_conv2d_backward_problem(const char* op, const at::Tensor& gra
   return p;
 }
 
-void check_max_pool2d_backward(const char* op, const at::Tensor& grad_output, const at::Tensor& input,
-                               const at::Tensor& indices, DtypeList supported) {
-  TORCH_CHECK(input.dim() == 4, op, ": expected 4D input (N, C, H, W), but got input of size: ", input.sizes());
-  check_supported_dtype(op, "input", input, supported);
+Pool2dProblem make_max_pool2d_backward_problem(const char* op, const at::Tensor& grad_output,
+                                               const at::Tensor& input, const at::Tensor& indices,
+                                               at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                                               at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode,
+                                               DtypeList supported) {
+  const Pool2dProblem p =
+      make_max_pool2d_problem(op, input, kernel_size, stride, padding, dilation, ceil_mode, supported);
+  const std::vector<int64_t> out_size{p.N, p.C, p.P, p.Q};
   check_same_dtype_device(op, "grad_output", grad_output, "input", input);
+  check_same_size(op, "grad_output", grad_output, "the pooling's output", out_size);
   TORCH_CHECK(indices.scalar_type() == at::kLong, op, ": expected indices of dtype Long, but got ",
               indices.scalar_type());
   TORCH_CHECK(indices.device() == input.device(), op, ": expected indices on ", input.device(), ", but got ",
               indices.device());
-  TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == input.size(0) &&
-                  grad_output.size(1) == input.size(1),
-              op, ": expected grad_output of size [", input.size(0), ", ", input.size(1),
-              ", P, Q], but got grad_output of size ", grad_output.sizes());
-  check_same_size(op, "indices", indices, "grad_output", grad_output.sizes());
+  check_same_size(op, "indices", indices, "the pooling's output", out_size);
+  return p;
 }
 
 void check_relu_backward(const char* op, const at::Tensor& grad_output, const at::Tensor& output,

@@ -35,10 +35,13 @@ Conv2dProblem make_conv2d_backward_problem(const char* op, const at::Tensor& gra
                                            at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                                            DtypeList supported);
 
-// max_pool2d_backward: grad_output and int64 indices of one size [N, C, P, Q] against input [N, C, H, W].
-// (The indices' values are checked by the kernels, which read them anyway.)
-void check_max_pool2d_backward(const char* op, const at::Tensor& grad_output, const at::Tensor& input,
-                               const at::Tensor& indices, DtypeList supported);
+// max_pool2d_backward: the forward call's problem, with grad_output and the int64 indices checked
+// against that call's output [N, C, P, Q]. (The indices' values are checked by the kernels.)
+Pool2dProblem make_max_pool2d_backward_problem(const char* op, const at::Tensor& grad_output,
+                                               const at::Tensor& input, const at::Tensor& indices,
+                                               at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                                               at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode,
+                                               DtypeList supported);
 
 // relu_backward: grad_output against the forward's output.
 void check_relu_backward(const char* op, const at::Tensor& grad_output, const at::Tensor& output,

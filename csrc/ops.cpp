@@ -29,7 +29,11 @@ TORCH_LIBRARY(cnnfast, m) {
   m.def("max_pool2d(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, "
         "bool ceil_mode) -> (Tensor, Tensor)",
         tags);
-  m.def("max_pool2d_backward(Tensor grad_output, Tensor input, Tensor indices) -> Tensor", tags);
+  // With the forward's window arguments, so a kernel can gather (each input element sums the gradients
+  // of the windows that chose it) instead of scattering.
+  m.def("max_pool2d_backward(Tensor grad_output, Tensor input, Tensor indices, int[2] kernel_size, int[2] stride, "
+        "int[2] padding, int[2] dilation, bool ceil_mode) -> Tensor",
+        tags);
   m.def("relu(Tensor input) -> Tensor", tags);
   // In place; returns nothing (a custom op may not return an alias, so torch.compile can functionalize it).
   m.def("relu_(Tensor(a!) input) -> ()", tags);

@@ -511,7 +511,7 @@ def test_cuda_max_pool2d_and_relu(dtype, channels_last, case):
     ry, ridx = F.max_pool2d(x, k, s, pad, d, ceil_mode=ceil, return_indices=True)
     assert torch.equal(y, ry) and torch.equal(idx, ridx)
     dy = torch.randn_like(y)
-    dx = torch.ops.cnnfast.max_pool2d_backward(dy, x, idx)
+    dx = torch.ops.cnnfast.max_pool2d_backward(dy, x, idx, list(k), list(s), list(pad), list(d), ceil)
     xr = x.detach().requires_grad_()
     F.max_pool2d(xr, k, s, pad, d, ceil_mode=ceil).backward(dy)
     torch.testing.assert_close(dx, xr.grad)

@@ -107,7 +107,9 @@ def test_backward_ops_check_their_arguments():
         torch.ops.cnnfast.relu_backward(x4(3, dtype=torch.float64), x4(3))
     _, idx = torch.ops.cnnfast.max_pool2d(x, [2, 2], [2, 2], [0, 0], [1, 1], False)
     with pytest.raises(RuntimeError, match=r"indices must lie in \[0, H\*W\) = \[0, 64\)"):
-        torch.ops.cnnfast.max_pool2d_backward(x4(2, 3, 4, 4), x, idx + 64)
+        torch.ops.cnnfast.max_pool2d_backward(x4(2, 3, 4, 4), x, idx + 64, [2, 2], [2, 2], [0, 0], [1, 1], False)
+    with pytest.raises(RuntimeError, match=r"grad_output .*the pooling's output, \[2, 3, 4, 4\].*\[2, 3, 5, 5\]"):
+        torch.ops.cnnfast.max_pool2d_backward(x4(2, 3, 5, 5), x, idx, [2, 2], [2, 2], [0, 0], [1, 1], False)
 
 
 def test_a_failed_call_writes_nothing():
@@ -120,5 +122,6 @@ def test_a_failed_call_writes_nothing():
     # returns no tensor at all, and the gradient it was given is unchanged.
     gy = torch.ones(1, 1, 2, 2)
     with pytest.raises(RuntimeError):
-        torch.ops.cnnfast.max_pool2d_backward(gy, x4(1, 1, 4, 4), torch.full((1, 1, 2, 2), 99))
+        torch.ops.cnnfast.max_pool2d_backward(gy, x4(1, 1, 4, 4), torch.full((1, 1, 2, 2), 99), [2, 2], [2, 2],
+                                              [0, 0], [1, 1], False)
     assert torch.equal(gy, torch.ones(1, 1, 2, 2))

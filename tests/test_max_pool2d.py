@@ -86,7 +86,8 @@ def test_max_pool2d_opcheck():
     torch.library.opcheck(torch.ops.cnnfast.max_pool2d,
                           (x.detach().contiguous(memory_format=torch.channels_last), [2, 2], [1, 2], [0, 0], [2, 1], False))
     _, idx = torch.ops.cnnfast.max_pool2d(x.detach(), [3, 2], [2, 2], [1, 1], [1, 1], True)
-    torch.library.opcheck(torch.ops.cnnfast.max_pool2d_backward, (torch.randn(idx.shape), x.detach(), idx))
+    torch.library.opcheck(torch.ops.cnnfast.max_pool2d_backward,
+                          (torch.randn(idx.shape), x.detach(), idx, [3, 2], [2, 2], [1, 1], [1, 1], True))
 
 
 def test_max_pool2d_bit_identical_for_any_thread_count():

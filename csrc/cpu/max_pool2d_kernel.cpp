@@ -115,11 +115,13 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_kernel(const at::Tensor& input, at
 }
 
 at::Tensor max_pool2d_backward_kernel(const at::Tensor& grad_output, const at::Tensor& input,
-                                      const at::Tensor& indices) {
+                                      const at::Tensor& indices, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                                      at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
   const char* op = kMaxPool2dBackward;
-  check_max_pool2d_backward(op, grad_output, input, indices, kCpuDtypes);
-  const int64_t planes = input.size(0) * input.size(1), in_plane = input.size(2) * input.size(3);
-  const int64_t out_plane = grad_output.size(2) * grad_output.size(3);
+  const Pool2dProblem p = make_max_pool2d_backward_problem(op, grad_output, input, indices, kernel_size, stride,
+                                                           padding, dilation, ceil_mode, kCpuDtypes);
+  // On the CPU one thread owns a whole plane, so scattering in output order is deterministic already.
+  const int64_t planes = p.planes(), in_plane = p.H * p.W, out_plane = p.P * p.Q;
 
   at::Tensor dx = input.new_empty(input.sizes());
   if (dx.numel() > 0) {

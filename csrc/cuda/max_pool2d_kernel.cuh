@@ -12,9 +12,9 @@
 //   contain it and sums the gradients of those whose index names it; one write per element. It
 //   needs the window arguments (a full Pool2dProblem).
 // - plane scatter (max_pool2d_backward_planes): one thread per (n, c) plane zeroes the plane and
-//   adds each output's gradient at its index, in output order. It needs only the sizes, which is
-//   all cnnfast::max_pool2d_backward receives (its schema has no window arguments); in NHWC
+//   adds each output's gradient at its index, in output order. It needs only the sizes; in NHWC
 //   consecutive threads take consecutive channels, so its loads and stores are coalesced.
+// cnnfast::max_pool2d_backward (which carries the window arguments) launches the gather.
 // An index outside [0, H*W) is never matched or written (nothing out of bounds, whatever the
 // caller passes).
 #pragma once

@@ -80,25 +80,18 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_kernel(const at::Tensor& input, at
 }
 
 at::Tensor max_pool2d_backward_kernel(const at::Tensor& grad_output, const at::Tensor& input,
-                                      const at::Tensor& indices) {
+                                      const at::Tensor& indices, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                                      at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
   const char* op = kMaxPool2dBackward;
-  check_max_pool2d_backward(op, grad_output, input, indices, kCudaDtypes);
+  const Pool2dProblem p = make_max_pool2d_backward_problem(op, grad_output, input, indices, kernel_size, stride,
+                                                           padding, dilation, ceil_mode, kCudaDtypes);
   const c10::cuda::CUDAGuard guard(input.device());
-  // The schema carries no window arguments, so the windows containing an element are unknown here:
-  // the per-plane scatter in output order (deterministic, no atomics) needs only the sizes.
-  Pool2dProblem p;
-  p.N = input.size(0);
-  p.C = input.size(1);
-  p.H = input.size(2);
-  p.W = input.size(3);
-  p.P = grad_output.size(2);
-  p.Q = grad_output.size(3);
   check_pool_sizes(op, p.N, p.C, p.H, p.W);
   const auto format = input.suggest_memory_format();
   at::Tensor dx = at::empty(input.sizes(), input.options().memory_format(format));
   if (dx.numel() == 0) return dx;
   const at::Tensor dy = grad_output.contiguous(format), idx = indices.contiguous(format);
-  C10_CUDA_CHECK(launch_max_pool2d_backward(dtype_of(dx), p, is_nhwc(format), /*gather=*/false, dy.const_data_ptr(),
+  C10_CUDA_CHECK(launch_max_pool2d_backward(dtype_of(dx), p, is_nhwc(format), /*gather=*/true, dy.const_data_ptr(),
                                             idx.const_data_ptr<int64_t>(), dx.mutable_data_ptr(), current_stream()));
   return dx;
 }
