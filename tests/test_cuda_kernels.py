@@ -11,26 +11,16 @@ The ptxas report of a CUDA build is checked too (no spills, no stack frame).
 """
 import ctypes
 import importlib.util
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from harness import coc, missing as _missing, needs_harness as harness
+
 ROOT = Path(__file__).resolve().parent.parent
 
-_spec = importlib.util.spec_from_file_location("cnnfast_cuda_on_cpu_k", ROOT / "cnnfast" / "_cuda_on_cpu.py")
-coc = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(coc)
-
-try:
-    coc.cuda_include_dir()
-    _missing = None if shutil.which(os.environ.get("CXX", "g++")) else "no g++"
-except coc.BuildError as e:
-    _missing = str(e)
-harness = pytest.mark.skipif(_missing is not None, reason=f"CUDA-on-CPU harness cannot build: {_missing}")
 
 ORDERS = [("forward", 0), ("reversed", 0), ("shuffled", 7)]
 DTYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}

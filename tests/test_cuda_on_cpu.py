@@ -6,7 +6,6 @@ caught. The same .cuh files go through nvcc unchanged. The AddressSanitizer buil
 (marker ``asan``) runs a standalone driver in a subprocess.
 """
 import ctypes
-import importlib.util
 import os
 import re
 import shutil
@@ -19,20 +18,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from harness import coc, needs_harness as pytestmark  # noqa: F401  (pytestmark: every test needs the harness)
+
 ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "tests" / "cuda_on_cpu"
 
-# Load the build helper without importing the cnnfast package (which needs the main extension).
-_spec = importlib.util.spec_from_file_location("cnnfast_cuda_on_cpu", ROOT / "cnnfast" / "_cuda_on_cpu.py")
-coc = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(coc)
-
-try:
-    coc.cuda_include_dir()
-    _missing = None if shutil.which(os.environ.get("CXX", "g++")) else "no g++"
-except coc.BuildError as e:
-    _missing = str(e)
-pytestmark = pytest.mark.skipif(_missing is not None, reason=f"CUDA-on-CPU harness cannot build: {_missing}")
 
 ORDERS = [("forward", 0), ("reversed", 0), ("shuffled", 1), ("shuffled", 2)]
 ORDER_IDS = ["forward", "reversed", "shuffled1", "shuffled2"]
