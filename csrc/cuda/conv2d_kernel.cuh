@@ -67,6 +67,19 @@ struct RowInfo {
 };
 
 // ---- A operand ---------------------------------------------------------------------------------
+// A reduction index k as (channel, tap rs = r * S + s): NHWC orders the reduction tap-major
+// (k = rs * channels + c, so consecutive k are contiguous channels), NCHW channel-major (k = c * RS + rs).
+template <bool NHWC>
+CNNFAST_DEVICE void split_reduction_index(int k, int channels, int RS, int& c, int& rs) {
+  if (NHWC) {
+    rs = k / channels;
+    c = k - rs * channels;
+  } else {
+    c = k / RS;
+    rs = k - c * RS;
+  }
+}
+
 template <int MODE, bool NHWC>
 CNNFAST_DEVICE RowInfo a_row(const ConvGemmParams& P, int64_t m, int g) {
   const Conv2dProblem& p = P.p;
@@ -113,15 +126,9 @@ CNNFAST_DEVICE void a_unit(const ConvGemmParams& P, const RowInfo& row, int64_t 
     for (int i = 0; i < 4; ++i) {
       if (kk + i >= k_end) break;
       const int k = static_cast<int>(kk) + i;
-      int c, r, s;
-      if (NHWC) {
-        const int rs = k / Cg;
-        c = k - rs * Cg; r = rs / S; s = rs - r * S;
-      } else {
-        c = k / RS;
-        const int rs = k - c * RS;
-        r = rs / S; s = rs - r * S;
-      }
+      int c, rs;
+      split_reduction_index<NHWC>(k, Cg, RS, c, rs);
+      const int r = rs / S, s = rs - r * S;
       const int h = row.i0 + r * static_cast<int>(p.dilation_h), w = row.i1 + s * static_cast<int>(p.dilation_w);
       if (h < 0 || h >= p.H || w < 0 || w >= p.W) continue;
       const int64_t idx = NHWC ? row.off + (static_cast<int64_t>(h) * p.W + w) * p.C + c
@@ -151,15 +158,9 @@ CNNFAST_DEVICE void a_unit(const ConvGemmParams& P, const RowInfo& row, int64_t 
     for (int i = 0; i < 4; ++i) {
       if (kk + i >= k_end) break;
       const int k = static_cast<int>(kk) + i;
-      int kc, r, s;
-      if (NHWC) {
-        const int rs = k / Kg;
-        kc = k - rs * Kg; r = rs / S; s = rs - r * S;
-      } else {
-        kc = k / RS;
-        const int rs = k - kc * RS;
-        r = rs / S; s = rs - r * S;
-      }
+      int kc, rs;
+      split_reduction_index<NHWC>(k, Kg, RS, kc, rs);
+      const int r = rs / S, s = rs - r * S;
       const int th = row.i0 - r * static_cast<int>(p.dilation_h), tw = row.i1 - s * static_cast<int>(p.dilation_w);
       if (th < 0 || tw < 0 || th % sh != 0 || tw % sw != 0) continue;
       const int oh = th / sh, ow = tw / sw;
@@ -245,11 +246,7 @@ CNNFAST_DEVICE void b_unit(const ConvGemmParams& P, const RowInfo& row, int64_t 
       if (kk + i >= k_end) break;
       const int k = static_cast<int>(kk) + i;
       int kc, rs;
-      if (NHWC) {
-        rs = k / Kg; kc = k - rs * Kg;
-      } else {
-        kc = k / RS; rs = k - kc * RS;
-      }
+      split_reduction_index<NHWC>(k, Kg, RS, kc, rs);
       const int64_t f = row.off + kc;  // global filter index
       const int64_t idx = NHWC ? (f * RS + rs) * Cg + row.i0 : (f * Cg + row.i0) * RS + rs;
       v[i] = to_float(B[idx]);
