@@ -1,6 +1,6 @@
 // The cnnfast op library: every schema in one place. Kernels are registered per backend with
-// TORCH_LIBRARY_IMPL in csrc/cpu/<op>_kernel.cpp and csrc/cuda/<op>_kernel.cu; fake kernels and
-// autograd are registered from Python (cnnfast/ops/<op>.py).
+// TORCH_LIBRARY_IMPL in csrc/cpu/<op>_kernel.cpp and csrc/cuda/; autograd in csrc/autograd.cpp;
+// fake kernels are registered from Python (cnnfast/ops/<op>.py).
 #include <torch/library.h>
 
 #include <string>

@@ -33,11 +33,6 @@ def empty_in_format_of(like, size=None):
     )
 
 
-def conv2d_output_mask(ctx, has_bias):
-    """Which of (grad_input, grad_weight, grad_bias) autograd needs."""
-    return [ctx.needs_input_grad[0], ctx.needs_input_grad[1], bool(has_bias and ctx.needs_input_grad[2])]
-
-
 def check_same_device(op, ref_name, ref, **others):
     """A call mixing devices reaches the Meta (fake) kernel first, whatever the real devices are, so the
     fake kernels repeat the C++ kernels' device check (csrc/checks.cpp) in the same words."""

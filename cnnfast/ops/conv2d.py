@@ -1,7 +1,7 @@
-"""cnnfast::conv2d and cnnfast::conv2d_backward: fake kernels and autograd."""
+"""cnnfast::conv2d and cnnfast::conv2d_backward: fake kernels (autograd: csrc/autograd.cpp)."""
 import torch
 
-from ._common import check_same_device, conv2d_output_mask, empty_in_format_of
+from ._common import check_same_device, empty_in_format_of
 
 
 @torch.library.register_fake("cnnfast::conv2d")
@@ -22,21 +22,3 @@ def conv2d_backward_fake(input, weight, output_mask):
     grad_weight = empty_in_format_of(weight) if output_mask[1] else None
     grad_bias = weight.new_empty(weight.shape[0]) if output_mask[2] else None
     return grad_input, grad_weight, grad_bias
-
-
-def _setup_context(ctx, inputs, output):
-    input, weight, bias, stride, padding, dilation, groups = inputs
-    ctx.save_for_backward(input, weight)
-    ctx.conv_args = (stride, padding, dilation, groups)
-    ctx.has_bias = bias is not None
-
-
-def _backward(ctx, grad_output):
-    input, weight = ctx.saved_tensors
-    grads = torch.ops.cnnfast.conv2d_backward(
-        grad_output, input, weight, *ctx.conv_args, conv2d_output_mask(ctx, ctx.has_bias)
-    )
-    return (*grads, None, None, None, None)
-
-
-torch.library.register_autograd("cnnfast::conv2d", _backward, setup_context=_setup_context)

@@ -1,4 +1,4 @@
-"""cnnfast::max_pool2d and cnnfast::max_pool2d_backward: fake kernels and autograd."""
+"""cnnfast::max_pool2d and cnnfast::max_pool2d_backward: fake kernels (autograd: csrc/autograd.cpp)."""
 import torch
 
 from ._common import empty_in_format_of
@@ -13,20 +13,3 @@ def _max_pool2d_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
 @torch.library.register_fake("cnnfast::max_pool2d_backward")
 def _max_pool2d_backward_fake(grad_output, input, indices, kernel_size, stride, padding, dilation, ceil_mode):
     return empty_in_format_of(input)
-
-
-def _setup_context(ctx, inputs, output):
-    input, *window = inputs  # kernel_size, stride, padding, dilation, ceil_mode
-    indices = output[1]
-    ctx.mark_non_differentiable(indices)
-    ctx.save_for_backward(input, indices)
-    ctx.window = window
-
-
-def _backward(ctx, grad_output, _grad_indices):
-    input, indices = ctx.saved_tensors
-    grad_input = torch.ops.cnnfast.max_pool2d_backward(grad_output, input, indices, *ctx.window)
-    return grad_input, None, None, None, None, None
-
-
-torch.library.register_autograd("cnnfast::max_pool2d", _backward, setup_context=_setup_context)

@@ -1,4 +1,4 @@
-"""cnnfast::relu, cnnfast::relu_ and cnnfast::relu_backward: fake kernels and autograd.
+"""cnnfast::relu, cnnfast::relu_ and cnnfast::relu_backward: fake kernels (autograd: csrc/autograd.cpp).
 
 relu_ mutates its input and so carries no autograd formula (the dispatcher allows none on a mutable
 op); cnnfast.functional.relu_ routes autograd-tracked calls through relu and an in-place copy."""
@@ -18,15 +18,3 @@ def _relu__fake(input):
 @torch.library.register_fake("cnnfast::relu_backward")
 def _relu_backward_fake(grad_output, output):
     return torch.empty_like(output)
-
-
-def _setup_context(ctx, inputs, output):
-    ctx.save_for_backward(output)
-
-
-def _backward(ctx, grad_output):
-    (output,) = ctx.saved_tensors
-    return torch.ops.cnnfast.relu_backward(grad_output, output)
-
-
-torch.library.register_autograd("cnnfast::relu", _backward, setup_context=_setup_context)

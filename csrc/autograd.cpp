@@ -1,0 +1,179 @@
+// Autograd of the differentiable cnnfast ops, one torch::autograd::Function per op, registered for every
+// device at the Autograd key. Each forward calls the op again with the autograd keys excluded (so the
+// CPU, CUDA, Meta/fake or autocast kernel runs), saves what its backward op needs and the backward calls that op
+// (cnnfast::<op>_backward, schemas in csrc/ops.cpp). Being C++, a call costs a few microseconds of
+// dispatch instead of the tens that a Python autograd registration takes per forward and backward.
+// Backward ops have no autograd of their own: second derivatives are not supported (README).
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/library.h>
+
+#include <array>
+#include <optional>
+#include <vector>
+
+namespace cnnfast {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using Ints = std::vector<int64_t>;
+
+// The dispatcher handle of cnnfast::<name>, looked up once.
+template <typename Signature>
+c10::TypedOperatorHandle<Signature> op_handle(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
+}
+
+using ConvSig = at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, at::IntArrayRef,
+                           at::IntArrayRef, at::IntArrayRef, int64_t);
+using Grads3 = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+using ConvBackwardSig = Grads3(const at::Tensor&, const at::Tensor&, const at::Tensor&, at::IntArrayRef,
+                               at::IntArrayRef, at::IntArrayRef, int64_t, std::array<bool, 3>);
+using ConvReluBackwardSig = Grads3(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                   at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, int64_t, std::array<bool, 3>);
+using PoolSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, at::IntArrayRef, at::IntArrayRef,
+                                                    at::IntArrayRef, at::IntArrayRef, bool);
+using PoolBackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, at::IntArrayRef,
+                                   at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, bool);
+using ReluSig = at::Tensor(const at::Tensor&);
+using ReluBackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&);
+
+// The convolution arguments a backward needs besides its tensors.
+void save_conv_args(AutogradContext* ctx, const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  ctx->saved_data["stride"] = stride.vec();
+  ctx->saved_data["padding"] = padding.vec();
+  ctx->saved_data["dilation"] = dilation.vec();
+  ctx->saved_data["groups"] = groups;
+  ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
+}
+
+// Which of (grad_input, grad_weight, grad_bias) autograd needs; forward inputs 0, 1, 2 are input, weight, bias.
+std::array<bool, 3> conv_output_mask(AutogradContext* ctx) {
+  return {ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+          ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)};
+}
+
+// (grad_input, grad_weight, grad_bias) followed by no gradient for stride, padding, dilation, groups.
+variable_list conv_grads(const Grads3& g) {
+  return {std::get<0>(g), std::get<1>(g), std::get<2>(g), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+}
+
+struct Conv2dFunction : torch::autograd::Function<Conv2dFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                            at::IntArrayRef dilation, int64_t groups) {
+    static const auto op = op_handle<ConvSig>("cnnfast::conv2d");
+    const at::AutoDispatchBelowADInplaceOrView below_autograd;
+    ctx->save_for_backward({input, weight});
+    save_conv_args(ctx, bias, stride, padding, dilation, groups);
+    return op.call(input, weight, bias, stride, padding, dilation, groups);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    static const auto op = op_handle<ConvBackwardSig>("cnnfast::conv2d_backward");
+    const auto saved = ctx->get_saved_variables();
+    auto& d = ctx->saved_data;
+    return conv_grads(op.call(grad_outputs[0], saved[0], saved[1], d["stride"].toIntVector(),
+                              d["padding"].toIntVector(), d["dilation"].toIntVector(), d["groups"].toInt(),
+                              conv_output_mask(ctx)));
+  }
+};
+
+// The backward takes the ReLU mask from the output (output > 0), so the pre-activation is not kept.
+struct Conv2dReluFunction : torch::autograd::Function<Conv2dReluFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                            at::IntArrayRef dilation, int64_t groups) {
+    static const auto op = op_handle<ConvSig>("cnnfast::conv2d_relu");
+    const at::AutoDispatchBelowADInplaceOrView below_autograd;
+    at::Tensor output = op.call(input, weight, bias, stride, padding, dilation, groups);
+    ctx->save_for_backward({output, input, weight});
+    save_conv_args(ctx, bias, stride, padding, dilation, groups);
+    return output;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    static const auto op = op_handle<ConvReluBackwardSig>("cnnfast::conv2d_relu_backward");
+    const auto saved = ctx->get_saved_variables();
+    auto& d = ctx->saved_data;
+    return conv_grads(op.call(grad_outputs[0], saved[0], saved[1], saved[2], d["stride"].toIntVector(),
+                              d["padding"].toIntVector(), d["dilation"].toIntVector(), d["groups"].toInt(),
+                              conv_output_mask(ctx)));
+  }
+};
+
+struct MaxPool2dFunction : torch::autograd::Function<MaxPool2dFunction> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& input, at::IntArrayRef kernel_size,
+                               at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                               bool ceil_mode) {
+    static const auto op = op_handle<PoolSig>("cnnfast::max_pool2d");
+    const at::AutoDispatchBelowADInplaceOrView below_autograd;
+    auto [output, indices] = op.call(input, kernel_size, stride, padding, dilation, ceil_mode);
+    ctx->mark_non_differentiable({indices});
+    ctx->save_for_backward({input, indices});
+    ctx->saved_data["kernel_size"] = kernel_size.vec();
+    ctx->saved_data["stride"] = stride.vec();
+    ctx->saved_data["padding"] = padding.vec();
+    ctx->saved_data["dilation"] = dilation.vec();
+    ctx->saved_data["ceil_mode"] = ceil_mode;
+    return {output, indices};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    static const auto op = op_handle<PoolBackwardSig>("cnnfast::max_pool2d_backward");
+    const auto saved = ctx->get_saved_variables();
+    auto& d = ctx->saved_data;
+    at::Tensor grad_input =
+        op.call(grad_outputs[0], saved[0], saved[1], d["kernel_size"].toIntVector(), d["stride"].toIntVector(),
+                d["padding"].toIntVector(), d["dilation"].toIntVector(), d["ceil_mode"].toBool());
+    return {grad_input, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+struct ReluFunction : torch::autograd::Function<ReluFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input) {
+    static const auto op = op_handle<ReluSig>("cnnfast::relu");
+    const at::AutoDispatchBelowADInplaceOrView below_autograd;
+    at::Tensor output = op.call(input);
+    ctx->save_for_backward({output});
+    return output;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    static const auto op = op_handle<ReluBackwardSig>("cnnfast::relu_backward");
+    return {op.call(grad_outputs[0], ctx->get_saved_variables()[0])};
+  }
+};
+
+at::Tensor conv2d_autograd(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                           at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  return Conv2dFunction::apply(input, weight, bias, stride, padding, dilation, groups);
+}
+
+at::Tensor conv2d_relu_autograd(const at::Tensor& input, const at::Tensor& weight,
+                                const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  return Conv2dReluFunction::apply(input, weight, bias, stride, padding, dilation, groups);
+}
+
+std::tuple<at::Tensor, at::Tensor> max_pool2d_autograd(const at::Tensor& input, at::IntArrayRef kernel_size,
+                                                       at::IntArrayRef stride, at::IntArrayRef padding,
+                                                       at::IntArrayRef dilation, bool ceil_mode) {
+  auto outputs = MaxPool2dFunction::apply(input, kernel_size, stride, padding, dilation, ceil_mode);
+  return {outputs[0], outputs[1]};
+}
+
+at::Tensor relu_autograd(const at::Tensor& input) { return ReluFunction::apply(input); }
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(cnnfast, Autograd, m) {
+  m.impl("conv2d", &conv2d_autograd);
+  m.impl("conv2d_relu", &conv2d_relu_autograd);
+  m.impl("max_pool2d", &max_pool2d_autograd);
+  m.impl("relu", &relu_autograd);
+}
+
+}  // namespace cnnfast
