@@ -19,11 +19,6 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 using Ints = std::vector<int64_t>;
 
-// The dispatcher handle of cnnfast::<name>, looked up once.
-template <typename Signature>
-c10::TypedOperatorHandle<Signature> op_handle(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
-}
 
 using ConvSig = at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, at::IntArrayRef,
                            at::IntArrayRef, at::IntArrayRef, int64_t);
@@ -38,6 +33,41 @@ using PoolBackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&, const a
                                    at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, bool);
 using ReluSig = at::Tensor(const at::Tensor&);
 using ReluBackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&);
+
+// The dispatcher handle of cnnfast::<name>, looked up once per op.
+template <typename Signature>
+c10::TypedOperatorHandle<Signature> op_handle(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
+}
+
+#define CNNFAST_OP(fn, Signature, name)                      \
+  const c10::TypedOperatorHandle<Signature>& fn() {          \
+    static const auto op = op_handle<Signature>(name);       \
+    return op;                                               \
+  }
+CNNFAST_OP(conv2d_op, ConvSig, "cnnfast::conv2d")
+CNNFAST_OP(conv2d_relu_op, ConvSig, "cnnfast::conv2d_relu")
+CNNFAST_OP(conv2d_backward_op, ConvBackwardSig, "cnnfast::conv2d_backward")
+CNNFAST_OP(conv2d_relu_backward_op, ConvReluBackwardSig, "cnnfast::conv2d_relu_backward")
+CNNFAST_OP(max_pool2d_op, PoolSig, "cnnfast::max_pool2d")
+CNNFAST_OP(max_pool2d_backward_op, PoolBackwardSig, "cnnfast::max_pool2d_backward")
+CNNFAST_OP(relu_op, ReluSig, "cnnfast::relu")
+CNNFAST_OP(relu_backward_op, ReluBackwardSig, "cnnfast::relu_backward")
+#undef CNNFAST_OP
+
+// A forward op with the autograd keys excluded: the backend's kernel runs (CPU, CUDA, Meta, autocast).
+template <typename Signature, typename... Args>
+auto call_below_autograd(const c10::TypedOperatorHandle<Signature>& op, const Args&... args) {
+  const at::AutoDispatchBelowADInplaceOrView below_autograd;
+  return op.call(args...);
+}
+
+// Whether autograd records this call: grad mode on and some tensor argument requiring grad. Otherwise
+// the op goes straight to its kernel, without building a graph node.
+bool records_graph(const at::Tensor& a, const at::Tensor& b = {}, const std::optional<at::Tensor>& c = {}) {
+  return at::GradMode::is_enabled() &&
+         (a.requires_grad() || (b.defined() && b.requires_grad()) || (c && c->defined() && c->requires_grad()));
+}
 
 // The convolution arguments a backward needs besides its tensors.
 void save_conv_args(AutogradContext* ctx, const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
@@ -64,15 +94,13 @@ struct Conv2dFunction : torch::autograd::Function<Conv2dFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
                             at::IntArrayRef dilation, int64_t groups) {
-    static const auto op = op_handle<ConvSig>("cnnfast::conv2d");
-    const at::AutoDispatchBelowADInplaceOrView below_autograd;
     ctx->save_for_backward({input, weight});
     save_conv_args(ctx, bias, stride, padding, dilation, groups);
-    return op.call(input, weight, bias, stride, padding, dilation, groups);
+    return call_below_autograd(conv2d_op(), input, weight, bias, stride, padding, dilation, groups);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    static const auto op = op_handle<ConvBackwardSig>("cnnfast::conv2d_backward");
+    const auto& op = conv2d_backward_op();
     const auto saved = ctx->get_saved_variables();
     auto& d = ctx->saved_data;
     return conv_grads(op.call(grad_outputs[0], saved[0], saved[1], d["stride"].toIntVector(),
@@ -86,16 +114,14 @@ struct Conv2dReluFunction : torch::autograd::Function<Conv2dReluFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
                             at::IntArrayRef dilation, int64_t groups) {
-    static const auto op = op_handle<ConvSig>("cnnfast::conv2d_relu");
-    const at::AutoDispatchBelowADInplaceOrView below_autograd;
-    at::Tensor output = op.call(input, weight, bias, stride, padding, dilation, groups);
+    at::Tensor output = call_below_autograd(conv2d_relu_op(), input, weight, bias, stride, padding, dilation, groups);
     ctx->save_for_backward({output, input, weight});
     save_conv_args(ctx, bias, stride, padding, dilation, groups);
     return output;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    static const auto op = op_handle<ConvReluBackwardSig>("cnnfast::conv2d_relu_backward");
+    const auto& op = conv2d_relu_backward_op();
     const auto saved = ctx->get_saved_variables();
     auto& d = ctx->saved_data;
     return conv_grads(op.call(grad_outputs[0], saved[0], saved[1], saved[2], d["stride"].toIntVector(),
@@ -108,9 +134,8 @@ struct MaxPool2dFunction : torch::autograd::Function<MaxPool2dFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& input, at::IntArrayRef kernel_size,
                                at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                bool ceil_mode) {
-    static const auto op = op_handle<PoolSig>("cnnfast::max_pool2d");
-    const at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [output, indices] = op.call(input, kernel_size, stride, padding, dilation, ceil_mode);
+    auto [output, indices] =
+        call_below_autograd(max_pool2d_op(), input, kernel_size, stride, padding, dilation, ceil_mode);
     ctx->mark_non_differentiable({indices});
     ctx->save_for_backward({input, indices});
     ctx->saved_data["kernel_size"] = kernel_size.vec();
@@ -122,7 +147,7 @@ struct MaxPool2dFunction : torch::autograd::Function<MaxPool2dFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    static const auto op = op_handle<PoolBackwardSig>("cnnfast::max_pool2d_backward");
+    const auto& op = max_pool2d_backward_op();
     const auto saved = ctx->get_saved_variables();
     auto& d = ctx->saved_data;
     at::Tensor grad_input =
@@ -134,38 +159,45 @@ struct MaxPool2dFunction : torch::autograd::Function<MaxPool2dFunction> {
 
 struct ReluFunction : torch::autograd::Function<ReluFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input) {
-    static const auto op = op_handle<ReluSig>("cnnfast::relu");
-    const at::AutoDispatchBelowADInplaceOrView below_autograd;
-    at::Tensor output = op.call(input);
+    at::Tensor output = call_below_autograd(relu_op(), input);
     ctx->save_for_backward({output});
     return output;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    static const auto op = op_handle<ReluBackwardSig>("cnnfast::relu_backward");
+    const auto& op = relu_backward_op();
     return {op.call(grad_outputs[0], ctx->get_saved_variables()[0])};
   }
 };
 
 at::Tensor conv2d_autograd(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                            at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  if (!records_graph(input, weight, bias))
+    return call_below_autograd(conv2d_op(), input, weight, bias, stride, padding, dilation, groups);
   return Conv2dFunction::apply(input, weight, bias, stride, padding, dilation, groups);
 }
 
 at::Tensor conv2d_relu_autograd(const at::Tensor& input, const at::Tensor& weight,
                                 const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                                 at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  if (!records_graph(input, weight, bias))
+    return call_below_autograd(conv2d_relu_op(), input, weight, bias, stride, padding, dilation, groups);
   return Conv2dReluFunction::apply(input, weight, bias, stride, padding, dilation, groups);
 }
 
 std::tuple<at::Tensor, at::Tensor> max_pool2d_autograd(const at::Tensor& input, at::IntArrayRef kernel_size,
                                                        at::IntArrayRef stride, at::IntArrayRef padding,
                                                        at::IntArrayRef dilation, bool ceil_mode) {
+  if (!records_graph(input))
+    return call_below_autograd(max_pool2d_op(), input, kernel_size, stride, padding, dilation, ceil_mode);
   auto outputs = MaxPool2dFunction::apply(input, kernel_size, stride, padding, dilation, ceil_mode);
   return {outputs[0], outputs[1]};
 }
 
-at::Tensor relu_autograd(const at::Tensor& input) { return ReluFunction::apply(input); }
+at::Tensor relu_autograd(const at::Tensor& input) {
+  if (!records_graph(input)) return call_below_autograd(relu_op(), input);
+  return ReluFunction::apply(input);
+}
 
 }  // namespace
 
