@@ -1,5 +1,5 @@
 """Whole models: an inference forward (fwd) and a training step (fwdbwd: forward, loss, backward),
-``cnnfast.convert(model)`` against the unconverted model."""
+``cnnfast.convert(model)`` (and with ``fuse=True``) against the unconverted model."""
 from _common import bench_one
 
 

@@ -39,13 +39,16 @@ def test_lenet_gives_its_known_cases():
         ("relu", "4x120", 1),
         ("relu", "4x84", 1),
         ("model", "4x1x28x28 LeNet", 1),
+        ("model", "4x1x28x28 LeNet fused", 1),
     ]
     assert cases[0].p["output"] == (4, 6, 28, 28)
     assert cases[4].p["output"] == (4, 16, 10, 10)
-    # the model case: its layers (without the conv2d_relu fusion cases) and the linear layers' FLOPs
-    model = cases[-1]
-    assert [layer.op for layer, _ in model.p["layers"]] == [c.op for c in cases[:-1] if c.op != "conv2d_relu"]
-    assert model.p["linear_flops"] == 2 * 4 * (400 * 120 + 120 * 84 + 84 * 10)
+    # the model cases (converted, and converted with fuse=True): their layers (without the conv2d_relu
+    # fusion cases) and the linear layers' FLOPs
+    for model, fuse in zip(cases[-2:], (False, True)):
+        assert model.p["fuse"] is fuse
+        assert [layer.op for layer, _ in model.p["layers"]] == [c.op for c in cases[:-2] if c.op not in ("conv2d_relu", "model")]
+        assert model.p["linear_flops"] == 2 * 4 * (400 * 120 + 120 * 84 + 84 * 10)
 
 
 def test_distinct_cases_of_a_small_model_with_batchnorm_and_reuse():
@@ -65,6 +68,7 @@ def test_distinct_cases_of_a_small_model_with_batchnorm_and_reuse():
         ("conv2d_relu", "2x8x16x16 w8x8x3x3+b s1 p1", 2),
         ("max_pool2d", "2x8x16x16 k3 s2 p1 ceil", 1),
         ("model", "2x3x16x16 Sequential", 1),
+        ("model", "2x3x16x16 Sequential fused", 1),
     ]
     assert cases[4].p["output"] == (2, 8, 9, 9)  # ceil((16 + 2 - 3) / 2) + 1
     assert len({c.id for c in cases}) == len(cases)
@@ -275,8 +279,8 @@ def test_small_real_run_on_cpu(tmp_path, quick_timing):
     assert "lenet: geometric mean speed-up" in text and "all rows match the reference" in text
     doc = json.loads((tmp_path / "b.json").read_text())
     assert report.validate(doc) == []
-    # 10 layer cases x 2 layouts x 3 directions + the model x 2 layouts x 2 (no separate model backward)
-    assert len(doc["rows"]) == 10 * 2 * 3 + 2 * 2
+    # 10 layer cases x 2 layouts x 3 directions + 2 model cases x 2 layouts x 2 (no separate model backward)
+    assert len(doc["rows"]) == 10 * 2 * 3 + 2 * 2 * 2
     assert all(r["passed"] for r in doc["rows"])
     row = doc["rows"][0]
     assert row["speedup"] == pytest.approx(row["reference"]["median_s"] / row["cnnfast"]["median_s"])
@@ -341,7 +345,7 @@ def test_pytest_benchmark_suite_runs():
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     n_layer_rows = 10 * 2  # LeNet's 10 layer cases x (fwd, fwdbwd)
-    assert f"{(n_layer_rows + 2) * 2} passed" in proc.stdout  # + 2 model rows, each cnnfast and torch
+    assert f"{(n_layer_rows + 4) * 2} passed" in proc.stdout  # + 2 model cases x 2 rows, each cnnfast and torch
 
 
 def test_busy_threads_counts_working_threads():

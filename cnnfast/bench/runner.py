@@ -39,7 +39,7 @@ class Impl:
     conv2d_relu: Callable
     max_pool2d: Callable
     relu: Callable
-    convert: Callable  # model -> model running on this side's layers
+    convert: Callable  # (model, fuse) -> model running on this side's layers
 
 
 def reference_impl():
@@ -49,7 +49,7 @@ def reference_impl():
     def conv2d_relu(*args):
         return torch.relu(tF.conv2d(*args))
 
-    return Impl("torch", tF.conv2d, conv2d_relu, tF.max_pool2d, tF.relu, lambda model: model)
+    return Impl("torch", tF.conv2d, conv2d_relu, tF.max_pool2d, tF.relu, lambda model, fuse=False: model)
 
 
 def cnnfast_impl():
@@ -57,7 +57,8 @@ def cnnfast_impl():
     import cnnfast  # noqa: PLC0415
     from cnnfast import functional as F  # noqa: PLC0415
 
-    return Impl("cnnfast", F.conv2d, F.conv2d_relu, F.max_pool2d, F.relu, lambda model: cnnfast.convert(model))
+    return Impl("cnnfast", F.conv2d, F.conv2d_relu, F.max_pool2d, F.relu,
+                lambda model, fuse=False: cnnfast.convert(model, fuse=fuse))
 
 
 def cnnfast_supported_dtypes(device):
@@ -187,18 +188,18 @@ class Prepared:
         model = copy.deepcopy(self.model64).to(device=self.device, dtype=dtype)
         if self.layout == "channels_last":
             model = model.to(memory_format=torch.channels_last)
-        model = impl.convert(model)
+        # The mode is set before converting, so a fused inference model folds its BatchNorms.
+        model.train(self.direction != "fwd")
+        model = impl.convert(model, fuse=bool(self.case.p.get("fuse", False)))
         x = _cast(self.x64, dtype, self.device, self.layout)
         labels = self.labels.to(self.device)
         params = list(model.parameters())
         if self.direction == "fwd":
-            model.eval()
 
             def run():
                 with torch.no_grad():
                     return (model(x),)
         else:
-            model.train()
 
             def run():
                 for prm in params:

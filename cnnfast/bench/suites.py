@@ -1,6 +1,7 @@
 """Benchmark suites, read from real models: each suite is the list of distinct (op, shape, arguments)
-cases that occur when the model runs, found by running it once with forward hooks, plus one
-whole-model case (inference forward and training step, converted against unconverted).
+cases that occur when the model runs, found by running it once with forward hooks, plus two
+whole-model cases (inference forward and training step, converted and converted with fusion, against
+unconverted).
 
 The same case list feeds ``cnnfast bench`` and the pytest-benchmark suite in ``benchmarks/``.
 """
@@ -62,7 +63,7 @@ class Case:
                 text += " ceil"
             return text
         if self.op == "model":
-            return f"{shape} {p['model']}"
+            return f"{shape} {p['model']}" + (" fused" if p.get("fuse") else "")
         return shape
 
     @property
@@ -194,13 +195,16 @@ def extract_cases(model, sample_shape, suite, batch):
 
     cases = [Case(suite, op, params, count) for (op, params), count in found.items()]
     layers = tuple((Case(c.suite, c.op, c.params), c.count) for c in cases if c.op != "conv2d_relu")
-    model_case = Case(suite, "model", tuple(sorted({
+    model_params = {
         "input": _with_batch((1,) + tuple(sample_shape), batch),
         "model": type(model).__name__,
         "layers": layers,
         "linear_flops": linear_flops[0],
-    }.items())))
-    return cases + [model_case]
+    }
+    # Two whole-model cases: cnnfast.convert(model), and cnnfast.convert(model, fuse=True) (Conv->ReLU as
+    # one op; in inference also BatchNorm folded into the convolution), each against the unconverted model.
+    model_cases = [Case(suite, "model", tuple(sorted({**model_params, "fuse": fuse}.items()))) for fuse in (False, True)]
+    return cases + model_cases
 
 
 _CACHE = {}
