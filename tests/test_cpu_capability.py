@@ -79,8 +79,19 @@ BLOCK_CASES = [
     (1, 4, 7, 7, 50, 3, 1, 1, 1, 1),         # batch 1, 49 pixels: output channels split over threads
 ]
 
+# Grad-weight's dot-product form (<= 16 output channels per group): row and tap tails of its register
+# block (4 x 6 on AVX-512, 3 x 4 on AVX2), several samples per call with a remainder, several pixel
+# tiles per sample, stride (phase layout), dilation and groups.
+DOT_CASES = [
+    (5, 1, 28, 28, 6, 5, 1, 2, 1, 1),        # LeNet conv1: 6 channels, 25 taps
+    (7, 6, 14, 14, 16, 5, 1, 0, 1, 1),       # LeNet conv2: 2 samples per call, 7 = 3 x 2 + 1
+    (2, 3, 30, 30, 16, 3, 1, 1, 1, 1),       # 958 pixels per sample: three tiles, the last partial
+    (3, 4, 9, 9, 1, 3, 2, 1, 1, 1),          # one channel, stride 2
+    (2, 8, 12, 12, 8, 3, 1, 2, 2, 2),        # dilation 2, groups 2 (4 channels per group)
+]
 
-@pytest.mark.parametrize("case", GRID[:4] + GRID[-2:] + BLOCK_CASES)
+
+@pytest.mark.parametrize("case", GRID[:4] + GRID[-2:] + BLOCK_CASES + DOT_CASES)
 @pytest.mark.parametrize("path", PATHS)
 def test_every_path_matches_torch(monkeypatch, path, case):
     monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)

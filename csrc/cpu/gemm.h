@@ -37,9 +37,39 @@ struct GemmArgs {
   bool relu = false;  // store mode: clamp_min(., 0) as torch (NaN and -0.0 kept)
 };
 
+// The dot-product form, for grad-weight with few channels (dw = dy . X^T, both operands running along
+// the pixels, so dw comes out in its own layout and every vector lane is used however few channels):
+//   acc[(i * ldacc + j) * L + l] += sum over s < batch, then kk < K with kk = l (mod L), of
+//                                   A_s[i, kk] * B_s[j, kk]
+// with L = dot_lanes(cap) lanes per element, row i of A_s at a + s * a_bs + i * lda and row j of B_s at
+// b + s * b_bs + b_off[j] (shifted views of a padded input, s a sample); K a multiple of L. Each lane
+// sums in that order whatever the caller's blocking; the caller adds an element's L lanes in a fixed
+// order at the end.
+struct DotArgs {
+  int64_t M = 0, N = 0, K = 0, batch = 1;
+  const float* a = nullptr;
+  int64_t lda = 0, a_bs = 0;
+  const float* b = nullptr;
+  const int64_t* b_off = nullptr;
+  int64_t b_bs = 0;
+  float* acc = nullptr;
+  int64_t ldacc = 0;
+};
+
 // The SIMD paths (float only); defined in gemm_avx512.cpp and gemm_avx2.cpp, compiled for their ISA.
 void sgemm_avx512(const GemmArgs<float>& g);
 void sgemm_avx2(const GemmArgs<float>& g);
+void sdot_avx512(const DotArgs& d);
+void sdot_avx2(const DotArgs& d);
+
+// Lanes per accumulator of the dot-product form on `cap`; 0 where it has no SIMD path.
+inline int64_t dot_lanes(Capability cap) {
+  return cap == Capability::kAvx512 ? 16 : cap == Capability::kAvx2 ? 8 : 0;
+}
+inline void dot(Capability cap, const DotArgs& d) {
+  if (cap == Capability::kAvx512) sdot_avx512(d);
+  else sdot_avx2(d);
+}
 // Elementwise ReLU kernels of the same ISA files: y = clamp_min(x, 0) and d = (y > 0 ? g : 0).
 void relu_f32_avx512(const float* x, float* y, int64_t n);
 void relu_f32_avx2(const float* x, float* y, int64_t n);

@@ -2,7 +2,9 @@
 // reached when capability.cpp found AVX2 and FMA on the CPU. Standard headers come before the
 // target pragma so that none of their inline functions is compiled for AVX2 here.
 #include <algorithm>
+#include <array>
 #include <cstdint>
+#include <utility>
 
 #include <immintrin.h>
 
@@ -19,6 +21,7 @@ struct Isa {
   using V = __m256;
   using Mask = __m256i;
   static constexpr int L = 8, kMr = 6, kNv = 2;
+  static constexpr int kDotMr = 3, kDotNr = 4;  // dot-product form: 3 x 4 accumulators
   static inline V set1(float x) { return _mm256_set1_ps(x); }
   static inline V load(const float* p) { return _mm256_loadu_ps(p); }
   static inline V load_mask(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
@@ -38,6 +41,7 @@ struct Isa {
 }  // namespace avx2_impl
 
 void sgemm_avx2(const GemmArgs<float>& g) { avx2_impl::sgemm_impl(g); }
+void sdot_avx2(const DotArgs& d) { avx2_impl::sdot_impl(d); }
 
 // y[i] = max(0, x[i]) (NaN and -0.0 kept, as torch's clamp_min), 8 floats at a time, scalar tail.
 void relu_f32_avx2(const float* x, float* y, int64_t n) {

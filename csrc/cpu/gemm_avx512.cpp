@@ -2,7 +2,9 @@
 // reached when capability.cpp found AVX-512 F/BW/VL/DQ on the CPU. Standard headers come before
 // the target pragma so that none of their inline functions is compiled for AVX-512 here.
 #include <algorithm>
+#include <array>
 #include <cstdint>
+#include <utility>
 
 #include <immintrin.h>
 
@@ -21,6 +23,7 @@ struct Isa {
   using V = __m512;
   using Mask = __mmask16;
   static constexpr int L = 16, kMr = 6, kNv = 4;
+  static constexpr int kDotMr = 4, kDotNr = 6;  // dot-product form: 4 x 6 accumulators
   static inline V set1(float x) { return _mm512_set1_ps(x); }
   static inline V load(const float* p) { return _mm512_loadu_ps(p); }
   static inline V load_mask(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
@@ -38,6 +41,7 @@ struct Isa {
 }  // namespace avx512_impl
 
 void sgemm_avx512(const GemmArgs<float>& g) { avx512_impl::sgemm_impl(g); }
+void sdot_avx512(const DotArgs& d) { avx512_impl::sdot_impl(d); }
 
 // y[i] = max(0, x[i]) (NaN and -0.0 kept, as torch's clamp_min), 16 floats at a time, masked tail.
 void relu_f32_avx512(const float* x, float* y, int64_t n) {
