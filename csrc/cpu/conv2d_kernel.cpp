@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <optional>
 #include <type_traits>
 #include <vector>
@@ -51,11 +52,17 @@ void dispatch_floating(at::ScalarType t, F&& f) {
 }
 
 // A buffer of n elements left uninitialized: every buffer below is filled by the parallel loops that
-// use it (a zero-initialized std::vector would be a serial memset and serial page faults).
+// use it (a zero-initialized std::vector would be a serial memset and serial page faults). Aligned to
+// a cache line, so rows whose length is a multiple of 16 floats are read by whole-line vector loads
+// (malloc's 16-byte alignment splits each 64-byte load of such rows across two lines).
 template <typename T>
 struct Buffer {
-  std::unique_ptr<T[]> p;
-  explicit Buffer(int64_t n) : p(new T[n]) {}
+  static constexpr std::align_val_t kAlign{64};
+  struct Free {
+    void operator()(T* q) const { ::operator delete[](q, kAlign); }
+  };
+  std::unique_ptr<T[], Free> p;
+  explicit Buffer(int64_t n) : p(static_cast<T*>(::operator new[](sizeof(T) * std::max<int64_t>(n, 1), kAlign))) {}
   T* data() { return p.get(); }
   const T* data() const { return p.get(); }
   T& operator[](int64_t i) { return p[i]; }
@@ -454,9 +461,9 @@ void grad_weight_direct(const Conv2dProblem& p, const T* dy, const T* x, T* dw, 
 // Used for at most 16 output channels per group, where the direct form's GEMM has a single vector of
 // columns (partly empty below 16 channels) and is bound by its loads; measured on 1 thread (AVX-512):
 // 6 channels (LeNet conv1) 0.80 -> 0.34 ms, 16 channels of 32x32 (CIFAR-ResNet) 1.79 -> 0.98 ms, 16 of
-// 28x28 1.08 -> 0.99, 16 of 10x10 (LeNet conv2) 0.52 -> 0.55. With 32 channels it measured 2x slower
-// than the direct form: the lane sums of a block of taps (Kg x taps x 64 bytes) leave L1 and are
-// reloaded for every tile of pixels.
+// 28x28 1.08 -> 0.99, 16 of 10x10 (LeNet conv2) 0.54 -> 0.44. With 32 channels it measured 1.15-1.6x
+// slower than the direct form (MNIST-CNN conv2 3.2 -> 5.2 ms): 196-pixel images give each register
+// block only 16 vector steps between loading and storing its 24 lane sums.
 constexpr int64_t kDotMaxChannels = 16;
 constexpr int64_t kDotMaxWeight = 16384;  // Kg * CgRS per group: the lane sums then fit in 1 MB
 
@@ -481,25 +488,29 @@ void grad_weight_dot(const Conv2dProblem& p, const float* dy, const float* x, fl
       for (int64_t oh = 0; oh < p.P; ++oh) std::memcpy(dst + oh * Wp, src + oh * p.Q, p.Q * sizeof(float));
     }
   });
-  // Items: (group, block of taps); blocks small enough that every thread has work.
-  const int64_t want = 4 * at::get_num_threads();
-  const int64_t block = std::max<int64_t>(12, ((red * G + want - 1) / want + 11) / 12 * 12);
-  const int64_t rblocks = (red + block - 1) / block;
-  // Each call covers a run of samples or a tile of pixels whose rows of dyp (Kg of them) fit in 24 KB,
-  // so they stay in L1 while every block of taps reads them.
-  const int64_t tile = std::max<int64_t>(64, std::min<int64_t>(1024, 6144 / Kg / 16 * 16));
+  // Items: (group, block of up to 16 output channels, block of up to 24 taps), so an item's lane sums
+  // (16 x 24 x 64 bytes) stay in L1 while it runs over every sample; at least two items per thread
+  // where there are taps enough. Each call covers a run of samples or a tile of pixels whose 16 rows
+  // of dyp fit in 24 KB (L1) as well.
+  constexpr int64_t kKb = 16, kMaxRb = 24;
+  const int64_t kblocks = (Kg + kKb - 1) / kKb;
+  const int64_t want = (2 * at::get_num_threads() + G * kblocks - 1) / (G * kblocks);
+  const int64_t rblocks = std::max((red + kMaxRb - 1) / kMaxRb, std::min((red + 3) / 4, want));
+  const int64_t kRb = (red + rblocks - 1) / rblocks;
+  const int64_t tile = 6144 / kKb / 16 * 16;
   const int64_t klen = std::min(tile, Vr), nb = Vr <= tile ? std::max<int64_t>(1, tile / Vr) : 1;
   Buffer<float> lanes(G * Kg * red * L);
-  at::parallel_for(0, G * rblocks, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, G * kblocks * rblocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t g = item / rblocks, r0 = (item % rblocks) * block, nr = std::min(block, red - r0);
-      float* acc = lanes.data() + (g * Kg * red + r0) * L;
-      for (int64_t k = 0; k < Kg; ++k) std::fill(acc + k * red * L, acc + (k * red + nr) * L, 0.0f);
+      const int64_t rb = item % rblocks, kb = (item / rblocks) % kblocks, g = item / (rblocks * kblocks);
+      const int64_t r0 = rb * kRb, nr = std::min(kRb, red - r0), k0 = kb * kKb, nk = std::min(kKb, Kg - k0);
+      float* acc = lanes.data() + ((g * Kg + k0) * red + r0) * L;
+      for (int64_t k = 0; k < nk; ++k) std::fill(acc + k * red * L, acc + (k * red + nr) * L, 0.0f);
       for (int64_t n0 = 0; n0 < p.N; n0 += nb) {
         for (int64_t t0 = 0; t0 < Vr; t0 += klen) {
           DotArgs d;
-          d.M = Kg, d.N = nr, d.K = std::min(klen, Vr - t0), d.batch = std::min(nb, p.N - n0);
-          d.a = dyp.data() + (n0 * p.K + g * Kg) * Vr + t0, d.lda = Vr, d.a_bs = p.K * Vr;
+          d.M = nk, d.N = nr, d.K = std::min(klen, Vr - t0), d.batch = std::min(nb, p.N - n0);
+          d.a = dyp.data() + (n0 * p.K + g * Kg + k0) * Vr + t0, d.lda = Vr, d.a_bs = p.K * Vr;
           d.b = xp.data() + (n0 * p.C + g * Cg) * plane + t0, d.b_off = boff.data() + r0, d.b_bs = p.C * plane;
           d.acc = acc, d.ldacc = red;
           dot(cap, d);

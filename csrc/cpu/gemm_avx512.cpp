@@ -23,7 +23,7 @@ struct Isa {
   using V = __m512;
   using Mask = __mmask16;
   static constexpr int L = 16, kMr = 6, kNv = 4;
-  static constexpr int kDotMr = 4, kDotNr = 6;  // dot-product form: 4 x 6 accumulators
+  static constexpr int kDotMr = 6, kDotNr = 4;  // dot-product form: 6 x 4 accumulators
   static inline V set1(float x) { return _mm512_set1_ps(x); }
   static inline V load(const float* p) { return _mm512_loadu_ps(p); }
   static inline V load_mask(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
