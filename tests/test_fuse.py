@@ -46,10 +46,9 @@ def test_conv_bn_relu_sequential_folds_and_fuses():
 def test_mnist_cnn_and_resnet_cifar_eval_fused_through_fx():
     torch.manual_seed(0)
     for model, n_fused_relu, n_bn_left, x in [(MnistCNN(fast=False), 2, 0, torch.randn(4, 1, 28, 28)),
-                                   # the stem's conv1-bn1-relu is in the root's forward, which does not
-                                   # trace (an input check branches on the shape): the 9 blocks fuse
-                                   # and fold, the stem's BatchNorm stays
-                                   (ResNetCifar(fast=False), 9, 1, torch.randn(2, 3, 32, 32))]:
+                                   # the root's input check is one wrapped call in the trace, so the
+                                   # stem's conv1-bn1-relu fuses too: 1 + 9 blocks, no BatchNorm left
+                                   (ResNetCifar(fast=False), 10, 0, torch.randn(2, 3, 32, 32))]:
         model = randomize_bn(model).eval()
         fused = cnnfast.convert(model, fuse=True)
         assert count(fused, cnnfast.nn.Conv2dReLU) == n_fused_relu, type(model).__name__
