@@ -136,3 +136,128 @@ def test_max_pool2d_window_of_padding_only_is_refused():
     assert not window_holds_input(1, 2, 1, 1, 2, 1)
     with pytest.raises(RuntimeError, match="window at output row 0 covers only padding"):
         cnnfast.functional.max_pool2d(x, (2, 1), 1, (1, 0), (2, 1))
+
+
+# The SIMD paths (csrc/cpu/max_pool2d_kernel.cpp): the AVX-512 forward (window column stride 1 or 2,
+# L = 16 float / 8 double outputs per vector, output rows gathered 4 at a time across planes, loads
+# masked only at the ends of the tensor). Each case runs on every path the CPU has, against torch.
+ORDER = ["default", "avx2", "avx512"]
+BEST = torch.ops.cnnfast.cpu_capability()
+PATHS = [pytest.param(c, marks=pytest.mark.skipif(ORDER.index(c) > ORDER.index(BEST), reason=f"CPU lacks {c}"))
+         for c in ("default", "avx512")]
+
+FAST_GRID = [
+    ((2, 3, 28, 28), 2, 2, 0, 1, False),          # LeNet: 14 outputs a row (a partial vector)
+    ((2, 2, 12, 70), 2, 2, 0, 1, False),          # 35 a row: whole vectors and a tail; write-once bwd
+    ((2, 2, 29, 37), 2, 2, 0, 1, False),          # odd H, W: last row and column in no window
+    ((2, 2, 29, 37), 2, 2, 0, 1, True),           # ceil_mode: last windows hang over
+    ((3, 5, 10, 10), 2, 2, 0, 1, False),          # 5x5 planes: row batches cross planes
+    ((1, 7, 14, 14), 2, 2, 0, 1, True),           # 7x7 planes, odd plane count
+    ((2, 3, 40, 45), 3, 2, 1, 1, False),          # ResNet stem pool: padding, overlap
+    ((1, 2, 33, 50), 3, 2, 1, 1, True),
+    ((2, 2, 19, 40), 3, 1, 1, 1, False),          # column stride 1
+    ((1, 2, 21, 47), (2, 3), (2, 1), (1, 1), 1, True),
+    ((2, 2, 16, 60), 2, 2, 0, 2, False),          # column dilation with stride 2
+    ((2, 2, 17, 40), 2, 2, (1, 0), 1, True),      # row padding, write-once bwd
+    ((2, 2, 20, 40), (1, 2), (3, 2), 0, 1, False),  # rows between windows: write-once bwd zeroes them
+    ((1, 1, 1, 40), (1, 2), (1, 2), 0, 1, False),  # one row
+    ((2, 2, 11, 90), 2, (2, 3), 0, 1, False),     # column stride 3: portable path
+]
+
+
+def pool_values(shape, kind, dtype, g):
+    if kind == "randn":
+        return torch.randn(*shape, generator=g, dtype=dtype)
+    if kind == "ties":  # few distinct values: many windows with a tie for the maximum
+        return torch.randint(-2, 3, shape, generator=g).to(dtype)
+    if kind == "equal":
+        return torch.full(shape, 0.5, dtype=dtype)
+    if kind == "-inf":  # windows of -inf only (their index is their first element's, as torch)
+        x = torch.randn(*shape, generator=g, dtype=dtype)
+        return x.masked_fill(torch.rand(*shape, generator=g) < 0.8, float("-inf"))
+    if kind == "nan":  # at most one NaN per window (torch keeps the last of several, cnnfast the first)
+        x = torch.randn(*shape, generator=g, dtype=dtype)
+        x[..., ::4, 1::4] = float("nan")
+        return x
+    raise ValueError(kind)
+
+
+def run_values_case(case, kind, dtype=torch.float32, fmt="nchw", seed=0):
+    shape, kernel, stride, padding, dilation, ceil_mode = case
+    g = torch.Generator().manual_seed(seed)
+    x0 = to_format(pool_values(shape, kind, dtype, g), fmt)
+    xo, xt = x0.clone().requires_grad_(), x0.clone().requires_grad_()
+    args = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode,
+                return_indices=True)
+    (yo, io), (yt, it) = cnnfast.functional.max_pool2d(xo, **args), F.max_pool2d(xt, **args)
+    what = f"max_pool2d {shape} {args} {kind} {dtype} {fmt}"
+    assert torch.equal(yo, yt) or (kind == "nan" and torch.equal(yo.nan_to_num(9.0), yt.nan_to_num(9.0))), what
+    assert torch.equal(io, it), what
+    assert memory_format_of(yo) == memory_format_of(yt), what
+    gy = torch.randn(yt.shape, generator=g, dtype=dtype)
+    (go,), (gt,) = torch.autograd.grad(yo, xo, gy), torch.autograd.grad(yt, xt, gy)
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    dh, dw = (dilation, dilation) if isinstance(dilation, int) else dilation
+    if (kh - 1) * dh + 1 <= sh and (kw - 1) * dw + 1 <= sw:  # no overlap: one gradient per element
+        assert torch.equal(go, gt), what
+    else:
+        torch.testing.assert_close(go, gt, msg=what)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("kind", ["randn", "ties", "equal", "-inf", "nan"])
+@pytest.mark.parametrize("case", FAST_GRID, ids=[str(i) for i in range(len(FAST_GRID))])
+def test_max_pool2d_simd_paths_match_torch(case, kind, path, monkeypatch):
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    run_values_case(case, kind)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("case", [FAST_GRID[i] for i in (0, 1, 3, 5, 6, 8, 11)])
+def test_max_pool2d_simd_paths_float64_and_channels_last(case, path, monkeypatch):
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    run_values_case(case, "ties", dtype=torch.float64)
+    run_values_case(case, "nan", dtype=torch.float64)
+    run_values_case(case, "randn", fmt="channels_last")
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("shape", [(2, 3, 12, 70), (2, 3, 10, 10)])  # write-once rows, scatter rows
+def test_max_pool2d_backward_takes_any_index_in_range(shape, path, monkeypatch):
+    # Indices are the caller's: ones outside their own window (here: a tenth, moved anywhere in the
+    # plane) are added where they point, as torch's backward does.
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(*shape, generator=g)
+    args = ([2, 2], [2, 2], [0, 0], [1, 1], False)
+    _, idx = torch.ops.cnnfast.max_pool2d(x, *args)
+    moved = torch.rand(idx.shape, generator=g) < 0.1
+    idx = idx.masked_scatter(moved, torch.randint(0, shape[2] * shape[3], (int(moved.sum()),), generator=g))
+    gy = torch.randn(idx.shape, generator=g)
+    got = torch.ops.cnnfast.max_pool2d_backward(gy, x, idx, *args)
+    torch.testing.assert_close(got, torch.ops.aten.max_pool2d_with_indices_backward(gy, x, *args, idx))
+    for bad in (-1, shape[2] * shape[3], 2**32, 2**32 + 5, -(2**40)):  # 2**32 + 5 is 5 in int32
+        wrong = idx.clone()
+        wrong[1, 2, 3, 4] = bad
+        with pytest.raises(RuntimeError, match=r"indices must lie in \[0, H\*W\)"):
+            torch.ops.cnnfast.max_pool2d_backward(gy, x, wrong, *args)
+
+
+@pytest.mark.parametrize("args", [(2, 2, 0), (3, 2, 1)])
+def test_max_pool2d_simd_paths_bit_identical_for_any_thread_count(args):
+    x = torch.randn(5, 7, 30, 44, requires_grad=True)
+
+    def run():
+        y = cnnfast.functional.max_pool2d(x, *args, ceil_mode=True)
+        return y, torch.autograd.grad(y, x, torch.randn(y.shape, generator=torch.Generator().manual_seed(0)))[0]
+
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a = run()
+        torch.set_num_threads(2)
+        b = run()
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

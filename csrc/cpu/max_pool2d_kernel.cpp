@@ -1,8 +1,21 @@
 // CPU kernels of cnnfast::max_pool2d and cnnfast::max_pool2d_backward.
-// Work items are (sample, channel) planes of contiguous NCHW, one thread per plane; the backward
-// scatters each plane's gradients into its own input plane in output order, so overlapping windows
-// sum deterministically and without atomics. Channels-last and strided tensors are copied in and out
-// (the output takes the input's suggested memory format, as torch's max_pool2d does).
+// Work items are (sample, channel) planes of contiguous NCHW, one thread per plane, so every result
+// is the same for any thread count. Channels-last and strided tensors are copied in and out (the
+// output takes the input's suggested memory format, as torch's max_pool2d does).
+//
+// Forward. With AVX-512 and a window column stride of 1 or 2, a SIMD path computes L = 16 (float) or
+// 8 (double) outputs of a row at once: for each window tap it loads the L inputs (stride 2: two
+// vectors, whose even lanes one permute picks), compares them with the running maximum under a mask
+// and blends the value and the tap's offset in the window; the int32 index is completed and widened
+// to int64 at the store. Output rows go 4 at a time (across planes when planes are small), four
+// independent compare-and-blend chains. The column geometry of each tap (load offset, valid lanes,
+// load masks) is computed once per call; loads past a row's ends read whole vectors (the stray lanes
+// are left out of the compare) unless they would leave the tensor, where masked loads are used.
+// Otherwise (other column strides, no AVX-512, planes of 2^30 elements or more) the portable
+// row-at-a-time path runs.
+//
+// Backward: each input plane is zeroed and each gradient added at its index in output order
+// (deterministic: one thread owns a plane), after checking the plane's indices are in range.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
@@ -12,9 +25,16 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define CNNFAST_POOL_AVX512 1
+#endif
+
 #include "checks.h"
+#include "cpu/capability.h"
 
 namespace cnnfast::cpu {
 namespace {
@@ -22,6 +42,8 @@ namespace {
 constexpr const char* kMaxPool2d = "cnnfast::max_pool2d";
 constexpr const char* kMaxPool2dBackward = "cnnfast::max_pool2d_backward";
 const DtypeList kCpuDtypes = {at::kFloat, at::kDouble};
+// The SIMD paths keep indices (and load offsets) in int32: planes below 2^30 elements leave room.
+constexpr int64_t kSimdPlaneLimit = int64_t(1) << 30;
 
 // The output columns [lo, hi) of a row whose window tap at kernel column kw lands inside [0, W).
 inline void valid_pool_columns(const Pool2dProblem& p, int64_t kw, int64_t& lo, int64_t& hi) {
@@ -31,12 +53,42 @@ inline void valid_pool_columns(const Pool2dProblem& p, int64_t kw, int64_t& lo, 
   hi = std::max(hi, lo);
 }
 
-// One output plane: the maximum of each window and its index h * W + w in the input plane. A NaN
-// wins over any number and the first NaN is kept (torch's rule); ties keep the first maximum.
-// Row at a time: for each tap (kh, kw) of the window, in torch's order, one pass over the output
-// row's columns whose tap is inside the input, so the inner loop is branch-free and vectorizes.
-// best/arg are scratch rows of Q elements (arg < 0: no tap seen yet, the next one always wins).
-// I is int32_t (vectorizes with float) unless a plane has 2^31 elements or more.
+// The kernel rows [lo, hi) of output row oh whose input row lies inside [0, H).
+inline void valid_pool_rows(const Pool2dProblem& p, int64_t oh, int64_t& lo, int64_t& hi) {
+  const int64_t h0 = oh * p.stride_h - p.pad_h, d = p.dilation_h;  // ih = h0 + kh * d
+  lo = std::min(p.kernel_h, h0 >= 0 ? int64_t(0) : (-h0 + d - 1) / d);
+  hi = (p.H - 1 - h0) < 0 ? int64_t(0) : std::min(p.kernel_h, (p.H - 1 - h0) / d + 1);
+  hi = std::max(hi, lo);
+}
+
+// One output element the plain way, with the rules of the whole file: a NaN wins over any number and
+// the first NaN is kept; ties keep the first maximum in the window's row-major order; padding never
+// wins (every window holds at least one input element: checks.cpp refuses the others).
+template <typename T>
+void max_pool2d_one(const Pool2dProblem& p, const T* x, int64_t oh, int64_t ow, T* y, int64_t* idx) {
+  T best = 0;
+  int64_t arg = -1;
+  for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+    const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dilation_h;
+    if (ih < 0 || ih >= p.H) continue;
+    for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+      const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dilation_w;
+      if (iw < 0 || iw >= p.W) continue;
+      const T v = x[ih * p.W + iw];
+      if (arg < 0 || (!(v <= best) && best == best)) {
+        best = v;
+        arg = ih * p.W + iw;
+      }
+    }
+  }
+  *y = best;
+  *idx = arg;
+}
+
+// One output plane, portable path. Row at a time: for each tap (kh, kw) of the window, in torch's
+// order, one pass over the output row's columns whose tap is inside the input, so the inner loop is
+// branch-free and vectorizes. best/arg are scratch rows of Q elements (arg < 0: no tap seen yet, the
+// next one always wins). I is int32_t (vectorizes with float) unless a plane has 2^31 elements or more.
 template <typename T, typename I>
 void max_pool2d_plane(const Pool2dProblem& p, const T* x, T* y, int64_t* idx, T* best, I* arg) {
   for (int64_t oh = 0; oh < p.P; ++oh) {
@@ -80,6 +132,358 @@ void max_pool2d_plane(const Pool2dProblem& p, const T* x, T* y, int64_t* idx, T*
   }
 }
 
+// Column geometry of the SIMD forward, for chunk ch of L output columns (ow0 = ch * L) and kernel
+// column kw: the tap's input columns are off + stride_w * j for lane j.
+struct PoolTapCols {
+  int32_t off;    // ow0 * stride_w + kw * dilation_w - pad_w
+  uint32_t lanes;  // lanes j with ow0 + j < Q whose tap column is inside [0, W)
+  uint32_t m0, m1;  // elements e of the raw loads (off + e, off + L + e) inside [0, W)
+};
+
+struct PoolForwardGeom {
+  bool ok = false;  // false: offsets do not fit the SIMD path's int32 arithmetic
+  int64_t chunks = 0;
+  std::vector<PoolTapCols> taps;     // [chunk][kw]
+  std::vector<int32_t> tap_offset;   // [kh][kw]: kh * dilation_h * W + kw * dilation_w
+  std::vector<uint8_t> row_masked;   // per chunk: some tap reads outside its row
+  std::vector<int64_t> read_lo, read_hi;  // per chunk: the columns [lo, hi) its taps read, from a row's start
+  std::vector<uint32_t> store;       // per chunk: lanes with ow < Q
+};
+
+PoolForwardGeom make_forward_geom(const Pool2dProblem& p, int L) {
+  PoolForwardGeom g;
+  const int64_t S = p.stride_w, span = S * L;  // raw elements loaded per tap
+  constexpr int64_t kLimit = int64_t(1) << 29;
+  if ((p.kernel_h - 1) * p.dilation_h * p.W + (p.kernel_w - 1) * p.dilation_w >= kLimit) return g;
+  g.chunks = (p.Q + L - 1) / L;
+  g.taps.resize(g.chunks * p.kernel_w);
+  g.row_masked.resize(g.chunks);
+  g.read_lo.resize(g.chunks);
+  g.read_hi.resize(g.chunks);
+  g.store.resize(g.chunks);
+  for (int64_t kh = 0; kh < p.kernel_h; ++kh)
+    for (int64_t kw = 0; kw < p.kernel_w; ++kw)
+      g.tap_offset.push_back(static_cast<int32_t>(kh * p.dilation_h * p.W + kw * p.dilation_w));
+  const auto inside = [&](int64_t iw) { return iw >= 0 && iw < p.W; };
+  for (int64_t ch = 0; ch < g.chunks; ++ch) {
+    const int64_t ow0 = ch * L;
+    uint32_t store = 0;
+    for (int j = 0; j < L; ++j) store |= (ow0 + j < p.Q ? 1u : 0u) << j;
+    g.store[ch] = store;
+    bool masked = false;
+    int64_t lo = std::numeric_limits<int64_t>::max(), hi = std::numeric_limits<int64_t>::min();
+    for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+      const int64_t off = ow0 * S + kw * p.dilation_w - p.pad_w;
+      if (off < -kLimit || off > kLimit) return g;  // g.ok stays false
+      PoolTapCols t{static_cast<int32_t>(off), 0, 0, 0};
+      for (int j = 0; j < L; ++j) {
+        t.lanes |= ((store >> j & 1u) && inside(off + S * j) ? 1u : 0u) << j;
+        t.m0 |= (inside(off + j) ? 1u : 0u) << j;
+        t.m1 |= (inside(off + L + j) ? 1u : 0u) << j;
+      }
+      masked |= !(off >= 0 && off + span <= p.W);
+      lo = std::min(lo, off);
+      hi = std::max(hi, off + span);
+      g.taps[ch * p.kernel_w + kw] = t;
+    }
+    g.row_masked[ch] = masked;
+    g.read_lo[ch] = lo;
+    g.read_hi[ch] = hi;
+  }
+  g.ok = true;
+  return g;
+}
+
+// Backward of one plane: the plane's indices are checked, then dx is zeroed and each
+// gradient added at its index in output order. Returns false (dx untouched) for an index out of range.
+template <typename T>
+bool max_pool2d_backward_plane_scatter(const Pool2dProblem& p, const T* dy, const int64_t* idx, T* dx) {
+  const int64_t in_plane = p.H * p.W, out_plane = p.P * p.Q;
+  bool ok = true;
+  for (int64_t o = 0; o < out_plane; ++o) ok &= static_cast<uint64_t>(idx[o]) < static_cast<uint64_t>(in_plane);
+  if (!ok) return false;
+  std::fill(dx, dx + in_plane, T(0));
+  for (int64_t o = 0; o < out_plane; ++o) dx[idx[o]] += dy[o];
+  return true;
+}
+
+}  // namespace
+
+#if CNNFAST_POOL_AVX512
+// AVX-512 paths. Standard and ATen headers are all included above, so only the functions below are
+// compiled for AVX-512; they are reached only when capability.cpp found AVX-512 F/BW/VL/DQ.
+// GCC 12 flags its own _mm512_undefined_* idiom inside the masked-load intrinsics.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")
+namespace {
+
+// One vector of L values, a vector of L int32 indices and an L-bit mask, for float and double.
+struct Avx512F32 {
+  using T = float;
+  using V = __m512;
+  using I = __m512i;
+  using M = __mmask16;
+  static constexpr int L = 16;
+  static V set1(T a) { return _mm512_set1_ps(a); }
+  static V load(const T* p) { return _mm512_loadu_ps(p); }
+  static V loadz(M k, const T* p) { return _mm512_maskz_loadu_ps(k, p); }
+  static void store(T* p, M k, V v) { _mm512_mask_storeu_ps(p, k, v); }
+  // The even lanes of the 2L values a, b.
+  static V even(V a, V b) {
+    return _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b);
+  }
+  // a0 b0 a1 b1 ... : the first and second L of the 2L interleaved values.
+  static V zip_lo(V a, V b) {
+    return _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), b);
+  }
+  static V zip_hi(V a, V b) {
+    return _mm512_permutex2var_ps(a, _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31),
+                                  b);
+  }
+  static M ordered(V a) { return _mm512_cmp_ps_mask(a, a, _CMP_ORD_Q); }
+  // Lanes of k where !(a <= b): a > b, or either is NaN.
+  static M not_le(M k, V a, V b) { return _mm512_mask_cmp_ps_mask(k, a, b, _CMP_NLE_UQ); }
+  static V blend(M k, V a, V b) { return _mm512_mask_mov_ps(a, k, b); }
+  static V zero_unless(M k, V a) { return _mm512_maskz_mov_ps(k, a); }
+  static I iset1(int32_t a) { return _mm512_set1_epi32(a); }
+  static I iota(int32_t step) {
+    return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), iset1(step));
+  }
+  static I iadd(I a, I b) { return _mm512_add_epi32(a, b); }
+  static I iblend(M k, I a, I b) { return _mm512_mask_mov_epi32(a, k, b); }
+  static M ieq(M k, I a, I b) { return _mm512_mask_cmpeq_epi32_mask(k, a, b); }
+  static void store_index(int64_t* p, M k, I i) {
+    _mm512_mask_storeu_epi64(p, static_cast<__mmask8>(k), _mm512_cvtepi32_epi64(_mm512_castsi512_si256(i)));
+    _mm512_mask_storeu_epi64(p + 8, static_cast<__mmask8>(k >> 8),
+                             _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(i, 1)));
+  }
+  // L int64 indices narrowed with signed saturation (a value outside int32 cannot alias a real one).
+  static I load_index(M k, const int64_t* p) {
+    const __m256i lo = _mm512_cvtsepi64_epi32(_mm512_maskz_loadu_epi64(static_cast<__mmask8>(k), p));
+    const __m256i hi = _mm512_cvtsepi64_epi32(_mm512_maskz_loadu_epi64(static_cast<__mmask8>(k >> 8), p + 8));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+  }
+  static int count(M k) { return __builtin_popcount(static_cast<unsigned>(k)); }
+};
+
+struct Avx512F64 {
+  using T = double;
+  using V = __m512d;
+  using I = __m256i;
+  using M = __mmask8;
+  static constexpr int L = 8;
+  static V set1(T a) { return _mm512_set1_pd(a); }
+  static V load(const T* p) { return _mm512_loadu_pd(p); }
+  static V loadz(M k, const T* p) { return _mm512_maskz_loadu_pd(k, p); }
+  static void store(T* p, M k, V v) { _mm512_mask_storeu_pd(p, k, v); }
+  static V even(V a, V b) { return _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b); }
+  static V zip_lo(V a, V b) { return _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), b); }
+  static V zip_hi(V a, V b) { return _mm512_permutex2var_pd(a, _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15), b); }
+  static M ordered(V a) { return _mm512_cmp_pd_mask(a, a, _CMP_ORD_Q); }
+  static M not_le(M k, V a, V b) { return _mm512_mask_cmp_pd_mask(k, a, b, _CMP_NLE_UQ); }
+  static V blend(M k, V a, V b) { return _mm512_mask_mov_pd(a, k, b); }
+  static V zero_unless(M k, V a) { return _mm512_maskz_mov_pd(k, a); }
+  static I iset1(int32_t a) { return _mm256_set1_epi32(a); }
+  static I iota(int32_t step) { return _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), iset1(step)); }
+  static I iadd(I a, I b) { return _mm256_add_epi32(a, b); }
+  static I iblend(M k, I a, I b) { return _mm256_mask_mov_epi32(a, k, b); }
+  static M ieq(M k, I a, I b) { return _mm256_mask_cmpeq_epi32_mask(k, a, b); }
+  static void store_index(int64_t* p, M k, I i) { _mm512_mask_storeu_epi64(p, k, _mm512_cvtepi32_epi64(i)); }
+  static I load_index(M k, const int64_t* p) { return _mm512_cvtsepi64_epi32(_mm512_maskz_loadu_epi64(k, p)); }
+  static int count(M k) { return __builtin_popcount(static_cast<unsigned>(k)); }
+};
+
+// One output row of the SIMD forward: element offset of its window's first row (h0 * W, may be
+// negative) in the input tensor and in its plane, and where its outputs go.
+template <typename T>
+struct PoolRowJob {
+  int64_t base;     // c * H * W + h0 * W
+  int64_t h0w;      // h0 * W
+  const T* xc;      // input plane
+  T* y;             // output row
+  int64_t* idx;     // index row
+  int64_t oh;
+};
+
+// Forward of U output rows (whose windows cover the same kernel rows [kh_lo, kh_hi)), chunk ch of L
+// output columns, window column stride S (1 or 2). The U rows are independent chains, which hides
+// the latency of each tap's compare-and-blend. Per lane: best starts at -inf and arg at a sentinel;
+// a tap is taken where it is valid, best is not NaN and !(v <= best) (v greater, or v NaN): the rule
+// of max_pool2d_one with a first tap of -inf never taken. arg holds the tap's offset in the window
+// (tap_offset); the index is completed at the store. Lanes still at the sentinel (every tap -inf)
+// are redone by max_pool2d_one (rare).
+// Loads: a tap whose L lanes reach past its row (padding, the row's last chunk, short rows) still
+// loads whole vectors when the elements read lie inside the input tensor (the stray lanes are left
+// out of the compare); only reads that would leave the tensor use masked loads (LoadMasked).
+template <class A, int S, int U, bool LoadMasked>
+void max_pool2d_rows_avx512(const Pool2dProblem& p, const PoolForwardGeom& g, const typename A::T* x,
+                            const PoolRowJob<typename A::T>* jobs, int64_t kh_lo, int64_t kh_hi, int64_t ch) {
+  using T = typename A::T;
+  using V = typename A::V;
+  using I = typename A::I;
+  using M = typename A::M;
+  constexpr int L = A::L;
+  const int64_t W = p.W, KW = p.kernel_w;
+  const PoolTapCols* taps = g.taps.data() + ch * KW;
+  const I none = A::iset1(std::numeric_limits<int32_t>::min());
+  V best[U];
+  I arg[U];
+  for (int u = 0; u < U; ++u) {
+    best[u] = A::set1(-std::numeric_limits<T>::infinity());
+    arg[u] = none;
+  }
+  for (int64_t kh = kh_lo; kh < kh_hi; ++kh) {
+    const int64_t dh = kh * p.dilation_h * W;
+    const T* xr[U];
+    for (int u = 0; u < U; ++u) xr[u] = x + (jobs[u].base + dh);
+    const int32_t* tap_offset = g.tap_offset.data() + kh * KW;
+    for (int64_t kw = 0; kw < KW; ++kw) {
+      const PoolTapCols& t = taps[kw];
+      const M lanes = static_cast<M>(t.lanes);
+      const I tap = A::iset1(tap_offset[kw]);
+      for (int u = 0; u < U; ++u) {
+        const T* q = xr[u] + t.off;
+        V v;
+        if constexpr (LoadMasked)
+          v = S == 2 ? A::even(A::loadz(static_cast<M>(t.m0), q), A::loadz(static_cast<M>(t.m1), q + L))
+                     : A::loadz(static_cast<M>(t.m0), q);
+        else
+          v = S == 2 ? A::even(A::load(q), A::load(q + L)) : A::load(q);
+        const M take = A::not_le(static_cast<M>(A::ordered(best[u]) & lanes), v, best[u]);
+        best[u] = A::blend(take, best[u], v);
+        arg[u] = A::iblend(take, arg[u], tap);
+      }
+    }
+  }
+  const int64_t ow0 = ch * L;
+  const M st = static_cast<M>(g.store[ch]);
+  const I lane_col = A::iadd(A::iota(S), A::iset1(static_cast<int32_t>(ow0 * S - p.pad_w)));
+  for (int u = 0; u < U; ++u) {
+    T* yr = jobs[u].y + ow0;
+    int64_t* ir = jobs[u].idx + ow0;
+    A::store(yr, st, best[u]);
+    A::store_index(ir, st, A::iadd(arg[u], A::iadd(lane_col, A::iset1(static_cast<int32_t>(jobs[u].h0w)))));
+    unsigned untaken = A::ieq(st, arg[u], none);
+    while (untaken) {
+      const int j = __builtin_ctz(untaken);
+      untaken &= untaken - 1;
+      max_pool2d_one(p, jobs[u].xc, jobs[u].oh, ow0 + j, yr + j, ir + j);
+    }
+  }
+}
+
+// All chunks of U output rows (in increasing order in the tensor, which has `total` elements).
+template <class A, int S, int U>
+void max_pool2d_rows_avx512(const Pool2dProblem& p, const PoolForwardGeom& g, const typename A::T* x,
+                            int64_t total, const PoolRowJob<typename A::T>* jobs, int64_t kh_lo, int64_t kh_hi) {
+  const int64_t first = jobs[0].base + kh_lo * p.dilation_h * p.W;
+  const int64_t last = jobs[U - 1].base + (kh_hi - 1) * p.dilation_h * p.W;
+  for (int64_t ch = 0; ch < g.chunks; ++ch) {
+    if (g.row_masked[ch] && (first + g.read_lo[ch] < 0 || last + g.read_hi[ch] > total))
+      max_pool2d_rows_avx512<A, S, U, true>(p, g, x, jobs, kh_lo, kh_hi, ch);
+    else
+      max_pool2d_rows_avx512<A, S, U, false>(p, g, x, jobs, kh_lo, kh_hi, ch);
+  }
+}
+
+// Forward of planes [c0, c1). Output rows whose windows lie inside the input rows are gathered 4 at
+// a time, across planes when a plane has few rows; the others (top and bottom padding, ceil_mode's
+// last row) go one at a time.
+template <class A, int S>
+void max_pool2d_planes_avx512(const Pool2dProblem& p, const PoolForwardGeom& g, const typename A::T* x,
+                              typename A::T* y, int64_t* idx, int64_t c0, int64_t c1) {
+  using T = typename A::T;
+  constexpr int U = 4;
+  const int64_t in_plane = p.H * p.W, out_plane = p.P * p.Q, total = p.planes() * in_plane;
+  // Rows [full_lo, full_hi) have every kernel row inside [0, H).
+  const int64_t full_lo = (p.pad_h + p.stride_h - 1) / p.stride_h;
+  const int64_t last = p.H - 1 - (p.kernel_h - 1) * p.dilation_h + p.pad_h;  // h0 + pad_h of the last full row
+  const int64_t full_hi = std::max(full_lo, last < 0 ? int64_t(0) : std::min(p.P, last / p.stride_h + 1));
+  PoolRowJob<T> batch[U], single;
+  int n = 0;
+  const auto flush = [&] {
+    switch (n) {
+      case 4: max_pool2d_rows_avx512<A, S, 4>(p, g, x, total, batch, 0, p.kernel_h); break;
+      case 3: max_pool2d_rows_avx512<A, S, 3>(p, g, x, total, batch, 0, p.kernel_h); break;
+      case 2: max_pool2d_rows_avx512<A, S, 2>(p, g, x, total, batch, 0, p.kernel_h); break;
+      case 1: max_pool2d_rows_avx512<A, S, 1>(p, g, x, total, batch, 0, p.kernel_h); break;
+      default: break;
+    }
+    n = 0;
+  };
+  for (int64_t c = c0; c < c1; ++c) {
+    for (int64_t oh = 0; oh < p.P; ++oh) {
+      // (Fields written one by one: a whole-struct copy compiled to vector moves that stalled on
+      // store forwarding.)
+      const bool full = oh >= full_lo && oh < full_hi;
+      PoolRowJob<T>& job = full ? batch[n] : single;
+      job.h0w = (oh * p.stride_h - p.pad_h) * p.W;
+      job.base = c * in_plane + job.h0w;
+      job.xc = x + c * in_plane;
+      job.y = y + c * out_plane + oh * p.Q;
+      job.idx = idx + c * out_plane + oh * p.Q;
+      job.oh = oh;
+      if (full) {
+        if (++n == U) flush();
+      } else {
+        int64_t kh_lo, kh_hi;
+        valid_pool_rows(p, oh, kh_lo, kh_hi);
+        max_pool2d_rows_avx512<A, S, 1>(p, g, x, total, &single, kh_lo, kh_hi);
+      }
+    }
+  }
+  flush();
+}
+
+}  // namespace
+#pragma GCC pop_options
+#pragma GCC diagnostic pop
+#endif  // CNNFAST_POOL_AVX512
+
+namespace {
+
+template <typename T>
+void max_pool2d_portable(const Pool2dProblem& p, const T* xp, T* yp, int64_t* ip) {
+  const int64_t in_plane = p.H * p.W, out_plane = p.P * p.Q;
+  at::parallel_for(0, p.planes(), 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> best(p.Q);
+    if (in_plane <= INT32_MAX) {
+      std::vector<int32_t> arg(p.Q);
+      for (int64_t c = begin; c < end; ++c)
+        max_pool2d_plane(p, xp + c * in_plane, yp + c * out_plane, ip + c * out_plane, best.data(), arg.data());
+    } else {
+      std::vector<int64_t> arg(p.Q);
+      for (int64_t c = begin; c < end; ++c)
+        max_pool2d_plane(p, xp + c * in_plane, yp + c * out_plane, ip + c * out_plane, best.data(), arg.data());
+    }
+  });
+}
+
+// True when the AVX-512 forward ran.
+template <typename T>
+bool max_pool2d_avx512(const Pool2dProblem& p, const T* xp, T* yp, int64_t* ip) {
+#if CNNFAST_POOL_AVX512
+  if (current_capability() != Capability::kAvx512) return false;
+  if (p.stride_w > 2 || p.H * p.W >= kSimdPlaneLimit) return false;
+  using A = std::conditional_t<std::is_same_v<T, float>, Avx512F32, Avx512F64>;
+  const PoolForwardGeom g = make_forward_geom(p, A::L);
+  if (!g.ok) return false;
+  at::parallel_for(0, p.planes(), 1, [&](int64_t begin, int64_t end) {
+    if (p.stride_w == 2)
+      max_pool2d_planes_avx512<A, 2>(p, g, xp, yp, ip, begin, end);
+    else
+      max_pool2d_planes_avx512<A, 1>(p, g, xp, yp, ip, begin, end);
+  });
+  return true;
+#else
+  (void)p, (void)xp, (void)yp, (void)ip;
+  return false;
+#endif
+}
+
 std::tuple<at::Tensor, at::Tensor> max_pool2d_kernel(const at::Tensor& input, at::IntArrayRef kernel_size,
                                                      at::IntArrayRef stride, at::IntArrayRef padding,
                                                      at::IntArrayRef dilation, bool ceil_mode) {
@@ -95,19 +499,7 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_kernel(const at::Tensor& input, at
       const T* xp = x.const_data_ptr<T>();
       T* yp = y.mutable_data_ptr<T>();
       int64_t* ip = idx.mutable_data_ptr<int64_t>();
-      const int64_t in_plane = p.H * p.W, out_plane = p.P * p.Q;
-      at::parallel_for(0, p.planes(), 1, [&](int64_t begin, int64_t end) {
-        std::vector<T> best(p.Q);
-        if (in_plane <= INT32_MAX) {
-          std::vector<int32_t> arg(p.Q);
-          for (int64_t c = begin; c < end; ++c)
-            max_pool2d_plane(p, xp + c * in_plane, yp + c * out_plane, ip + c * out_plane, best.data(), arg.data());
-        } else {
-          std::vector<int64_t> arg(p.Q);
-          for (int64_t c = begin; c < end; ++c)
-            max_pool2d_plane(p, xp + c * in_plane, yp + c * out_plane, ip + c * out_plane, best.data(), arg.data());
-        }
-      });
+      if (!max_pool2d_avx512(p, xp, yp, ip)) max_pool2d_portable(p, xp, yp, ip);
     };
     if (input.scalar_type() == at::kFloat) run(float{}); else run(double{});
   }
@@ -120,7 +512,6 @@ at::Tensor max_pool2d_backward_kernel(const at::Tensor& grad_output, const at::T
   const char* op = kMaxPool2dBackward;
   const Pool2dProblem p = make_max_pool2d_backward_problem(op, grad_output, input, indices, kernel_size, stride,
                                                            padding, dilation, ceil_mode, kCpuDtypes);
-  // On the CPU one thread owns a whole plane, so scattering in output order is deterministic already.
   const int64_t planes = p.planes(), in_plane = p.H * p.W, out_plane = p.P * p.Q;
 
   at::Tensor dx = input.new_empty(input.sizes());
@@ -135,19 +526,9 @@ at::Tensor max_pool2d_backward_kernel(const at::Tensor& grad_output, const at::T
       const T* dyp = dy.const_data_ptr<T>();
       T* dxp = dx.mutable_data_ptr<T>();
       at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t c = begin; c < end; ++c) {
-          const int64_t* ic = ip + c * out_plane;
-          bool ok = true;
-          for (int64_t o = 0; o < out_plane; ++o) ok &= static_cast<uint64_t>(ic[o]) < static_cast<uint64_t>(in_plane);
-          if (!ok) {
+        for (int64_t c = begin; c < end; ++c)
+          if (!max_pool2d_backward_plane_scatter(p, dyp + c * out_plane, ip + c * out_plane, dxp + c * in_plane))
             in_range = false;
-            continue;
-          }
-          T* dxc = dxp + c * in_plane;
-          const T* dyc = dyp + c * out_plane;
-          std::fill(dxc, dxc + in_plane, T(0));
-          for (int64_t o = 0; o < out_plane; ++o) dxc[ic[o]] += dyc[o];
-        }
       });
     };
     if (input.scalar_type() == at::kFloat) run(float{}); else run(double{});
