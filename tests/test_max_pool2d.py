@@ -140,7 +140,9 @@ def test_max_pool2d_window_of_padding_only_is_refused():
 
 # The SIMD paths (csrc/cpu/max_pool2d_kernel.cpp): the AVX-512 forward (window column stride 1 or 2,
 # L = 16 float / 8 double outputs per vector, output rows gathered 4 at a time across planes, loads
-# masked only at the ends of the tensor). Each case runs on every path the CPU has, against torch.
+# masked only at the ends of the tensor) and the AVX-512 write-once backward (2-wide, stride-2
+# column windows that do not overlap, rows of more than L/2 outputs; shorter rows and every other
+# window take the zero-and-scatter path). Each case runs on every path the CPU has, against torch.
 ORDER = ["default", "avx2", "avx512"]
 BEST = torch.ops.cnnfast.cpu_capability()
 PATHS = [pytest.param(c, marks=pytest.mark.skipif(ORDER.index(c) > ORDER.index(BEST), reason=f"CPU lacks {c}"))

@@ -14,8 +14,14 @@
 // Otherwise (other column strides, no AVX-512, planes of 2^30 elements or more) the portable
 // row-at-a-time path runs.
 //
-// Backward: each input plane is zeroed and each gradient added at its index in output order
-// (deterministic: one thread owns a plane), after checking the plane's indices are in range.
+// Backward. The general path zeroes each input plane and adds each gradient at its index in output
+// order (deterministic: one thread owns a plane), after checking the plane's indices are in range.
+// With AVX-512, windows 2 columns wide with column stride 2 that do not overlap (each input element
+// in at most one window: the common 2x2 stride-2 pool) write dx once instead, L outputs at a time:
+// dy of the window where its index points at the element, 0 elsewhere, the even and odd columns
+// interleaved by one permute (no zero pass, no read-modify-write). Each plane counts the indices it
+// placed; if one is not inside its own window (indices are the caller's), the plane is redone by the
+// general path.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
@@ -194,7 +200,23 @@ PoolForwardGeom make_forward_geom(const Pool2dProblem& p, int L) {
   return g;
 }
 
-// Backward of one plane: the plane's indices are checked, then dx is zeroed and each
+// Non-overlapping windows along one dimension: the window (output position) each input position
+// belongs to, or -1 for positions no window covers.
+std::vector<int32_t> window_of_positions(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad,
+                                         int64_t dilation) {
+  std::vector<int32_t> map(in);
+  for (int64_t i = 0; i < in; ++i) {
+    const int64_t t = i + pad, o = t / stride, r = t % stride;  // i = o * stride - pad + r, 0 <= r < stride
+    map[i] = (o < out && r % dilation == 0 && r / dilation < kernel) ? static_cast<int32_t>(o) : -1;
+  }
+  return map;
+}
+
+inline bool windows_overlap(int64_t kernel, int64_t stride, int64_t dilation) {
+  return (kernel - 1) * dilation + 1 > stride;
+}
+
+// Backward of one plane, general path: the plane's indices are checked, then dx is zeroed and each
 // gradient added at its index in output order. Returns false (dx untouched) for an index out of range.
 template <typename T>
 bool max_pool2d_backward_plane_scatter(const Pool2dProblem& p, const T* dy, const int64_t* idx, T* dx) {
@@ -438,6 +460,55 @@ void max_pool2d_planes_avx512(const Pool2dProblem& p, const PoolForwardGeom& g, 
   flush();
 }
 
+// Backward of one plane whose windows are 2 columns wide with column stride 2, no column dilation or
+// padding, and do not overlap along rows (row_window: the output row of each input row, or -1). For
+// each input row, L outputs at a time: the gradient goes to the even column where the index points
+// there, to the odd column where it points there, 0 elsewhere; the two are interleaved into 2L
+// columns of dx. Rows and columns no window covers are zeroed. Returns how many of the plane's
+// indices were found inside their own window. (Going output row by output row, loading each index
+// once for both input rows, measured no faster.)
+template <class A>
+int64_t max_pool2d_backward_plane_k2s2_avx512(const Pool2dProblem& p, const typename A::T* dy, const int64_t* idx,
+                                              typename A::T* dx, const int32_t* row_window) {
+  using T = typename A::T;
+  using V = typename A::V;
+  using I = typename A::I;
+  using M = typename A::M;
+  constexpr int L = A::L;
+  const int64_t W = p.W, Q = p.Q;
+  const I col_step = A::iota(2), one = A::iset1(1);
+  const int64_t covered = std::min(W, 2 * Q);  // columns [covered, W) belong to no window
+  int64_t hits = 0;
+  for (int64_t ih = 0; ih < p.H; ++ih) {
+    T* dxr = dx + ih * W;
+    const int64_t oh = row_window[ih];
+    if (oh < 0) {
+      std::fill(dxr, dxr + W, T(0));
+      continue;
+    }
+    const T* dyr = dy + oh * Q;
+    const int64_t* ir = idx + oh * Q;
+    for (int64_t ow0 = 0; ow0 < Q; ow0 += L) {
+      const int64_t n = std::min<int64_t>(L, Q - ow0);
+      const M k = static_cast<M>(n >= L ? ~0u : (1u << n) - 1u);
+      const V g = A::loadz(k, dyr + ow0);
+      const I i = A::load_index(k, ir + ow0);
+      const I even_col = A::iadd(A::iset1(static_cast<int32_t>(ih * W + 2 * ow0)), col_step);
+      const M at_even = A::ieq(k, i, even_col), at_odd = A::ieq(k, i, A::iadd(even_col, one));
+      hits += A::count(static_cast<M>(at_even | at_odd));
+      const V ve = A::zero_unless(at_even, g), vo = A::zero_unless(at_odd, g);
+      // Columns of dx to write, >= 1 (every window starts inside the row).
+      const int64_t e = std::min<int64_t>(2 * L, covered - 2 * ow0);
+      const M m_lo = static_cast<M>(e >= L ? ~0u : (1u << e) - 1u);
+      const M m_hi = static_cast<M>(e >= 2 * L ? ~0u : e <= L ? 0u : (1u << (e - L)) - 1u);
+      A::store(dxr + 2 * ow0, m_lo, A::zip_lo(ve, vo));
+      A::store(dxr + 2 * ow0 + L, m_hi, A::zip_hi(ve, vo));
+    }
+    std::fill(dxr + covered, dxr + W, T(0));
+  }
+  return hits;
+}
+
 }  // namespace
 #pragma GCC pop_options
 #pragma GCC diagnostic pop
@@ -506,6 +577,18 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_kernel(const at::Tensor& input, at
   return {y.contiguous(format), idx.contiguous(format)};
 }
 
+// The AVX-512 write-once backward takes windows that do not overlap along rows and are 2 columns
+// wide with column stride 2 (no column padding or dilation), in rows of more than L/2 outputs: for
+// shorter rows the zero-and-scatter was measured faster (the per-row work of the vectors, mostly
+// empty, outweighs the scatter's few stores).
+#if CNNFAST_POOL_AVX512
+bool k2s2_write_once_fits(const Pool2dProblem& p, int L) {
+  return current_capability() == Capability::kAvx512 && !windows_overlap(p.kernel_h, p.stride_h, p.dilation_h) &&
+         p.kernel_w == 2 && p.stride_w == 2 && p.dilation_w == 1 && p.pad_w == 0 && p.Q > L / 2 &&
+         p.H * p.W < kSimdPlaneLimit;
+}
+#endif
+
 at::Tensor max_pool2d_backward_kernel(const at::Tensor& grad_output, const at::Tensor& input,
                                       const at::Tensor& indices, at::IntArrayRef kernel_size, at::IntArrayRef stride,
                                       at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
@@ -518,17 +601,34 @@ at::Tensor max_pool2d_backward_kernel(const at::Tensor& grad_output, const at::T
   if (dx.numel() > 0) {
     const at::Tensor dy = grad_output.contiguous(), idx = indices.contiguous();
     const int64_t* ip = idx.const_data_ptr<int64_t>();
-    // Indices come from the caller: each plane's are checked before that plane is written, and a bad
-    // one fails the call after the loop (dx, still private to this call, is then dropped).
+    // Indices come from the caller: a plane with one outside its window is redone by the scatter,
+    // which checks they are in range; a bad one fails the call after the loop (dx, still private to
+    // this call, is then dropped).
     std::atomic<bool> in_range{true};
     const auto run = [&](auto zero) {
       using T = decltype(zero);
       const T* dyp = dy.const_data_ptr<T>();
       T* dxp = dx.mutable_data_ptr<T>();
+#if CNNFAST_POOL_AVX512
+      using A = std::conditional_t<std::is_same_v<T, float>, Avx512F32, Avx512F64>;
+      const bool write_once = k2s2_write_once_fits(p, A::L);
+#else
+      const bool write_once = false;
+#endif
+      const std::vector<int32_t> row_window =
+          write_once ? window_of_positions(p.H, p.P, p.kernel_h, p.stride_h, p.pad_h, p.dilation_h)
+                     : std::vector<int32_t>();
       at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t c = begin; c < end; ++c)
-          if (!max_pool2d_backward_plane_scatter(p, dyp + c * out_plane, ip + c * out_plane, dxp + c * in_plane))
-            in_range = false;
+        for (int64_t c = begin; c < end; ++c) {
+          const int64_t* ic = ip + c * out_plane;
+          T* dxc = dxp + c * in_plane;
+          const T* dyc = dyp + c * out_plane;
+#if CNNFAST_POOL_AVX512
+          if (write_once && max_pool2d_backward_plane_k2s2_avx512<A>(p, dyc, ic, dxc, row_window.data()) == out_plane)
+            continue;
+#endif
+          if (!max_pool2d_backward_plane_scatter(p, dyc, ic, dxc)) in_range = false;
+        }
       });
     };
     if (input.scalar_type() == at::kFloat) run(float{}); else run(double{});
