@@ -139,10 +139,11 @@ def test_max_pool2d_window_of_padding_only_is_refused():
 
 
 # The SIMD paths (csrc/cpu/max_pool2d_kernel.cpp): the AVX-512 forward (window column stride 1 or 2,
-# L = 16 float / 8 double outputs per vector, output rows gathered 4 at a time across planes, loads
-# masked only at the ends of the tensor) and the AVX-512 write-once backward (2-wide, stride-2
-# column windows that do not overlap, rows of more than L/2 outputs; shorter rows and every other
-# window take the zero-and-scatter path). Each case runs on every path the CPU has, against torch.
+# L = 16 float / 8 double outputs per vector, output rows gathered 4 at a time across planes, rows of
+# at most 8 float outputs two to a vector, loads masked only at the ends of the tensor) and the
+# AVX-512 write-once backward (2-wide, stride-2 column windows that do not overlap, rows of more than
+# L/2 outputs; shorter rows and every other window take the zero-and-scatter path). Each case runs
+# on every path the CPU has, against torch.
 ORDER = ["default", "avx2", "avx512"]
 BEST = torch.ops.cnnfast.cpu_capability()
 PATHS = [pytest.param(c, marks=pytest.mark.skipif(ORDER.index(c) > ORDER.index(BEST), reason=f"CPU lacks {c}"))
@@ -155,6 +156,8 @@ FAST_GRID = [
     ((2, 2, 29, 37), 2, 2, 0, 1, True),           # ceil_mode: last windows hang over
     ((3, 5, 10, 10), 2, 2, 0, 1, False),          # 5x5 planes: row batches cross planes
     ((1, 7, 14, 14), 2, 2, 0, 1, True),           # 7x7 planes, odd plane count
+    ((4, 3, 9, 11), 3, 2, 1, 1, True),            # short rows in pairs, with padding
+    ((3, 4, 12, 13), 2, 2, 0, 2, False),          # short rows in pairs, column dilation
     ((2, 3, 40, 45), 3, 2, 1, 1, False),          # ResNet stem pool: padding, overlap
     ((1, 2, 33, 50), 3, 2, 1, 1, True),
     ((2, 2, 19, 40), 3, 1, 1, 1, False),          # column stride 1
@@ -216,7 +219,7 @@ def test_max_pool2d_simd_paths_match_torch(case, kind, path, monkeypatch):
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("case", [FAST_GRID[i] for i in (0, 1, 3, 5, 6, 8, 11)])
+@pytest.mark.parametrize("case", [FAST_GRID[i] for i in (0, 1, 3, 5, 6, 8, 10, 13)])
 def test_max_pool2d_simd_paths_float64_and_channels_last(case, path, monkeypatch):
     monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
     run_values_case(case, "ties", dtype=torch.float64)

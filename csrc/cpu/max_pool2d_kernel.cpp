@@ -289,6 +289,17 @@ struct Avx512F32 {
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
   }
   static int count(M k) { return __builtin_popcount(static_cast<unsigned>(k)); }
+  // Two output rows in one vector (lanes [0, L/2) and [L/2, L)): rows of at most L/2 outputs.
+  static constexpr bool kPairs = true;
+  static void store_halves(T* lo, T* hi, unsigned half, V v) {
+    _mm256_mask_storeu_ps(lo, static_cast<__mmask8>(half), _mm512_castps512_ps256(v));
+    _mm256_mask_storeu_ps(hi, static_cast<__mmask8>(half), _mm512_extractf32x8_ps(v, 1));
+  }
+  static void store_index_halves(int64_t* lo, int64_t* hi, unsigned half, I i) {
+    _mm512_mask_storeu_epi64(lo, static_cast<__mmask8>(half), _mm512_cvtepi32_epi64(_mm512_castsi512_si256(i)));
+    _mm512_mask_storeu_epi64(hi, static_cast<__mmask8>(half), _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(i, 1)));
+  }
+  static I halves(int32_t lo, int32_t hi) { return _mm512_mask_set1_epi32(iset1(lo), 0xFF00, hi); }
 };
 
 struct Avx512F64 {
@@ -297,6 +308,7 @@ struct Avx512F64 {
   using I = __m256i;
   using M = __mmask8;
   static constexpr int L = 8;
+  static constexpr bool kPairs = false;  // (not written for double)
   static V set1(T a) { return _mm512_set1_pd(a); }
   static V load(const T* p) { return _mm512_loadu_pd(p); }
   static V loadz(M k, const T* p) { return _mm512_maskz_loadu_pd(k, p); }
@@ -397,6 +409,69 @@ void max_pool2d_rows_avx512(const Pool2dProblem& p, const PoolForwardGeom& g, co
   }
 }
 
+// Forward of 2U output rows of at most L/2 outputs, window column stride 2, every kernel row inside
+// the input and every load inside the tensor: rows jobs[2u] and jobs[2u + 1] share one vector (lanes
+// [0, L/2) and [L/2, L)), so short rows fill the lanes. The two loads of each tap come one from each
+// row; the even-lane permute puts each row's L/2 taps in its half. Otherwise as
+// max_pool2d_rows_avx512.
+template <class A, int U>
+void max_pool2d_row_pairs_avx512(const Pool2dProblem& p, const PoolForwardGeom& g, const typename A::T* x,
+                                 const PoolRowJob<typename A::T>* jobs) {
+  using T = typename A::T;
+  using V = typename A::V;
+  using I = typename A::I;
+  using M = typename A::M;
+  constexpr int L = A::L, H2 = L / 2;
+  const int64_t W = p.W, KW = p.kernel_w;
+  const PoolTapCols* taps = g.taps.data();  // one chunk: Q <= L / 2
+  const I none = A::iset1(std::numeric_limits<int32_t>::min());
+  V best[U];
+  I arg[U];
+  for (int u = 0; u < U; ++u) {
+    best[u] = A::set1(-std::numeric_limits<T>::infinity());
+    arg[u] = none;
+  }
+  for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+    const int64_t dh = kh * p.dilation_h * W;
+    const T* xa[U];
+    const T* xb[U];
+    for (int u = 0; u < U; ++u) {
+      xa[u] = x + (jobs[2 * u].base + dh);
+      xb[u] = x + (jobs[2 * u + 1].base + dh);
+    }
+    const int32_t* tap_offset = g.tap_offset.data() + kh * KW;
+    for (int64_t kw = 0; kw < KW; ++kw) {
+      const PoolTapCols& t = taps[kw];
+      const M lanes = static_cast<M>(t.lanes | t.lanes << H2);
+      const I tap = A::iset1(tap_offset[kw]);
+      for (int u = 0; u < U; ++u) {
+        const V v = A::even(A::load(xa[u] + t.off), A::load(xb[u] + t.off));
+        const M take = A::not_le(static_cast<M>(A::ordered(best[u]) & lanes), v, best[u]);
+        best[u] = A::blend(take, best[u], v);
+        arg[u] = A::iblend(take, arg[u], tap);
+      }
+    }
+  }
+  const unsigned half = g.store[0];
+  const int32_t pw = static_cast<int32_t>(p.pad_w);
+  const I cols = A::iadd(A::iota(2), A::halves(-pw, -pw - 2 * H2));  // lane j: 2 * (j % (L/2)) - pad_w
+  for (int u = 0; u < U; ++u) {
+    const PoolRowJob<T>& a = jobs[2 * u];
+    const PoolRowJob<T>& b = jobs[2 * u + 1];
+    A::store_halves(a.y, b.y, half, best[u]);
+    const I row = A::halves(static_cast<int32_t>(a.h0w), static_cast<int32_t>(b.h0w));
+    A::store_index_halves(a.idx, b.idx, half, A::iadd(arg[u], A::iadd(cols, row)));
+    unsigned untaken = A::ieq(static_cast<M>(half | half << H2), arg[u], none);
+    while (untaken) {
+      const int j = __builtin_ctz(untaken);
+      untaken &= untaken - 1;
+      const PoolRowJob<T>& r = j < H2 ? a : b;
+      const int ow = j % H2;
+      max_pool2d_one(p, r.xc, r.oh, ow, r.y + ow, r.idx + ow);
+    }
+  }
+}
+
 // All chunks of U output rows (in increasing order in the tensor, which has `total` elements).
 template <class A, int S, int U>
 void max_pool2d_rows_avx512(const Pool2dProblem& p, const PoolForwardGeom& g, const typename A::T* x,
@@ -412,8 +487,8 @@ void max_pool2d_rows_avx512(const Pool2dProblem& p, const PoolForwardGeom& g, co
 }
 
 // Forward of planes [c0, c1). Output rows whose windows lie inside the input rows are gathered 4 at
-// a time, across planes when a plane has few rows; the others (top and bottom padding, ceil_mode's
-// last row) go one at a time.
+// a time (4 pairs of short rows), across planes when a plane has few rows; the others (top and
+// bottom padding, ceil_mode's last row) go one at a time.
 template <class A, int S>
 void max_pool2d_planes_avx512(const Pool2dProblem& p, const PoolForwardGeom& g, const typename A::T* x,
                               typename A::T* y, int64_t* idx, int64_t c0, int64_t c1) {
@@ -424,16 +499,32 @@ void max_pool2d_planes_avx512(const Pool2dProblem& p, const PoolForwardGeom& g, 
   const int64_t full_lo = (p.pad_h + p.stride_h - 1) / p.stride_h;
   const int64_t last = p.H - 1 - (p.kernel_h - 1) * p.dilation_h + p.pad_h;  // h0 + pad_h of the last full row
   const int64_t full_hi = std::max(full_lo, last < 0 ? int64_t(0) : std::min(p.P, last / p.stride_h + 1));
-  PoolRowJob<T> batch[U], single;
+  // Rows of at most L/2 outputs (stride 2) go in pairs, one per half vector: 2U rows per batch.
+  constexpr int L = A::L;
+  const bool pairs = A::kPairs && S == 2 && p.Q <= L / 2;
+  const int batch_rows = pairs ? 2 * U : U;
+  PoolRowJob<T> batch[2 * U], single;
   int n = 0;
-  const auto flush = [&] {
-    switch (n) {
-      case 4: max_pool2d_rows_avx512<A, S, 4>(p, g, x, total, batch, 0, p.kernel_h); break;
-      case 3: max_pool2d_rows_avx512<A, S, 3>(p, g, x, total, batch, 0, p.kernel_h); break;
-      case 2: max_pool2d_rows_avx512<A, S, 2>(p, g, x, total, batch, 0, p.kernel_h); break;
-      case 1: max_pool2d_rows_avx512<A, S, 1>(p, g, x, total, batch, 0, p.kernel_h); break;
+  const auto rows = [&](const PoolRowJob<T>* b, int m) {
+    switch (m) {
+      case 4: max_pool2d_rows_avx512<A, S, 4>(p, g, x, total, b, 0, p.kernel_h); break;
+      case 3: max_pool2d_rows_avx512<A, S, 3>(p, g, x, total, b, 0, p.kernel_h); break;
+      case 2: max_pool2d_rows_avx512<A, S, 2>(p, g, x, total, b, 0, p.kernel_h); break;
+      case 1: max_pool2d_rows_avx512<A, S, 1>(p, g, x, total, b, 0, p.kernel_h); break;
       default: break;
     }
+  };
+  const auto flush = [&] {
+    if constexpr (A::kPairs && S == 2) {
+      // The pairs' loads are whole vectors: every one must lie inside the tensor.
+      if (pairs && n == 2 * U && batch[0].base + g.read_lo[0] >= 0 &&
+          batch[n - 1].base + (p.kernel_h - 1) * p.dilation_h * p.W + g.read_hi[0] <= total) {
+        max_pool2d_row_pairs_avx512<A, U>(p, g, x, batch);
+        n = 0;
+        return;
+      }
+    }
+    for (int i = 0; i < n; i += U) rows(batch + i, std::min(U, n - i));
     n = 0;
   };
   for (int64_t c = c0; c < c1; ++c) {
@@ -449,7 +540,7 @@ void max_pool2d_planes_avx512(const Pool2dProblem& p, const PoolForwardGeom& g, 
       job.idx = idx + c * out_plane + oh * p.Q;
       job.oh = oh;
       if (full) {
-        if (++n == U) flush();
+        if (++n == batch_rows) flush();
       } else {
         int64_t kh_lo, kh_hi;
         valid_pool_rows(p, oh, kh_lo, kh_hi);
