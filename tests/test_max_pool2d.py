@@ -180,10 +180,13 @@ def pool_values(shape, kind, dtype, g):
     if kind == "-inf":  # windows of -inf only (their index is their first element's, as torch)
         x = torch.randn(*shape, generator=g, dtype=dtype)
         return x.masked_fill(torch.rand(*shape, generator=g) < 0.8, float("-inf"))
-    if kind == "nan":  # at most one NaN per window (torch keeps the last of several, cnnfast the first)
+    if kind == "nan":  # at most one NaN per window
         x = torch.randn(*shape, generator=g, dtype=dtype)
         x[..., ::4, 1::4] = float("nan")
         return x
+    if kind == "nans":  # several NaNs in most windows: the index is the last NaN's in window order
+        x = torch.randn(*shape, generator=g, dtype=dtype)
+        return x.masked_fill(torch.rand(*shape, generator=g) < 0.5, float("nan"))
     raise ValueError(kind)
 
 
@@ -196,7 +199,7 @@ def run_values_case(case, kind, dtype=torch.float32, fmt="nchw", seed=0):
                 return_indices=True)
     (yo, io), (yt, it) = cnnfast.functional.max_pool2d(xo, **args), F.max_pool2d(xt, **args)
     what = f"max_pool2d {shape} {args} {kind} {dtype} {fmt}"
-    assert torch.equal(yo, yt) or (kind == "nan" and torch.equal(yo.nan_to_num(9.0), yt.nan_to_num(9.0))), what
+    assert torch.equal(yo, yt) or (kind in ("nan", "nans") and torch.equal(yo.nan_to_num(9.0), yt.nan_to_num(9.0))), what
     assert torch.equal(io, it), what
     assert memory_format_of(yo) == memory_format_of(yt), what
     gy = torch.randn(yt.shape, generator=g, dtype=dtype)
@@ -211,7 +214,7 @@ def run_values_case(case, kind, dtype=torch.float32, fmt="nchw", seed=0):
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("kind", ["randn", "ties", "equal", "-inf", "nan"])
+@pytest.mark.parametrize("kind", ["randn", "ties", "equal", "-inf", "nan", "nans"])
 @pytest.mark.parametrize("case", FAST_GRID, ids=[str(i) for i in range(len(FAST_GRID))])
 def test_max_pool2d_simd_paths_match_torch(case, kind, path, monkeypatch):
     monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
@@ -224,6 +227,7 @@ def test_max_pool2d_simd_paths_float64_and_channels_last(case, path, monkeypatch
     monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
     run_values_case(case, "ties", dtype=torch.float64)
     run_values_case(case, "nan", dtype=torch.float64)
+    run_values_case(case, "nans", dtype=torch.float64)
     run_values_case(case, "randn", fmt="channels_last")
 
 

@@ -68,8 +68,9 @@ inline void valid_pool_rows(const Pool2dProblem& p, int64_t oh, int64_t& lo, int
 }
 
 // One output element the plain way, with the rules of the whole file: a NaN wins over any number and
-// the first NaN is kept; ties keep the first maximum in the window's row-major order; padding never
-// wins (every window holds at least one input element: checks.cpp refuses the others).
+// the last NaN in window order is kept (torch's rule, on the CPU and CUDA alike); ties keep the first
+// maximum in the window's row-major order; padding never wins (every window holds at least one input
+// element: checks.cpp refuses the others).
 template <typename T>
 void max_pool2d_one(const Pool2dProblem& p, const T* x, int64_t oh, int64_t ow, T* y, int64_t* idx) {
   T best = 0;
@@ -81,7 +82,7 @@ void max_pool2d_one(const Pool2dProblem& p, const T* x, int64_t oh, int64_t ow, 
       const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dilation_w;
       if (iw < 0 || iw >= p.W) continue;
       const T v = x[ih * p.W + iw];
-      if (arg < 0 || (!(v <= best) && best == best)) {
+      if (arg < 0 || v > best || v != v) {
         best = v;
         arg = ih * p.W + iw;
       }
@@ -114,7 +115,7 @@ void max_pool2d_plane(const Pool2dProblem& p, const T* x, T* y, int64_t* idx, T*
           for (int64_t ow = lo; ow < hi; ++ow) {
             const T v = xr[ow], b = best[ow];
             const I a = arg[ow];
-            const bool take = (a < 0) | (!(v <= b) & (b == b));
+            const bool take = (a < 0) | (v > b) | (v != v);
             best[ow] = take ? v : b;
             arg[ow] = take ? base + static_cast<I>(ow) : a;
           }
@@ -122,7 +123,7 @@ void max_pool2d_plane(const Pool2dProblem& p, const T* x, T* y, int64_t* idx, T*
           for (int64_t ow = lo; ow < hi; ++ow) {
             const T v = xr[ow * s], b = best[ow];
             const I a = arg[ow];
-            const bool take = (a < 0) | (!(v <= b) & (b == b));
+            const bool take = (a < 0) | (v > b) | (v != v);
             best[ow] = take ? v : b;
             arg[ow] = take ? base + static_cast<I>(ow) * s : a;
           }
@@ -265,9 +266,10 @@ struct Avx512F32 {
     return _mm512_permutex2var_ps(a, _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31),
                                   b);
   }
-  static M ordered(V a) { return _mm512_cmp_ps_mask(a, a, _CMP_ORD_Q); }
-  // Lanes of k where !(a <= b): a > b, or either is NaN.
-  static M not_le(M k, V a, V b) { return _mm512_mask_cmp_ps_mask(k, a, b, _CMP_NLE_UQ); }
+  // Lanes of k where tap value a replaces the best b so far: a > b, or a is NaN (torch's rule).
+  static M takes(M k, V a, V b) {
+    return _mm512_mask_cmp_ps_mask(k, a, b, _CMP_GT_OQ) | _mm512_mask_cmp_ps_mask(k, a, a, _CMP_UNORD_Q);
+  }
   static V blend(M k, V a, V b) { return _mm512_mask_mov_ps(a, k, b); }
   static V zero_unless(M k, V a) { return _mm512_maskz_mov_ps(k, a); }
   static I iset1(int32_t a) { return _mm512_set1_epi32(a); }
@@ -316,8 +318,9 @@ struct Avx512F64 {
   static V even(V a, V b) { return _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b); }
   static V zip_lo(V a, V b) { return _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), b); }
   static V zip_hi(V a, V b) { return _mm512_permutex2var_pd(a, _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15), b); }
-  static M ordered(V a) { return _mm512_cmp_pd_mask(a, a, _CMP_ORD_Q); }
-  static M not_le(M k, V a, V b) { return _mm512_mask_cmp_pd_mask(k, a, b, _CMP_NLE_UQ); }
+  static M takes(M k, V a, V b) {
+    return _mm512_mask_cmp_pd_mask(k, a, b, _CMP_GT_OQ) | _mm512_mask_cmp_pd_mask(k, a, a, _CMP_UNORD_Q);
+  }
   static V blend(M k, V a, V b) { return _mm512_mask_mov_pd(a, k, b); }
   static V zero_unless(M k, V a) { return _mm512_maskz_mov_pd(k, a); }
   static I iset1(int32_t a) { return _mm256_set1_epi32(a); }
@@ -345,7 +348,7 @@ struct PoolRowJob {
 // Forward of U output rows (whose windows cover the same kernel rows [kh_lo, kh_hi)), chunk ch of L
 // output columns, window column stride S (1 or 2). The U rows are independent chains, which hides
 // the latency of each tap's compare-and-blend. Per lane: best starts at -inf and arg at a sentinel;
-// a tap is taken where it is valid, best is not NaN and !(v <= best) (v greater, or v NaN): the rule
+// a tap is taken where it is valid and v > best or v is NaN (so the last NaN is kept): the rule
 // of max_pool2d_one with a first tap of -inf never taken. arg holds the tap's offset in the window
 // (tap_offset); the index is completed at the store. Lanes still at the sentinel (every tap -inf)
 // are redone by max_pool2d_one (rare).
@@ -386,7 +389,7 @@ void max_pool2d_rows_avx512(const Pool2dProblem& p, const PoolForwardGeom& g, co
                      : A::loadz(static_cast<M>(t.m0), q);
         else
           v = S == 2 ? A::even(A::load(q), A::load(q + L)) : A::load(q);
-        const M take = A::not_le(static_cast<M>(A::ordered(best[u]) & lanes), v, best[u]);
+        const M take = A::takes(lanes, v, best[u]);
         best[u] = A::blend(take, best[u], v);
         arg[u] = A::iblend(take, arg[u], tap);
       }
@@ -446,7 +449,7 @@ void max_pool2d_row_pairs_avx512(const Pool2dProblem& p, const PoolForwardGeom& 
       const I tap = A::iset1(tap_offset[kw]);
       for (int u = 0; u < U; ++u) {
         const V v = A::even(A::load(xa[u] + t.off), A::load(xb[u] + t.off));
-        const M take = A::not_le(static_cast<M>(A::ordered(best[u]) & lanes), v, best[u]);
+        const M take = A::takes(lanes, v, best[u]);
         best[u] = A::blend(take, best[u], v);
         arg[u] = A::iblend(take, arg[u], tap);
       }
