@@ -2,6 +2,8 @@
 // The arithmetic is in conv2d_gemm.h (im2col/im2row tiles) and gemm.h (one GEMM shape with AVX-512,
 // AVX2 and portable paths, chosen per call by cpu/capability.h); this file checks (csrc/checks.cpp),
 // lays tensors out, splits the work over threads with at::parallel_for and registers the kernels.
+// Float32 3x3 stride-1 layers with enough channels (forward and grad-input) go through Winograd
+// F(2x2, 3x3) instead (winograd.h, winograd.cpp).
 //
 // Layout: the kernels compute on contiguous NCHW; a channels_last or strided tensor is copied in and
 // the result copied out in the memory format torch would give the same call.
@@ -193,95 +195,28 @@ void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, 
   });
 }
 
-// Winograd is opt-in, CNNFAST_CPU_WINOGRAD=1 (read at each call): with its transforms in scalar code it
-// measured slower than the direct path on the reference machine (benchmarks/NOTES.md). When on, it
-// serves 3x3, stride 1, dilation 1 with both channel counts per group at least 32.
-inline bool use_winograd(const Conv2dProblem& p) {
-  const char* env = std::getenv("CNNFAST_CPU_WINOGRAD");
-  if (env == nullptr || std::strcmp(env, "1") != 0) return false;
-  return p.R == 3 && p.S == 3 && p.stride_h == 1 && p.stride_w == 1 && p.dilation_h == 1 && p.dilation_w == 1 &&
-         p.C_per_group() >= 32 && p.K_per_group() >= 32 && p.P >= 2 && p.Q >= 2;
-}
+// Winograd F(2x2, 3x3) (winograd.h) serves float32 3x3 convolutions with stride 1 and dilation 1 when
+// both channel counts per group are large enough for its transforms to pay (benchmarks/NOTES.md) and
+// the CPU has the AVX-512 transforms. CNNFAST_CPU_WINOGRAD (read at each call) overrides the rule:
+// 0 never, 1 whenever it applies (any capability, any channel count).
+constexpr int64_t kWinogradMinChannels = 32;
 
-// Winograd F(2x2, 3x3) forward (winograd.h). Work items are (group, block of 64 tiles); each
-// transforms its tiles' inputs into V[16][Cg][64], runs the 16 GEMMs M[xi] = U[xi] V[xi] (Kg x Cg x
-// tiles) and transforms M into its outputs (bias and ReLU applied there). Each output element is
-// computed by one item in one fixed order, whatever the thread count.
-template <typename T>
-void forward_winograd(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu, Capability cap) {
-  const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), PQ = p.P * p.Q;
-  const int64_t TH = (p.P + 1) / 2, TW = (p.Q + 1) / 2, TT = TH * TW;
-  // Padded input with room for the last tiles' 4x4 windows: rows/cols up to 2 * TH + 2.
-  const int64_t Hp = 2 * TH + 2, Wp = 2 * TW + 2, plane = Hp * Wp;
-  std::vector<T> xp(p.N * p.C * plane, T(0));
-  at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t nc = begin; nc < end; ++nc) {
-      const T* src = x + nc * p.H * p.W;
-      T* dst = xp.data() + nc * plane;
-      for (int64_t h = 0; h < p.H; ++h) {
-        const int64_t hp = h + p.pad_h;
-        if (hp >= Hp) break;
-        const int64_t w0 = std::max<int64_t>(0, -p.pad_w), w1 = std::min<int64_t>(p.W, Wp - p.pad_w);
-        for (int64_t ww = w0; ww < w1; ++ww) dst[hp * Wp + ww + p.pad_w] = src[h * p.W + ww];
-      }
-    }
-  });
-  // U[g][xi][k][c]
-  std::vector<T> u(16 * p.K * Cg);
-  at::parallel_for(0, p.K, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t gk = begin; gk < end; ++gk) {
-      const int64_t g = gk / Kg, k = gk % Kg;
-      for (int64_t c = 0; c < Cg; ++c)
-        winograd_filter(w + (gk * Cg + c) * 9, u.data() + ((g * 16) * Kg + k) * Cg + c, Kg * Cg);
-    }
-  });
-  // Tiles are numbered over (sample, tile row, tile column), so a block of 64 spans samples.
-  constexpr int64_t kNt = 64;
-  const int64_t all = p.N * TT, blocks = (all + kNt - 1) / kNt;
-  at::parallel_for(0, G * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> v(16 * Cg * kNt), m(16 * Kg * kNt);
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t blk = item % blocks, g = item / blocks;
-      const int64_t t0 = blk * kNt, nt = std::min(kNt, all - t0);
-      for (int64_t t = t0; t < t0 + nt;) {
-        const int64_t n = t / TT, tt = t % TT, th = tt / TW, tw = tt % TW;
-        const int64_t run = std::min(t0 + nt - t, TW - tw);
-        const T* src = xp.data() + (n * p.C + g * Cg) * plane + 2 * th * Wp + 2 * tw;
-        for (int64_t c = 0; c < Cg; ++c)
-          winograd_input_row(src + c * plane, Wp, run, v.data() + c * kNt + (t - t0), Cg * kNt);
-        t += run;
-      }
-      for (int64_t xi = 0; xi < 16; ++xi) {
-        GemmArgs<T> a;
-        a.M = Kg, a.N = nt, a.K = Cg;
-        a.a = u.data() + (g * 16 + xi) * Kg * Cg, a.a_rs = Cg, a.a_ks = 1;
-        a.b = v.data() + xi * Cg * kNt, a.ldb = kNt;
-        a.c = m.data() + xi * Kg * kNt, a.ldc = kNt;
-        gemm(cap, a);
-      }
-      for (int64_t k = 0; k < Kg; ++k) {
-        const T bias = b ? b[g * Kg + k] : T(0);
-        for (int64_t t = t0; t < t0 + nt; ++t) {
-          const int64_t n = t / TT, tt = t % TT, oh = 2 * (tt / TW), ow = 2 * (tt % TW);
-          T* yk = y + (n * p.K + g * Kg + k) * PQ;
-          T out[2][2];
-          winograd_output(m.data() + k * kNt + (t - t0), Kg * kNt, out);
-          for (int i = 0; i < 2 && oh + i < p.P; ++i)
-            for (int j = 0; j < 2 && ow + j < p.Q; ++j) {
-              const T val = out[i][j] + bias;
-              yk[(oh + i) * p.Q + ow + j] = relu ? relu_value(val) : val;
-            }
-        }
-      }
-    }
-  });
+inline bool use_winograd(const Conv2dProblem& p, Capability cap) {
+  if (!winograd_applies(p)) return false;
+  const char* env = std::getenv("CNNFAST_CPU_WINOGRAD");
+  if (env != nullptr && std::strcmp(env, "0") == 0) return false;
+  if (env != nullptr && std::strcmp(env, "1") == 0) return true;
+  return cap == Capability::kAvx512 && p.C_per_group() >= kWinogradMinChannels &&
+         p.K_per_group() >= kWinogradMinChannels;
 }
 
 template <typename T>
 void forward_impl(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu, Capability cap) {
-  if (use_winograd(p)) {
-    forward_winograd(p, x, w, b, y, relu, cap);
-    return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_winograd(p, cap)) {
+      winograd_forward(p, x, WinoWeight{w, false}, b, y, relu, cap);
+      return;
+    }
   }
   const bool pointwise = p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
   if (!pointwise) {
@@ -324,6 +259,16 @@ void grad_input_impl(const Conv2dProblem& p, const T* dy, const T* w, T* dx, Cap
   const int64_t PQ = p.P * p.Q, tiles = (PQ + kTile - 1) / kTile, G = p.groups;
   const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
   if (grad_input_as_forward(p)) {
+    Conv2dProblem q = p;
+    q.C = p.K, q.H = p.P, q.W = p.Q, q.K = p.C, q.P = p.H, q.Q = p.W;
+    q.pad_h = p.dilation_h * (p.R - 1) - p.pad_h, q.pad_w = p.dilation_w * (p.S - 1) - p.pad_w;
+    if constexpr (std::is_same_v<T, float>) {
+      // Winograd reads the forward weight in place (winograd.h's WinoWeight).
+      if (use_winograd(q, cap)) {
+        winograd_forward(q, dy, WinoWeight{w, true}, nullptr, dx, false, cap);
+        return;
+      }
+    }
     Buffer<T> wt(p.weight_numel());
     const int64_t RS = p.R * p.S;
     // wt[g, c, k, RS - 1 - rs] = w[g, k, c, rs], in blocks of 16 output channels k: for each c the block
@@ -344,9 +289,6 @@ void grad_input_impl(const Conv2dProblem& p, const T* dy, const T* w, T* dx, Cap
         }
       }
     });
-    Conv2dProblem q = p;
-    q.C = p.K, q.H = p.P, q.W = p.Q, q.K = p.C, q.P = p.H, q.Q = p.W;
-    q.pad_h = p.dilation_h * (p.R - 1) - p.pad_h, q.pad_w = p.dilation_w * (p.S - 1) - p.pad_w;
     forward_impl<T>(q, dy, wt.data(), nullptr, dx, false, cap);
     return;
   }

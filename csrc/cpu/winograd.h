@@ -1,72 +1,92 @@
-// Winograd F(2x2, 3x3) for 3x3 convolutions with stride 1 and dilation 1 (framework-free transforms;
-// the 16 GEMMs go through gemm.h). Per 4x4 input tile d and 3x3 filter g:
-//   U = G g G^T,  V = B^T d B,  M = sum_c U (.) V  (16 GEMMs over channels),  Y = A^T M A (2x2 outputs)
+// Winograd F(2x2, 3x3) for 3x3 convolutions with stride 1 and dilation 1, float32 (framework-free
+// declarations; the driver is winograd.cpp, the transforms winograd_simd.inc compiled per ISA).
+//
+// Per 4x4 input tile d (2x2 outputs) and 3x3 filter g:
+//   U = G g G^T,  V = B^T d B,  M[xi] = sum_c U[xi] V[xi]  (16 GEMMs over channels),  Y = A^T M A
 // with  B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
-//       A^T = [1 1 1 0; 0 1 -1 -1].
-// 16 multiplies per 4 outputs and channel instead of 36: 2.25x fewer, at the price of the transforms
-// (which only pay when both channel counts are large enough) and of a larger rounding error than the
-// direct sum (the tests hold it to the project's tolerance against float64).
+//       A^T = [1 1 1 0; 0 1 -1 -1],  xi = 4 * row + column of the 4x4 transformed tile.
+// 16 multiplies per 4 outputs and channel pair instead of 36 (2.25x fewer), plus the transforms, and
+// a larger rounding error than the direct sum (still far inside the project's tolerance: NOTES.md).
+//
+// Tiles are numbered t = (n * TH + th) * TW + tw over the whole batch (TH x TW tiles per image) and
+// handled 16 at a time ("groups" of 16 lanes, one zmm): the transforms work on 16 tiles at once, and
+// the GEMMs see tiles as columns. So that a lane's input is a plain (masked) vector load, the padded
+// input is first split by the parity of its row and column (the "phase" planes, as the direct path's
+// stride-2 layout): element (i, j) of tile (th, tw) is phase (i % 2, j % 2) at row th + i / 2, column
+// tw + j / 2, i.e. consecutive tiles of one tile row are consecutive floats. A group of 16 tiles is
+// cut into segments, the runs of its lanes that lie on one tile row; each segment is one masked load
+// per tile element on input, and one masked store per output row on output.
 #pragma once
 
 #include <cstdint>
+#include <vector>
+
+#include "cpu/capability.h"
+#include "problem.h"
 
 namespace cnnfast::cpu {
 
-// u[xi * ustride] for xi < 16 from the 3x3 filter g (row-major).
-template <typename T>
-inline void winograd_filter(const T* g, T* u, int64_t ustride) {
-  T t[4][3];
-  for (int j = 0; j < 3; ++j) {
-    t[0][j] = g[j];
-    t[1][j] = T(0.5) * (g[j] + g[3 + j] + g[6 + j]);
-    t[2][j] = T(0.5) * (g[j] - g[3 + j] + g[6 + j]);
-    t[3][j] = g[6 + j];
-  }
-  for (int i = 0; i < 4; ++i) {
-    u[(i * 4 + 0) * ustride] = t[i][0];
-    u[(i * 4 + 1) * ustride] = T(0.5) * (t[i][0] + t[i][1] + t[i][2]);
-    u[(i * 4 + 2) * ustride] = T(0.5) * (t[i][0] - t[i][1] + t[i][2]);
-    u[(i * 4 + 3) * ustride] = t[i][2];
-  }
+constexpr int64_t kWinoLanes = 16;  // tiles per group
+
+// A run of a group's lanes on one tile row (one image).
+struct WinoSegment {
+  int32_t lane0 = 0, lane1 = 0;  // lanes [lane0, lane1)
+  int64_t xoff = 0;              // phase-plane offset of lane0's tile: n * C * plane + th * Wh + tw
+  int64_t yoff = 0;              // output offset of its first element: n * K * PQ + 2 * th * Q + 2 * tw
+  uint32_t out_lo = 0, out_hi = 0;  // store masks of an output row (2 floats per lane, 32 in all)
+  bool row1 = false;             // the tile's second output row exists (2 * th + 1 < P)
+};
+
+struct WinoLayout {
+  int64_t N = 0, C = 0, K = 0, P = 0, Q = 0, PQ = 0;
+  int64_t TH = 0, TW = 0, T = 0, groups = 0;  // tiles per column / row of an image, in all, groups of 16
+  int64_t Hh = 0, Wh = 0, phase = 0, plane = 0;  // phase planes Hh x Wh (= phase), 4 per channel (= plane)
+  std::vector<int32_t> first;  // segments of group q: segs[first[q] .. first[q + 1])
+  std::vector<WinoSegment> segs;
+};
+
+WinoLayout winograd_layout(const Conv2dProblem& p);
+
+// The transforms of one ISA (float32).
+struct WinoKernels {
+  // The 4 phase planes of one channel plane x (H x W) of the input padded by (pad_h, pad_w).
+  void (*split)(const WinoLayout& l, const float* x, int64_t H, int64_t W, int64_t pad_h, int64_t pad_w, float* dst);
+  // V for channels c < nc and groups [q0, q1): v[xi * v_xi + c * v_c + (q - q0) * 16 + lane] from the
+  // phase planes xs (channel c at xs + c * plane, segment offsets added). Lanes past the last tile: 0.
+  void (*input)(const WinoLayout& l, const float* xs, int64_t nc, int64_t q0, int64_t q1, float* v, int64_t v_xi,
+                int64_t v_c);
+  // Outputs of channels k < nk for groups [q0, q1) from m[xi * m_xi + k * m_k + (q - q0) * 16 + lane],
+  // plus bias[k] (when not null), ReLU'd when relu; y points at channel 0 of image 0 (k at y + k * PQ).
+  void (*output)(const WinoLayout& l, const float* m, int64_t m_xi, int64_t m_k, int64_t nk, int64_t q0, int64_t q1,
+                 const float* bias, bool relu, float* y);
+  // U of the filters (a, b) at w + a * ld + b * 9 (9 taps each, row-major) for a < rows and b < cols:
+  // u[xi * u_xi + a * u_row + b].
+  void (*filter)(const float* w, int64_t ld, int64_t rows, int64_t cols, float* u, int64_t u_xi, int64_t u_row);
+};
+
+const WinoKernels& winograd_kernels_avx512();
+const WinoKernels& winograd_kernels_portable();
+
+// The 3x3 filters: a weight [groups, A, B, 3, 3] (contiguous). Not transposed: A is the problem's
+// output channels per group, B its input channels (a forward convolution). Transposed: the problem's
+// filter (c, k) is filter (k, c) of the weight, rotated by 180 degrees (grad-input of a stride-1
+// convolution as a forward one); U is then computed on the weight as stored and read transposed, and
+// the rotation is a permutation of the transformed filter (winograd.cpp's rotated()).
+struct WinoWeight {
+  const float* w = nullptr;
+  bool transposed = false;
+};
+
+// True when F(2x2, 3x3) can compute p at all (3x3, stride 1, dilation 1); the choice to use it is
+// conv2d_kernel.cpp's.
+inline bool winograd_applies(const Conv2dProblem& p) {
+  return p.R == 3 && p.S == 3 && p.stride_h == 1 && p.stride_w == 1 && p.dilation_h == 1 && p.dilation_w == 1 &&
+         p.P > 0 && p.Q > 0;
 }
 
-// v[xi * vstride + j] = (B^T d B)[xi] for n tiles j in a row of tiles: tile j's 4x4 window starts at
-// src + 2 * j, rows ld apart.
-template <typename T>
-inline void winograd_input_row(const T* src, int64_t ld, int64_t n, T* v, int64_t vstride) {
-  for (int64_t j = 0; j < n; ++j) {
-    const T* d = src + 2 * j;
-    T t[4][4];
-    for (int c = 0; c < 4; ++c) {
-      const T d0 = d[c], d1 = d[ld + c], d2 = d[2 * ld + c], d3 = d[3 * ld + c];
-      t[0][c] = d0 - d2;
-      t[1][c] = d1 + d2;
-      t[2][c] = d2 - d1;
-      t[3][c] = d1 - d3;
-    }
-    for (int i = 0; i < 4; ++i) {
-      v[(i * 4 + 0) * vstride + j] = t[i][0] - t[i][2];
-      v[(i * 4 + 1) * vstride + j] = t[i][1] + t[i][2];
-      v[(i * 4 + 2) * vstride + j] = t[i][2] - t[i][1];
-      v[(i * 4 + 3) * vstride + j] = t[i][1] - t[i][3];
-    }
-  }
-}
-
-// The 2x2 outputs y = A^T m A of one tile from m[xi * mstride], xi < 16.
-template <typename T>
-inline void winograd_output(const T* m, int64_t mstride, T y[2][2]) {
-  T t[2][4];
-  for (int c = 0; c < 4; ++c) {
-    const T m0 = m[(0 * 4 + c) * mstride], m1 = m[(1 * 4 + c) * mstride];
-    const T m2 = m[(2 * 4 + c) * mstride], m3 = m[(3 * 4 + c) * mstride];
-    t[0][c] = m0 + m1 + m2;
-    t[1][c] = m1 - m2 - m3;
-  }
-  for (int i = 0; i < 2; ++i) {
-    y[i][0] = t[i][0] + t[i][1] + t[i][2];
-    y[i][1] = t[i][1] - t[i][2] - t[i][3];
-  }
-}
+// y = relu?(conv(x, w) + b) for p (winograd_applies(p)), NCHW contiguous, bit-identical for any thread
+// count.
+void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& w, const float* b, float* y,
+                      bool relu, Capability cap);
 
 }  // namespace cnnfast::cpu

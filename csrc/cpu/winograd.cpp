@@ -1,0 +1,222 @@
+// Winograd F(2x2, 3x3) forward convolution (winograd.h): lays out the tiles, splits the work over
+// threads with at::parallel_for and runs the 16 GEMMs of each block through gemm.h.
+//
+// Two orders, chosen from the problem's sizes (both give the same bits):
+//   tile-major (more tiles than output channels per group, the large-image layers): U for every
+//     filter once, then items (group, block of 64 tiles[, block of output channels]) transform their
+//     tiles' inputs into V (in L2), run the 16 GEMMs M[xi] = U[xi] V[xi] a block of output channels at
+//     a time and transform M into the outputs (bias and ReLU applied there);
+//   channel-major (few tiles, many channels: the 7x7 and 14x14 layers at small batch): V for every tile
+//     once, then items (group, block of output channels) transform their own filters into U (in L2,
+//     so the 16/9 x larger U of all filters is never written out) and run every tile block against it.
+// Every output element is one GEMM column's sum over channels in a fixed order and one output
+// transform, whichever item computes it: the result is bit-identical for any thread count.
+#include "cpu/winograd.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <new>
+
+#include "cpu/gemm.h"
+
+namespace cnnfast::cpu {
+namespace {
+
+// A float buffer aligned to a cache line, left uninitialized (every use fills it first).
+struct AlignedFloats {
+  float* p = nullptr;
+  explicit AlignedFloats(int64_t n) : p(static_cast<float*>(::operator new[](n * sizeof(float), std::align_val_t(64)))) {}
+  ~AlignedFloats() { ::operator delete[](p, std::align_val_t(64)); }
+  AlignedFloats(const AlignedFloats&) = delete;
+  AlignedFloats& operator=(const AlignedFloats&) = delete;
+};
+
+constexpr int64_t kBlockGroups = 4;                         // groups of 16 tiles per GEMM column block
+constexpr int64_t kBlockTiles = kBlockGroups * kWinoLanes;  // 64: the GEMM's register-block width
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(std::max<int64_t>(a, 1), b) * b; }
+
+// n rows cut into `parts` contiguous chunks of whole units (the last unit may be partial), the chunks'
+// unit counts differing by at most one.
+struct Chunks {
+  int64_t n, unit, units, parts, max_len;
+  Chunks(int64_t n_, int64_t unit_, int64_t parts_)
+      : n(n_), unit(unit_), units(ceil_div(n_, unit_)), parts(parts_), max_len(ceil_div(units, parts_) * unit_) {}
+  int64_t begin(int64_t i) const { return std::min(n, i * units / parts * unit); }
+  int64_t end(int64_t i) const { return std::min(n, (i + 1) * units / parts * unit); }
+};
+
+// The stride between the 16 matrices of U, V or M: n floats rounded up to a cache line, plus one line,
+// so that the 16 accesses of one transform (one per xi) fall in different cache sets (a power-of-two
+// stride such as 64 x 64 floats would put all 16 in one set of L1 and alias in the store buffer).
+int64_t xi_stride(int64_t n) { return (n + 15) / 16 * 16 + 16; }
+
+// The A operand of the 16 GEMMs: U[xi] at u + xi * u_xi (or, for the rotated filters, U[rotated(xi)]),
+// element (row i, reduction kk) at i * rs + kk * ks.
+struct UView {
+  const float* u;
+  int64_t u_xi, rs, ks;
+  bool reversed;
+};
+
+// U of a filter rotated by 180 degrees: G J = P G, with J reversing 3 entries and P swapping entries
+// 0 and 3 of 4 (G's middle rows are symmetric), so the rotated filter's U at (i, j) is U at
+// (P i, P j).
+inline int64_t rotated(int64_t xi) {
+  constexpr int64_t swap03[4] = {3, 1, 2, 0};
+  return swap03[xi / 4] * 4 + swap03[xi % 4];
+}
+
+// M[xi] = U[xi] V[xi] for xi < 16 (kn rows, ncol columns, reduction red; M's rows 64 floats apart).
+void gemm16(Capability cap, int64_t kn, int64_t ncol, int64_t red, const UView& u, const float* v, int64_t v_xi,
+            int64_t ldv, float* m, int64_t m_xi) {
+  for (int64_t xi = 0; xi < 16; ++xi) {
+    GemmArgs<float> a;
+    a.M = kn, a.N = ncol, a.K = red;
+    a.a = u.u + (u.reversed ? rotated(xi) : xi) * u.u_xi, a.a_rs = u.rs, a.a_ks = u.ks;
+    a.b = v + xi * v_xi, a.ldb = ldv;
+    a.c = m + xi * m_xi, a.ldc = kBlockTiles;
+    gemm(cap, a);
+  }
+}
+
+}  // namespace
+
+WinoLayout winograd_layout(const Conv2dProblem& p) {
+  WinoLayout l;
+  l.N = p.N, l.C = p.C, l.K = p.K, l.P = p.P, l.Q = p.Q, l.PQ = p.P * p.Q;
+  l.TH = (p.P + 1) / 2, l.TW = (p.Q + 1) / 2, l.T = p.N * l.TH * l.TW;
+  l.groups = ceil_div(l.T, kWinoLanes);
+  l.Hh = l.TH + 1, l.Wh = l.TW + 1, l.phase = l.Hh * l.Wh, l.plane = 4 * l.phase;
+  l.first.resize(l.groups + 1);
+  const int64_t per_image = l.TH * l.TW;
+  for (int64_t q = 0; q < l.groups; ++q) {
+    l.first[q] = static_cast<int32_t>(l.segs.size());
+    int64_t t = q * kWinoLanes;
+    for (int64_t lane = 0; lane < kWinoLanes && t < l.T;) {
+      const int64_t n = t / per_image, th = (t % per_image) / l.TW, tw = t % l.TW;
+      const int64_t run = std::min({kWinoLanes - lane, l.TW - tw, l.T - t});
+      WinoSegment s;
+      s.lane0 = static_cast<int32_t>(lane), s.lane1 = static_cast<int32_t>(lane + run);
+      s.xoff = n * p.C * l.plane + th * l.Wh + tw;
+      s.yoff = n * p.K * l.PQ + 2 * th * p.Q + 2 * tw;
+      const int64_t count = std::min(2 * run, p.Q - 2 * tw);  // output columns (the last may be odd)
+      const uint64_t bits = ((uint64_t(1) << count) - 1) << (2 * lane);
+      s.out_lo = static_cast<uint32_t>(bits & 0xFFFF), s.out_hi = static_cast<uint32_t>((bits >> 16) & 0xFFFF);
+      s.row1 = 2 * th + 1 < p.P;
+      l.segs.push_back(s);
+      lane += run, t += run;
+    }
+  }
+  l.first[l.groups] = static_cast<int32_t>(l.segs.size());
+  return l;
+}
+
+void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& w, const float* b, float* y,
+                      bool relu, Capability cap) {
+  const WinoKernels& kern = cap == Capability::kAvx512 ? winograd_kernels_avx512() : winograd_kernels_portable();
+  const WinoLayout l = winograd_layout(p);
+  const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), PQ = l.PQ;
+  const int64_t threads = at::get_num_threads();
+  // The weight as stored: [G][A][B][3][3]; U is computed on it as stored, [xi][a][b].
+  const bool tr = w.transposed;
+  const int64_t A = tr ? Cg : Kg, B = tr ? Kg : Cg, ld = B * 9;
+
+  // The phase planes, with 16 floats of slack on both sides (a masked load's base may sit up to 15
+  // lanes before its first loaded element).
+  AlignedFloats xs_buf(p.N * p.C * l.plane + 2 * kWinoLanes);
+  float* xs = xs_buf.p + kWinoLanes;
+  at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc)
+      kern.split(l, x + nc * p.H * p.W, p.H, p.W, p.pad_h, p.pad_w, xs + nc * l.plane);
+  });
+
+  const int64_t Tpad = l.groups * kWinoLanes;
+  if (Tpad > Kg) {
+    // Tile-major. U[g][xi][a][b] for all filters.
+    const int64_t u_xi = xi_stride(A * B);
+    AlignedFloats u(G * 16 * u_xi);
+    at::parallel_for(0, G * A, 8, [&](int64_t begin, int64_t end) {
+      for (int64_t ga = begin; ga < end; ++ga) {
+        const int64_t g = ga / A, a = ga % A;
+        kern.filter(w.w + (g * A + a) * ld, ld, 1, B, u.p + g * 16 * u_xi + a * B, u_xi, B);
+      }
+    });
+    // Tile blocks of at most kBlockGroups groups, as many as a multiple of the thread count (equal
+    // work per thread); when there are still too few items, output channels are cut into chunks too
+    // (each chunk transforms its block's input again).
+    const int64_t blocks = std::min(l.groups, round_up(ceil_div(l.groups, kBlockGroups), threads));
+    int64_t kchunks = 1;
+    if (G * blocks < 2 * threads) kchunks = std::min(ceil_div(2 * threads, G * blocks), ceil_div(Kg, 24));
+    const Chunks kc_rows(Kg, 6, kchunks);
+    // Output channels per GEMM pass: M (16 x kb x 64 floats) stays in L2.
+    const int64_t kb = std::min(Kg <= 96 ? Kg : int64_t(48), kc_rows.max_len);
+    const int64_t v_xi = xi_stride(Cg * kBlockTiles), m_xi = xi_stride(kb * kBlockTiles);
+    at::parallel_for(0, G * blocks * kchunks, 1, [&](int64_t begin, int64_t end) {
+      AlignedFloats v(16 * v_xi), m(16 * m_xi);
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t kc = item % kchunks, blk = (item / kchunks) % blocks, g = item / (kchunks * blocks);
+        const int64_t q0 = blk * l.groups / blocks, q1 = (blk + 1) * l.groups / blocks;
+        const int64_t ncol = (q1 - q0) * kWinoLanes;
+        const int64_t k_begin = kc_rows.begin(kc), k_end = kc_rows.end(kc);
+        if (k_begin >= k_end) continue;
+        kern.input(l, xs + g * Cg * l.plane, Cg, q0, q1, v.p, v_xi, kBlockTiles);
+        for (int64_t k0 = k_begin; k0 < k_end; k0 += kb) {
+          const int64_t kn = std::min(kb, k_end - k0);
+          const float* ug = u.p + g * 16 * u_xi;
+          const UView uv = tr ? UView{ug + k0, u_xi, 1, B, true} : UView{ug + k0 * B, u_xi, B, 1, false};
+          gemm16(cap, kn, ncol, Cg, uv, v.p, v_xi, kBlockTiles, m.p, m_xi);
+          kern.output(l, m.p, m_xi, kBlockTiles, kn, q0, q1, b ? b + g * Kg + k0 : nullptr, relu,
+                      y + (g * Kg + k0) * PQ);
+        }
+      }
+    });
+    return;
+  }
+
+  // Channel-major. V[xi][c][t] for all channels and tiles.
+  const int64_t blocks = ceil_div(l.groups, kBlockGroups);
+  const int64_t v_xi = xi_stride(p.C * Tpad);
+  AlignedFloats v(16 * v_xi);
+  at::parallel_for(0, p.C * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t c = item / blocks, q0 = (item % blocks) * kBlockGroups, q1 = std::min(l.groups, q0 + kBlockGroups);
+      kern.input(l, xs + c * l.plane, 1, q0, q1, v.p + c * Tpad + q0 * kWinoLanes, v_xi, Tpad);
+    }
+  });
+  // Chunks of output channels, one per item: each chunk's U (16 x rows x Cg floats) at most about
+  // 1 MB, at least two chunks per thread and a multiple of the thread count, in units of the GEMM's
+  // 6-row register block (of 16 when transposed: the filter transform's vectors run along them).
+  const int64_t unit = tr ? 16 : 6, units = ceil_div(Kg, unit);
+  const int64_t rows_max = std::max<int64_t>(unit, (int64_t(1) << 20) / (64 * Cg));
+  const int64_t kchunks = std::min(units, round_up(std::max(ceil_div(Kg, rows_max), 2 * threads), threads));
+  const Chunks kc_rows(Kg, unit, kchunks);
+  const int64_t kb = kc_rows.max_len;
+  const int64_t u_xi = xi_stride(kb * Cg), m_xi = xi_stride(kb * kBlockTiles);  // Cg: the reduction (A or B)
+  at::parallel_for(0, G * kchunks, 1, [&](int64_t begin, int64_t end) {
+    AlignedFloats u(16 * u_xi), m(16 * m_xi);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t kc = item % kchunks, g = item / kchunks;
+      const int64_t k0 = kc_rows.begin(kc), kn = kc_rows.end(kc) - k0;
+      if (kn <= 0) continue;
+      // This item's filters: rows [k0, k0 + kn) of the weight, or columns when transposed.
+      const float* wg = w.w + g * A * ld;
+      if (tr) {
+        kern.filter(wg + k0 * 9, ld, A, kn, u.p, u_xi, kb);
+      } else {
+        kern.filter(wg + k0 * ld, ld, kn, B, u.p, u_xi, B);
+      }
+      const UView uv = tr ? UView{u.p, u_xi, 1, kb, true} : UView{u.p, u_xi, B, 1, false};
+      for (int64_t blk = 0; blk < blocks; ++blk) {
+        const int64_t q0 = blk * kBlockGroups, q1 = std::min(l.groups, q0 + kBlockGroups);
+        gemm16(cap, kn, (q1 - q0) * kWinoLanes, Cg, uv, v.p + g * Cg * Tpad + q0 * kWinoLanes, v_xi, Tpad, m.p, m_xi);
+        kern.output(l, m.p, m_xi, kBlockTiles, kn, q0, q1, b ? b + g * Kg + k0 : nullptr, relu,
+                    y + (g * Kg + k0) * PQ);
+      }
+    }
+  });
+}
+
+}  // namespace cnnfast::cpu

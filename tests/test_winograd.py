@@ -1,0 +1,138 @@
+"""The CPU Winograd F(2x2, 3x3) convolution (csrc/cpu/winograd.*): forward, the fused ReLU and the stride-1
+grad-input (a forward convolution of dy) through it, against torch with the project's one tolerance
+rule (tests/reference.py), on every SIMD path, in both of its work orders (tile-major and
+channel-major), bit-identical for any thread count; and the rule that chooses it, with
+CNNFAST_CPU_WINOGRAD=0/1 forcing it off/on (read at each call)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnfast
+from test_conv2d import conv, run_conv_case
+from test_conv2d_relu import fused, reference
+from test_cpu_capability import BEST, PATHS
+
+# (n, c, h, w, k, padding, groups). Tiles are 2x2 outputs numbered over the batch and handled 16 at a
+# time, so the shapes put tile rows, images and the batch's end at every place of a 16-lane group.
+CASES = [
+    (2, 32, 8, 8, 32, 1, 1),       # 16 tiles per image: groups line up with images
+    (3, 40, 7, 9, 33, 1, 1),       # odd output both ways (half tiles), odd channel counts
+    (1, 64, 14, 14, 64, 0, 1),     # no padding, batch 1
+    (2, 33, 13, 11, 35, 2, 1),     # padding 2, tiles crossing image edges
+    (3, 32, 57, 31, 40, 1, 1),     # long tile rows (29 tiles), many groups
+    (2, 32, 3, 2, 32, 1, 1),       # 2x1 output: one tile per image
+    (2, 64, 6, 6, 64, 1, 2),       # groups of 32
+    (1, 33, 6, 6, 40, 1, 1),       # channel-major (fewer tiles than output channels)
+    (1, 40, 6, 6, 33, 1, 1),       # channel-major, its grad-input tile-major
+    (2, 64, 4, 4, 128, 1, 2),      # channel-major with groups
+    (1, 100, 5, 5, 70, 1, 1),      # channel-major, column tails of the filter transform
+    (2, 16, 5, 5, 70, 1, 1),       # few input channels
+]
+
+
+@pytest.fixture
+def winograd(monkeypatch):
+    monkeypatch.setenv("CNNFAST_CPU_WINOGRAD", "1")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(c) for c in CASES])
+@pytest.mark.parametrize("path", PATHS)
+def test_winograd_matches_torch(monkeypatch, winograd, path, case):
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    n, c, h, w, k, padding, groups = case
+    run_conv_case(conv, F.conv2d, n, c, h, w, k, 3, 1, padding, 1, groups)
+    run_conv_case(conv, F.conv2d, n, c, h, w, k, 3, 1, padding, 1, groups, bias=False, seed=2)
+    run_conv_case(fused, reference, n, c, h, w, k, 3, 1, padding, 1, groups, seed=1)
+
+
+def test_winograd_channels_last_and_strided(winograd):
+    run_conv_case(conv, F.conv2d, 2, 32, 9, 7, 40, 3, 1, 1, 1, 1, fmt="channels_last")
+    run_conv_case(fused, reference, 2, 32, 9, 7, 40, 3, 1, 1, 1, 1, fmt="strided")
+
+
+# The stride-1 3x3 layers of the bench suites (ResNet-18 at batch 2, the CIFAR ResNet at batch 16), with
+# the bench's own inputs (weights scaled by 1/sqrt(fan-in)) and check: forward and every gradient.
+BENCH_LAYERS = [
+    (2, 64, 56, 64), (2, 128, 28, 128), (2, 256, 14, 256), (2, 512, 7, 512),
+    (16, 16, 32, 16), (16, 32, 16, 32), (16, 64, 8, 64),
+]
+
+
+@pytest.mark.parametrize("layer", BENCH_LAYERS, ids=["x".join(map(str, s)) for s in BENCH_LAYERS])
+@pytest.mark.parametrize("op", ["conv2d", "conv2d_relu"])
+def test_winograd_passes_the_bench_check_on_the_bench_layers(winograd, layer, op):
+    from cnnfast.bench import runner
+    from cnnfast.bench.suites import Case
+
+    n, c, h, k = layer
+    params = dict(input=[n, c, h, h], weight=[k, c, 3, 3], bias=True, output=[n, k, h, h], stride=[1, 1],
+                  padding=[1, 1], dilation=[1, 1], groups=1)
+    case = Case("resnet18", op, tuple(sorted(params.items())))
+    impl, ref = runner.cnnfast_impl(), runner.reference_impl()
+    result = runner.check(runner.Prepared(case, "fwdbwd", torch.float32, "nchw", "cpu"), impl, ref)
+    assert result["passed"], result["message"]
+
+
+def _forward_and_grad_input(x, w, b, gy):
+    x = x.clone().requires_grad_()
+    y = cnnfast.functional.conv2d_relu(x, w, b, padding=1)
+    return [y, torch.autograd.grad(y, x, gy)[0]]
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 9, 11, 40), (2, 48, 5, 5, 96), (1, 64, 3, 3, 40)])
+@pytest.mark.parametrize("path", PATHS)
+def test_winograd_bit_identical_for_any_thread_count(monkeypatch, winograd, path, shape):
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    n, c, h, w_, k = shape
+    g = torch.Generator().manual_seed(7)
+    x, w = torch.randn(n, c, h, w_, generator=g), torch.randn(k, c, 3, 3, generator=g)
+    b, gy = torch.randn(k, generator=g), torch.randn(n, k, h, w_, generator=g)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = _forward_and_grad_input(x, w, b, gy)
+        for threads in (2, 3, 4):
+            torch.set_num_threads(threads)
+            assert all(torch.equal(a, b_) for a, b_ in zip(serial, _forward_and_grad_input(x, w, b, gy)))
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_winograd_is_chosen_by_the_rule_and_forced_by_the_variable(monkeypatch):
+    g = torch.Generator().manual_seed(5)
+
+    def run(c, k, setting):
+        if setting is None:
+            monkeypatch.delenv("CNNFAST_CPU_WINOGRAD", raising=False)
+        else:
+            monkeypatch.setenv("CNNFAST_CPU_WINOGRAD", setting)
+        return cnnfast.functional.conv2d(x[:, :c], w[:k, :c], padding=1)
+
+    x = torch.randn(3, 64, 9, 9, generator=g)
+    w = torch.randn(64, 64, 3, 3, generator=g)
+    on, off = run(64, 64, "1"), run(64, 64, "0")
+    assert not torch.equal(on, off)  # a different (transformed) sum: the path was taken
+    torch.testing.assert_close(on, off, rtol=1e-4, atol=1e-4)
+    # The rule: 32 channels and more each way, on the AVX-512 path.
+    chosen = run(64, 64, None)
+    assert torch.equal(chosen, on if BEST == "avx512" else off)
+    assert torch.equal(run(16, 64, None), run(16, 64, "0"))
+    assert torch.equal(run(64, 16, None), run(64, 16, "0"))
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", "avx2")
+    assert torch.equal(run(64, 64, None), run(64, 64, "0"))
+
+
+def test_winograd_never_serves_float64_or_other_shapes(monkeypatch, winograd):
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 32, 8, 8, generator=g, dtype=torch.float64)
+    w = torch.randn(32, 32, 3, 3, generator=g, dtype=torch.float64)
+    on = cnnfast.functional.conv2d(x, w, padding=1)
+    monkeypatch.setenv("CNNFAST_CPU_WINOGRAD", "0")
+    assert torch.equal(on, cnnfast.functional.conv2d(x, w, padding=1))
+    # Stride 2, dilation 2 and a 5x5 kernel take the direct path even when forced.
+    xf, wf = x.float(), w.float()
+    for kw in (dict(stride=2, padding=1), dict(dilation=2, padding=2)):
+        monkeypatch.setenv("CNNFAST_CPU_WINOGRAD", "1")
+        forced = cnnfast.functional.conv2d(xf, wf, **kw)
+        monkeypatch.setenv("CNNFAST_CPU_WINOGRAD", "0")
+        assert torch.equal(forced, cnnfast.functional.conv2d(xf, wf, **kw))
