@@ -1,8 +1,9 @@
-"""The CPU Winograd F(2x2, 3x3) convolution (csrc/cpu/winograd.*): forward, the fused ReLU and the stride-1
-grad-input (a forward convolution of dy) through it, against torch with the project's one tolerance
-rule (tests/reference.py), on every SIMD path, in both of its work orders (tile-major and
-channel-major), bit-identical for any thread count; and the rule that chooses it, with
-CNNFAST_CPU_WINOGRAD=0/1 forcing it off/on (read at each call)."""
+"""The CPU Winograd F(2x2, 3x3) convolution (csrc/cpu/winograd.*): forward, the fused ReLU, the stride-1
+grad-input (a forward convolution of dy) and grad-weight through it, against torch with the project's
+one tolerance rule (tests/reference.py), on every SIMD path, in each of its work orders (forward:
+tile-major and channel-major; grad-weight: all tiles at once or chunks of tiles), bit-identical for
+any thread count; and the rule that chooses it, with CNNFAST_CPU_WINOGRAD=0/1 forcing it off/on (read
+at each call)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,8 @@ CASES = [
     (2, 64, 4, 4, 128, 1, 2),      # channel-major with groups
     (1, 100, 5, 5, 70, 1, 1),      # channel-major, column tails of the filter transform
     (2, 16, 5, 5, 70, 1, 1),       # few input channels
+    (2, 64, 20, 20, 64, 1, 2),     # grad-weight in chunks of tiles, with groups
+    (5, 32, 15, 15, 32, 1, 1),     # grad-weight in chunks of tiles (5 of them)
 ]
 
 
@@ -73,13 +76,13 @@ def test_winograd_passes_the_bench_check_on_the_bench_layers(winograd, layer, op
     assert result["passed"], result["message"]
 
 
-def _forward_and_grad_input(x, w, b, gy):
-    x = x.clone().requires_grad_()
+def _forward_and_gradients(x, w, b, gy):
+    x, w, b = (t.clone().requires_grad_() for t in (x, w, b))
     y = cnnfast.functional.conv2d_relu(x, w, b, padding=1)
-    return [y, torch.autograd.grad(y, x, gy)[0]]
+    return [y, *torch.autograd.grad(y, (x, w, b), gy)]
 
 
-@pytest.mark.parametrize("shape", [(3, 32, 9, 11, 40), (2, 48, 5, 5, 96), (1, 64, 3, 3, 40)])
+@pytest.mark.parametrize("shape", [(3, 32, 9, 11, 40), (2, 48, 5, 5, 96), (1, 64, 3, 3, 40), (4, 32, 18, 18, 32)])
 @pytest.mark.parametrize("path", PATHS)
 def test_winograd_bit_identical_for_any_thread_count(monkeypatch, winograd, path, shape):
     monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
@@ -90,10 +93,10 @@ def test_winograd_bit_identical_for_any_thread_count(monkeypatch, winograd, path
     old = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        serial = _forward_and_grad_input(x, w, b, gy)
+        serial = _forward_and_gradients(x, w, b, gy)
         for threads in (2, 3, 4):
             torch.set_num_threads(threads)
-            assert all(torch.equal(a, b_) for a, b_ in zip(serial, _forward_and_grad_input(x, w, b, gy)))
+            assert all(torch.equal(a, b_) for a, b_ in zip(serial, _forward_and_gradients(x, w, b, gy)))
     finally:
         torch.set_num_threads(old)
 

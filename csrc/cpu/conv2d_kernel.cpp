@@ -474,6 +474,10 @@ void grad_weight_dot(const Conv2dProblem& p, const float* dy, const float* x, fl
 template <typename T>
 void grad_weight_impl(const Conv2dProblem& p, const T* dy, const T* x, T* dw, Capability cap) {
   if constexpr (std::is_same_v<T, float>) {
+    if (use_winograd(p, cap)) {
+      winograd_grad_weight(p, dy, x, dw, cap);
+      return;
+    }
     if (use_dot_grad_weight(p, cap)) {
       grad_weight_dot(p, dy, x, dw, cap);
       return;

@@ -36,6 +36,12 @@ constexpr int64_t kBlockGroups = 4;                         // groups of 16 tile
 constexpr int64_t kBlockTiles = kBlockGroups * kWinoLanes;  // 64: the GEMM's register-block width
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Grad-weight: up to this many tiles (padded to groups of 16) the transformed operands of all tiles
+// are built once and each item's GEMMs run over all of them; past it, items sum blocks of tiles
+// into partials of at most about this many bytes in all.
+constexpr int64_t kGradWeightGlobalTiles = 128;
+constexpr int64_t kGradWeightPartialBytes = int64_t(8) << 20;
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(std::max<int64_t>(a, 1), b) * b; }
 
 // n rows cut into `parts` contiguous chunks of whole units (the last unit may be partial), the chunks'
@@ -82,6 +88,24 @@ void gemm16(Capability cap, int64_t kn, int64_t ncol, int64_t red, const UView& 
   }
 }
 
+// The input's phase planes, with 16 floats of slack on both sides (a masked load's base may sit up to
+// 15 lanes before its first loaded element).
+struct PhasePlanes {
+  AlignedFloats buf;
+  float* xs;
+  PhasePlanes(const Conv2dProblem& p, const WinoLayout& l, const WinoKernels& kern, const float* x)
+      : buf(p.N * p.C * l.plane + 2 * kWinoLanes), xs(buf.p + kWinoLanes) {
+    at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t nc = begin; nc < end; ++nc)
+        kern.split(l, x + nc * p.H * p.W, p.H, p.W, p.pad_h, p.pad_w, xs + nc * l.plane);
+    });
+  }
+};
+
+const WinoKernels& kernels_for(Capability cap) {
+  return cap == Capability::kAvx512 ? winograd_kernels_avx512() : winograd_kernels_portable();
+}
+
 }  // namespace
 
 WinoLayout winograd_layout(const Conv2dProblem& p) {
@@ -116,7 +140,7 @@ WinoLayout winograd_layout(const Conv2dProblem& p) {
 
 void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& w, const float* b, float* y,
                       bool relu, Capability cap) {
-  const WinoKernels& kern = cap == Capability::kAvx512 ? winograd_kernels_avx512() : winograd_kernels_portable();
+  const WinoKernels& kern = kernels_for(cap);
   const WinoLayout l = winograd_layout(p);
   const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), PQ = l.PQ;
   const int64_t threads = at::get_num_threads();
@@ -124,14 +148,8 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
   const bool tr = w.transposed;
   const int64_t A = tr ? Cg : Kg, B = tr ? Kg : Cg, ld = B * 9;
 
-  // The phase planes, with 16 floats of slack on both sides (a masked load's base may sit up to 15
-  // lanes before its first loaded element).
-  AlignedFloats xs_buf(p.N * p.C * l.plane + 2 * kWinoLanes);
-  float* xs = xs_buf.p + kWinoLanes;
-  at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t nc = begin; nc < end; ++nc)
-      kern.split(l, x + nc * p.H * p.W, p.H, p.W, p.pad_h, p.pad_w, xs + nc * l.plane);
-  });
+  const PhasePlanes planes(p, l, kern, x);
+  const float* xs = planes.xs;
 
   const int64_t Tpad = l.groups * kWinoLanes;
   if (Tpad > Kg) {
@@ -215,6 +233,109 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
         kern.output(l, m.p, m_xi, kBlockTiles, kn, q0, q1, b ? b + g * Kg + k0 : nullptr, relu,
                     y + (g * Kg + k0) * PQ);
       }
+    }
+  });
+}
+
+void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* x, float* dw, Capability cap) {
+  const WinoKernels& kern = kernels_for(cap);
+  const WinoLayout l = winograd_layout(p);
+  const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), PQ = l.PQ;
+  const int64_t threads = at::get_num_threads();
+  const PhasePlanes planes(p, l, kern, x);
+  const int64_t Tpad = l.groups * kWinoLanes, blocks = ceil_div(l.groups, kBlockGroups);
+
+  if (Tpad > kGradWeightGlobalTiles) {
+    // Many tiles: items (group, chunk of the tiles) sum their tiles' products into a partial dU
+    // [xi][k][c], a block of 64 tiles at a time (both operands of a block in L2); the partials are
+    // added in chunk order. The chunk count comes from the problem alone (never the thread count).
+    const int64_t pbytes = 64 * Kg * Cg * G;
+    const int64_t chunks = std::clamp<int64_t>(kGradWeightPartialBytes / pbytes, 1, std::min<int64_t>(8, blocks));
+    const int64_t du_xi = xi_stride(Kg * Cg), part = G * 16 * du_xi;
+    const int64_t vt_xi = xi_stride(kBlockTiles * Cg), d_xi = xi_stride(Kg * kBlockTiles);
+    AlignedFloats du(chunks * part);
+    at::parallel_for(0, G * chunks, 1, [&](int64_t begin, int64_t end) {
+      AlignedFloats vt(16 * vt_xi), d(16 * d_xi);
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t chunk = item % chunks, g = item / chunks;
+        float* acc = du.p + chunk * part + g * 16 * du_xi;
+        const int64_t b0 = chunk * blocks / chunks, b1 = (chunk + 1) * blocks / chunks;
+        for (int64_t blk = b0; blk < b1; ++blk) {
+          const int64_t q0 = blk * kBlockGroups, q1 = std::min(l.groups, q0 + kBlockGroups);
+          kern.input_t(l, planes.xs + g * Cg * l.plane, Cg, q0, q1, vt.p, vt_xi, Cg);
+          kern.grad_output(l, dy + g * Kg * PQ, Kg, q0, q1, d.p, d_xi, kBlockTiles);
+          for (int64_t xi = 0; xi < 16; ++xi) {
+            GemmArgs<float> a;
+            a.M = Kg, a.N = Cg, a.K = (q1 - q0) * kWinoLanes;
+            a.a = d.p + xi * d_xi, a.a_rs = kBlockTiles, a.a_ks = 1;
+            a.b = vt.p + xi * vt_xi, a.ldb = Cg;
+            a.c = acc + xi * du_xi, a.ldc = Cg;
+            a.accumulate = blk > b0;
+            gemm(cap, a);
+          }
+        }
+      }
+    });
+    // dU = the partials added in chunk order, then dW = G^T dU G; items own blocks of 8 rows.
+    const int64_t rblocks = ceil_div(Kg, 8);
+    at::parallel_for(0, G * rblocks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t g = item / rblocks, k0 = (item % rblocks) * 8, kn = std::min<int64_t>(8, Kg - k0);
+        float* first = du.p + g * 16 * du_xi;
+        for (int64_t xi = 0; xi < 16; ++xi)
+          for (int64_t chunk = 1; chunk < chunks; ++chunk) {
+            float* dst = first + xi * du_xi + k0 * Cg;
+            const float* src = dst + chunk * part;
+            for (int64_t e = 0; e < kn * Cg; ++e) dst[e] += src[e];
+          }
+        kern.filter_grad(first + k0 * Cg, du_xi, Cg, kn, Cg, dw + (g * Kg + k0) * Cg * 9, Cg * 9);
+      }
+    });
+    return;
+  }
+
+  // Few tiles. Both operands of the 16 GEMMs for all tiles: V transposed, vt[xi][t][c], and the output
+  // gradient's tiles d[xi][k][t] (zero in the lanes past the last tile, which so add nothing).
+  const int64_t vt_xi = xi_stride(Tpad * p.C), d_xi = xi_stride(p.K * Tpad);
+  AlignedFloats vt(16 * vt_xi), d(16 * d_xi);
+  const int64_t cblocks = ceil_div(p.C, kWinoLanes);
+  at::parallel_for(0, cblocks * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t c0 = (item / blocks) * kWinoLanes, cn = std::min(kWinoLanes, p.C - c0);
+      const int64_t q0 = (item % blocks) * kBlockGroups, q1 = std::min(l.groups, q0 + kBlockGroups);
+      kern.input_t(l, planes.xs + c0 * l.plane, cn, q0, q1, vt.p + q0 * kWinoLanes * p.C + c0, vt_xi, p.C);
+    }
+  });
+  at::parallel_for(0, p.K * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t k = item / blocks, q0 = (item % blocks) * kBlockGroups, q1 = std::min(l.groups, q0 + kBlockGroups);
+      kern.grad_output(l, dy + k * PQ, 1, q0, q1, d.p + k * Tpad + q0 * kWinoLanes, d_xi, Tpad);
+    }
+  });
+
+  // Items own chunks of output channels (units of the GEMM's 6-row block, as many as a multiple of the
+  // thread count, each chunk's dU about 1 MB at most): dU[xi][k][c] = sum_t d[xi][k][t] vt[xi][t][c]
+  // over all tiles in one GEMM (a fixed order), then dW = G^T dU G.
+  const int64_t units = ceil_div(Kg, 6);
+  const int64_t rows_max = std::max<int64_t>(6, (int64_t(1) << 20) / (64 * Cg));
+  const int64_t kchunks = std::min(units, round_up(std::max(ceil_div(Kg, rows_max), ceil_div(2 * threads, G)), threads));
+  const Chunks kc_rows(Kg, 6, kchunks);
+  const int64_t du_xi = xi_stride(kc_rows.max_len * Cg);
+  at::parallel_for(0, G * kchunks, 1, [&](int64_t begin, int64_t end) {
+    AlignedFloats du(16 * du_xi);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t kc = item % kchunks, g = item / kchunks;
+      const int64_t k0 = kc_rows.begin(kc), kn = kc_rows.end(kc) - k0;
+      if (kn <= 0) continue;
+      for (int64_t xi = 0; xi < 16; ++xi) {
+        GemmArgs<float> a;
+        a.M = kn, a.N = Cg, a.K = Tpad;
+        a.a = d.p + xi * d_xi + (g * Kg + k0) * Tpad, a.a_rs = Tpad, a.a_ks = 1;
+        a.b = vt.p + xi * vt_xi + g * Cg, a.ldb = p.C;
+        a.c = du.p + xi * du_xi, a.ldc = Cg;
+        gemm(cap, a);
+      }
+      kern.filter_grad(du.p, du_xi, Cg, kn, Cg, dw + (g * Kg + k0) * Cg * 9, Cg * 9);
     }
   });
 }

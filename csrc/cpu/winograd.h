@@ -62,6 +62,18 @@ struct WinoKernels {
   // U of the filters (a, b) at w + a * ld + b * 9 (9 taps each, row-major) for a < rows and b < cols:
   // u[xi * u_xi + a * u_row + b].
   void (*filter)(const float* w, int64_t ld, int64_t rows, int64_t cols, float* u, int64_t u_xi, int64_t u_row);
+  // Grad-weight. V transposed: vt[xi * vt_xi + t * vt_t + c] for the tiles t of groups [q0, q1)
+  // (numbered from the first of q0) and channels c < nc.
+  void (*input_t)(const WinoLayout& l, const float* xs, int64_t nc, int64_t q0, int64_t q1, float* vt, int64_t vt_xi,
+                  int64_t vt_t);
+  // The output gradient's tiles A dY A^T: d[xi * d_xi + k * d_k + (q - q0) * 16 + lane] for channels
+  // k < nk of dy (channel k at dy + k * PQ, segment offsets added).
+  void (*grad_output)(const WinoLayout& l, const float* dy, int64_t nk, int64_t q0, int64_t q1, float* d,
+                      int64_t d_xi, int64_t d_k);
+  // The filter gradients G^T dU G: dw[a * ld + b * 9 + tap] for a < rows, b < cols, from
+  // du[xi * du_xi + a * du_row + b].
+  void (*filter_grad)(const float* du, int64_t du_xi, int64_t du_row, int64_t rows, int64_t cols, float* dw,
+                      int64_t ld);
 };
 
 const WinoKernels& winograd_kernels_avx512();
@@ -88,5 +100,10 @@ inline bool winograd_applies(const Conv2dProblem& p) {
 // count.
 void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& w, const float* b, float* y,
                       bool relu, Capability cap);
+
+// dw = the weight gradient of p (winograd_applies(p)) from dy and x, NCHW contiguous: by the
+// transposition of the forward, dU[xi][k][c] = sum over tiles t of (A dY_t A^T)[xi][k] V_t[xi][c]
+// (16 GEMMs whose reduction runs over the tiles) and dW = G^T dU G. Bit-identical for any thread count.
+void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* x, float* dw, Capability cap);
 
 }  // namespace cnnfast::cpu

@@ -26,6 +26,24 @@ constexpr auto kTapMask = [] {
   return t;
 }();
 
+// kUntapIdx[m][a], kUntapMask[m][a]: output vector m of Isa::untaps16 (floats 16 m .. 16 m + 15 of
+// 16 filters x 9 taps, filter (16 m + e) / 9, tap (16 m + e) % 9) takes from the pair of tap vectors
+// (2a, 2a + 1) the lanes whose tap is in the pair, at index (tap - 2a) * 16 + filter.
+struct UntapTables {
+  int32_t idx[9][5][16];
+  __mmask16 mask[9][5];
+};
+constexpr UntapTables kUntap = [] {
+  UntapTables t{};
+  for (int m = 0; m < 9; ++m)
+    for (int e = 0; e < 16; ++e) {
+      const int p = 16 * m + e, f = p / 9, r = p % 9, a = r / 2;
+      t.idx[m][a][e] = (r - 2 * a) * 16 + f;
+      t.mask[m][a] = static_cast<__mmask16>(t.mask[m][a] | (1u << e));
+    }
+  return t;
+}();
+
 struct Isa {
   using V = __m512;
   static inline V zero() { return _mm512_setzero_ps(); }
@@ -73,6 +91,48 @@ struct Isa {
       }
       g[r] = acc;
     }
+  }
+  static inline void untaps16(const V* g, float* p) {
+    for (int m = 0; m < 9; ++m) {
+      V acc = _mm512_setzero_ps();
+      for (int a = 0; a < 5; ++a) {
+        const __m512i idx = _mm512_loadu_si512(kUntap.idx[m][a]);
+        const V hi = a < 4 ? g[2 * a + 1] : g[8];
+        acc = _mm512_mask_mov_ps(acc, kUntap.mask[m][a], _mm512_permutex2var_ps(g[2 * a], idx, hi));
+      }
+      _mm512_storeu_ps(p + 16 * m, acc);
+    }
+  }
+  static inline void transpose16(V* r) {
+    V t[16];
+    for (int i = 0; i < 8; ++i) {
+      t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; ++i) {
+      r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+      r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+      r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+      r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; ++i) {
+      t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
+      t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xdd);
+      t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
+      t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xdd);
+    }
+    for (int i = 0; i < 8; ++i) {
+      r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+      r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+    }
+  }
+  static inline V deinterleave_even(V lo, V hi) {
+    const __m512i idx = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    return _mm512_permutex2var_ps(lo, idx, hi);
+  }
+  static inline V deinterleave_odd(V lo, V hi) {
+    const __m512i idx = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    return _mm512_permutex2var_ps(lo, idx, hi);
   }
   static inline V even(const float* p) {
     const __m512i idx = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);

@@ -50,6 +50,22 @@ struct Isa {
   static inline void taps16(const float* p, V* g) {
     for (int r = 0; r < 9; ++r) g[r] = map([&](int i) { return p[9 * i + r]; });
   }
+  static inline void untaps16(const V* g, float* p) {
+    for (int f = 0; f < 16; ++f)
+      for (int r = 0; r < 9; ++r) p[9 * f + r] = g[r].x[f];
+  }
+  static inline void transpose16(V* r) {
+    V t[16];
+    for (int i = 0; i < 16; ++i)
+      for (int j = 0; j < 16; ++j) t[i].x[j] = r[j].x[i];
+    for (int i = 0; i < 16; ++i) r[i] = t[i];
+  }
+  static inline V deinterleave_even(const V& lo, const V& hi) {
+    return map([&](int i) { return i < 8 ? lo.x[2 * i] : hi.x[2 * i - 16]; });
+  }
+  static inline V deinterleave_odd(const V& lo, const V& hi) {
+    return map([&](int i) { return i < 8 ? lo.x[2 * i + 1] : hi.x[2 * i - 15]; });
+  }
   static inline V even(const float* p) { return map([p](int i) { return p[2 * i]; }); }
 };
 
