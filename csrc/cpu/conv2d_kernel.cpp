@@ -199,7 +199,7 @@ void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, 
 // both channel counts per group are large enough for its transforms to pay (benchmarks/NOTES.md) and
 // the CPU has the AVX-512 transforms. CNNFAST_CPU_WINOGRAD (read at each call) overrides the rule:
 // 0 never, 1 whenever it applies (any capability, any channel count).
-constexpr int64_t kWinogradMinChannels = 32;
+constexpr int64_t kWinogradMinChannels = 16;
 
 inline bool use_winograd(const Conv2dProblem& p, Capability cap) {
   if (!winograd_applies(p)) return false;

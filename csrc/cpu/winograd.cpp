@@ -23,13 +23,48 @@
 namespace cnnfast::cpu {
 namespace {
 
-// A float buffer aligned to a cache line, left uninitialized (every use fills it first).
-struct AlignedFloats {
+// Scratch memory: per thread and per role (slot), reused from call to call and only ever grown, up to
+// kScratchCacheFloats per slot (a fresh multi-megabyte allocation per call costs a page fault and a
+// zero-filled page per 4 KB; larger buffers are allocated per call). Aligned to a cache line, left
+// uninitialized (every use fills it first). The calling thread's slots (planes, call-wide buffers)
+// differ from the items' slots, since the calling thread also runs items.
+enum Slot { kPlanesSlot, kCallA, kCallB, kItemA, kItemB, kSlots };
+constexpr int64_t kScratchCacheFloats = int64_t(16) << 20;  // 64 MB
+
+float* aligned_floats(int64_t n) {
+  return static_cast<float*>(::operator new[](std::max<int64_t>(n, 1) * sizeof(float), std::align_val_t(64)));
+}
+void free_floats(float* p) { ::operator delete[](p, std::align_val_t(64)); }
+
+struct ScratchCache {
+  float* p[kSlots] = {};
+  int64_t n[kSlots] = {};
+  ~ScratchCache() {
+    for (float* q : p)
+      if (q) free_floats(q);
+  }
+};
+
+struct Scratch {
   float* p = nullptr;
-  explicit AlignedFloats(int64_t n) : p(static_cast<float*>(::operator new[](n * sizeof(float), std::align_val_t(64)))) {}
-  ~AlignedFloats() { ::operator delete[](p, std::align_val_t(64)); }
-  AlignedFloats(const AlignedFloats&) = delete;
-  AlignedFloats& operator=(const AlignedFloats&) = delete;
+  bool owned = false;
+  Scratch(Slot slot, int64_t n) {
+    if (n > kScratchCacheFloats) {
+      p = aligned_floats(n), owned = true;
+      return;
+    }
+    thread_local ScratchCache cache;
+    if (cache.n[slot] < n) {
+      if (cache.p[slot]) free_floats(cache.p[slot]);
+      cache.p[slot] = aligned_floats(n), cache.n[slot] = n;
+    }
+    p = cache.p[slot];
+  }
+  ~Scratch() {
+    if (owned) free_floats(p);
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
 };
 
 constexpr int64_t kBlockGroups = 4;                         // groups of 16 tiles per GEMM column block
@@ -91,10 +126,10 @@ void gemm16(Capability cap, int64_t kn, int64_t ncol, int64_t red, const UView& 
 // The input's phase planes, with 16 floats of slack on both sides (a masked load's base may sit up to
 // 15 lanes before its first loaded element).
 struct PhasePlanes {
-  AlignedFloats buf;
+  Scratch buf;
   float* xs;
   PhasePlanes(const Conv2dProblem& p, const WinoLayout& l, const WinoKernels& kern, const float* x)
-      : buf(p.N * p.C * l.plane + 2 * kWinoLanes), xs(buf.p + kWinoLanes) {
+      : buf(kPlanesSlot, p.N * p.C * l.plane + 2 * kWinoLanes), xs(buf.p + kWinoLanes) {
     at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
       for (int64_t nc = begin; nc < end; ++nc)
         kern.split(l, x + nc * p.H * p.W, p.H, p.W, p.pad_h, p.pad_w, xs + nc * l.plane);
@@ -155,7 +190,7 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
   if (Tpad > Kg) {
     // Tile-major. U[g][xi][a][b] for all filters.
     const int64_t u_xi = xi_stride(A * B);
-    AlignedFloats u(G * 16 * u_xi);
+    Scratch u(kCallA, G * 16 * u_xi);
     at::parallel_for(0, G * A, 8, [&](int64_t begin, int64_t end) {
       for (int64_t ga = begin; ga < end; ++ga) {
         const int64_t g = ga / A, a = ga % A;
@@ -173,7 +208,7 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
     const int64_t kb = std::min(Kg <= 96 ? Kg : int64_t(48), kc_rows.max_len);
     const int64_t v_xi = xi_stride(Cg * kBlockTiles), m_xi = xi_stride(kb * kBlockTiles);
     at::parallel_for(0, G * blocks * kchunks, 1, [&](int64_t begin, int64_t end) {
-      AlignedFloats v(16 * v_xi), m(16 * m_xi);
+      Scratch v(kItemA, 16 * v_xi), m(kItemB, 16 * m_xi);
       for (int64_t item = begin; item < end; ++item) {
         const int64_t kc = item % kchunks, blk = (item / kchunks) % blocks, g = item / (kchunks * blocks);
         const int64_t q0 = blk * l.groups / blocks, q1 = (blk + 1) * l.groups / blocks;
@@ -197,7 +232,7 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
   // Channel-major. V[xi][c][t] for all channels and tiles.
   const int64_t blocks = ceil_div(l.groups, kBlockGroups);
   const int64_t v_xi = xi_stride(p.C * Tpad);
-  AlignedFloats v(16 * v_xi);
+  Scratch v(kCallA, 16 * v_xi);
   at::parallel_for(0, p.C * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t c = item / blocks, q0 = (item % blocks) * kBlockGroups, q1 = std::min(l.groups, q0 + kBlockGroups);
@@ -214,7 +249,7 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
   const int64_t kb = kc_rows.max_len;
   const int64_t u_xi = xi_stride(kb * Cg), m_xi = xi_stride(kb * kBlockTiles);  // Cg: the reduction (A or B)
   at::parallel_for(0, G * kchunks, 1, [&](int64_t begin, int64_t end) {
-    AlignedFloats u(16 * u_xi), m(16 * m_xi);
+    Scratch u(kItemA, 16 * u_xi), m(kItemB, 16 * m_xi);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t kc = item % kchunks, g = item / kchunks;
       const int64_t k0 = kc_rows.begin(kc), kn = kc_rows.end(kc) - k0;
@@ -253,9 +288,9 @@ void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* 
     const int64_t chunks = std::clamp<int64_t>(kGradWeightPartialBytes / pbytes, 1, std::min<int64_t>(8, blocks));
     const int64_t du_xi = xi_stride(Kg * Cg), part = G * 16 * du_xi;
     const int64_t vt_xi = xi_stride(kBlockTiles * Cg), d_xi = xi_stride(Kg * kBlockTiles);
-    AlignedFloats du(chunks * part);
+    Scratch du(kCallA, chunks * part);
     at::parallel_for(0, G * chunks, 1, [&](int64_t begin, int64_t end) {
-      AlignedFloats vt(16 * vt_xi), d(16 * d_xi);
+      Scratch vt(kItemA, 16 * vt_xi), d(kItemB, 16 * d_xi);
       for (int64_t item = begin; item < end; ++item) {
         const int64_t chunk = item % chunks, g = item / chunks;
         float* acc = du.p + chunk * part + g * 16 * du_xi;
@@ -297,7 +332,7 @@ void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* 
   // Few tiles. Both operands of the 16 GEMMs for all tiles: V transposed, vt[xi][t][c], and the output
   // gradient's tiles d[xi][k][t] (zero in the lanes past the last tile, which so add nothing).
   const int64_t vt_xi = xi_stride(Tpad * p.C), d_xi = xi_stride(p.K * Tpad);
-  AlignedFloats vt(16 * vt_xi), d(16 * d_xi);
+  Scratch vt(kCallA, 16 * vt_xi), d(kCallB, 16 * d_xi);
   const int64_t cblocks = ceil_div(p.C, kWinoLanes);
   at::parallel_for(0, cblocks * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
@@ -322,7 +357,7 @@ void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* 
   const Chunks kc_rows(Kg, 6, kchunks);
   const int64_t du_xi = xi_stride(kc_rows.max_len * Cg);
   at::parallel_for(0, G * kchunks, 1, [&](int64_t begin, int64_t end) {
-    AlignedFloats du(16 * du_xi);
+    Scratch du(kItemA, 16 * du_xi);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t kc = item % kchunks, g = item / kchunks;
       const int64_t k0 = kc_rows.begin(kc), kn = kc_rows.end(kc) - k0;

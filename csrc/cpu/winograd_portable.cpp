@@ -66,7 +66,6 @@ struct Isa {
   static inline V deinterleave_odd(const V& lo, const V& hi) {
     return map([&](int i) { return i < 8 ? lo.x[2 * i + 1] : hi.x[2 * i - 15]; });
   }
-  static inline V even(const float* p) { return map([p](int i) { return p[2 * i]; }); }
 };
 
 #include "cpu/winograd_simd.inc"
