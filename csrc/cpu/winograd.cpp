@@ -26,9 +26,9 @@ namespace {
 // Scratch memory: per thread and per role (slot), reused from call to call and only ever grown, up to
 // kScratchCacheFloats per slot (a fresh multi-megabyte allocation per call costs a page fault and a
 // zero-filled page per 4 KB; larger buffers are allocated per call). Aligned to a cache line, left
-// uninitialized (every use fills it first). The calling thread's slots (planes, call-wide buffers)
-// differ from the items' slots, since the calling thread also runs items.
-enum Slot { kPlanesSlot, kCallA, kCallB, kItemA, kItemB, kSlots };
+// uninitialized (every use fills it first). The calling thread's slots (call-wide buffers) differ
+// from the items' slots, since the calling thread also runs items.
+enum Slot { kCallA, kCallB, kItemA, kItemB, kSlots };
 constexpr int64_t kScratchCacheFloats = int64_t(16) << 20;  // 64 MB
 
 float* aligned_floats(int64_t n) {
@@ -123,20 +123,6 @@ void gemm16(Capability cap, int64_t kn, int64_t ncol, int64_t red, const UView& 
   }
 }
 
-// The input's phase planes, with 16 floats of slack on both sides (a masked load's base may sit up to
-// 15 lanes before its first loaded element).
-struct PhasePlanes {
-  Scratch buf;
-  float* xs;
-  PhasePlanes(const Conv2dProblem& p, const WinoLayout& l, const WinoKernels& kern, const float* x)
-      : buf(kPlanesSlot, p.N * p.C * l.plane + 2 * kWinoLanes), xs(buf.p + kWinoLanes) {
-    at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t nc = begin; nc < end; ++nc)
-        kern.split(l, x + nc * p.H * p.W, p.H, p.W, p.pad_h, p.pad_w, xs + nc * l.plane);
-    });
-  }
-};
-
 const WinoKernels& kernels_for(Capability cap) {
   return cap == Capability::kAvx512 ? winograd_kernels_avx512() : winograd_kernels_portable();
 }
@@ -145,10 +131,9 @@ const WinoKernels& kernels_for(Capability cap) {
 
 WinoLayout winograd_layout(const Conv2dProblem& p) {
   WinoLayout l;
-  l.N = p.N, l.C = p.C, l.K = p.K, l.P = p.P, l.Q = p.Q, l.PQ = p.P * p.Q;
+  l.N = p.N, l.C = p.C, l.K = p.K, l.P = p.P, l.Q = p.Q, l.PQ = p.P * p.Q, l.H = p.H, l.W = p.W, l.HW = p.H * p.W;
   l.TH = (p.P + 1) / 2, l.TW = (p.Q + 1) / 2, l.T = p.N * l.TH * l.TW;
   l.groups = ceil_div(l.T, kWinoLanes);
-  l.Hh = l.TH + 1, l.Wh = l.TW + 1, l.phase = l.Hh * l.Wh, l.plane = 4 * l.phase;
   l.first.resize(l.groups + 1);
   const int64_t per_image = l.TH * l.TW;
   for (int64_t q = 0; q < l.groups; ++q) {
@@ -159,12 +144,25 @@ WinoLayout winograd_layout(const Conv2dProblem& p) {
       const int64_t run = std::min({kWinoLanes - lane, l.TW - tw, l.T - t});
       WinoSegment s;
       s.lane0 = static_cast<int32_t>(lane), s.lane1 = static_cast<int32_t>(lane + run);
-      s.xoff = n * p.C * l.plane + th * l.Wh + tw;
       s.yoff = n * p.K * l.PQ + 2 * th * p.Q + 2 * tw;
       const int64_t count = std::min(2 * run, p.Q - 2 * tw);  // output columns (the last may be odd)
       const uint64_t bits = ((uint64_t(1) << count) - 1) << (2 * lane);
       s.out_lo = static_cast<uint32_t>(bits & 0xFFFF), s.out_hi = static_cast<uint32_t>((bits >> 16) & 0xFFFF);
       s.row1 = 2 * th + 1 < p.P;
+      const int64_t col0 = 2 * (tw - lane) - p.pad_w;  // input column of "lane 0", element (0, 0)
+      s.xin = n * p.C * l.HW + (2 * th - p.pad_h) * p.W + col0;
+      for (int i = 0; i < 4; ++i) {
+        const int64_t h = 2 * th + i - p.pad_h;
+        if (h >= 0 && h < p.H) s.rows |= 1u << i;
+      }
+      // Positions [2 lane, 2 (lane + run)) of a 32-float window starting at column col0 (+2 for win1),
+      // inside [0, W).
+      auto window = [&](int64_t start) {
+        const int64_t lo = std::clamp<int64_t>(-start, 2 * lane, 2 * (lane + run));
+        const int64_t hi = std::clamp<int64_t>(p.W - start, lo, 2 * (lane + run));
+        return static_cast<uint32_t>(((uint64_t(1) << hi) - 1) & ~((uint64_t(1) << lo) - 1));
+      };
+      s.win0 = window(col0), s.win1 = window(col0 + 2);
       l.segs.push_back(s);
       lane += run, t += run;
     }
@@ -183,8 +181,6 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
   const bool tr = w.transposed;
   const int64_t A = tr ? Cg : Kg, B = tr ? Kg : Cg, ld = B * 9;
 
-  const PhasePlanes planes(p, l, kern, x);
-  const float* xs = planes.xs;
 
   const int64_t Tpad = l.groups * kWinoLanes;
   if (Tpad > Kg) {
@@ -215,7 +211,7 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
         const int64_t ncol = (q1 - q0) * kWinoLanes;
         const int64_t k_begin = kc_rows.begin(kc), k_end = kc_rows.end(kc);
         if (k_begin >= k_end) continue;
-        kern.input(l, xs + g * Cg * l.plane, Cg, q0, q1, v.p, v_xi, kBlockTiles);
+        kern.input(l, x + g * Cg * l.HW, Cg, q0, q1, v.p, v_xi, kBlockTiles);
         for (int64_t k0 = k_begin; k0 < k_end; k0 += kb) {
           const int64_t kn = std::min(kb, k_end - k0);
           const float* ug = u.p + g * 16 * u_xi;
@@ -236,7 +232,7 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
   at::parallel_for(0, p.C * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t c = item / blocks, q0 = (item % blocks) * kBlockGroups, q1 = std::min(l.groups, q0 + kBlockGroups);
-      kern.input(l, xs + c * l.plane, 1, q0, q1, v.p + c * Tpad + q0 * kWinoLanes, v_xi, Tpad);
+      kern.input(l, x + c * l.HW, 1, q0, q1, v.p + c * Tpad + q0 * kWinoLanes, v_xi, Tpad);
     }
   });
   // Chunks of output channels, one per item: each chunk's U (16 x rows x Cg floats) at most about
@@ -277,7 +273,6 @@ void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* 
   const WinoLayout l = winograd_layout(p);
   const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), PQ = l.PQ;
   const int64_t threads = at::get_num_threads();
-  const PhasePlanes planes(p, l, kern, x);
   const int64_t Tpad = l.groups * kWinoLanes, blocks = ceil_div(l.groups, kBlockGroups);
 
   if (Tpad > kGradWeightGlobalTiles) {
@@ -297,7 +292,7 @@ void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* 
         const int64_t b0 = chunk * blocks / chunks, b1 = (chunk + 1) * blocks / chunks;
         for (int64_t blk = b0; blk < b1; ++blk) {
           const int64_t q0 = blk * kBlockGroups, q1 = std::min(l.groups, q0 + kBlockGroups);
-          kern.input_t(l, planes.xs + g * Cg * l.plane, Cg, q0, q1, vt.p, vt_xi, Cg);
+          kern.input_t(l, x + g * Cg * l.HW, Cg, q0, q1, vt.p, vt_xi, Cg);
           kern.grad_output(l, dy + g * Kg * PQ, Kg, q0, q1, d.p, d_xi, kBlockTiles);
           for (int64_t xi = 0; xi < 16; ++xi) {
             GemmArgs<float> a;
@@ -338,7 +333,7 @@ void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* 
     for (int64_t item = begin; item < end; ++item) {
       const int64_t c0 = (item / blocks) * kWinoLanes, cn = std::min(kWinoLanes, p.C - c0);
       const int64_t q0 = (item % blocks) * kBlockGroups, q1 = std::min(l.groups, q0 + kBlockGroups);
-      kern.input_t(l, planes.xs + c0 * l.plane, cn, q0, q1, vt.p + q0 * kWinoLanes * p.C + c0, vt_xi, p.C);
+      kern.input_t(l, x + c0 * l.HW, cn, q0, q1, vt.p + q0 * kWinoLanes * p.C + c0, vt_xi, p.C);
     }
   });
   at::parallel_for(0, p.K * blocks, 1, [&](int64_t begin, int64_t end) {

@@ -10,12 +10,11 @@
 //
 // Tiles are numbered t = (n * TH + th) * TW + tw over the whole batch (TH x TW tiles per image) and
 // handled 16 at a time ("groups" of 16 lanes, one zmm): the transforms work on 16 tiles at once, and
-// the GEMMs see tiles as columns. So that a lane's input is a plain (masked) vector load, the padded
-// input is first split by the parity of its row and column (the "phase" planes, as the direct path's
-// stride-2 layout): element (i, j) of tile (th, tw) is phase (i % 2, j % 2) at row th + i / 2, column
-// tw + j / 2, i.e. consecutive tiles of one tile row are consecutive floats. A group of 16 tiles is
-// cut into segments, the runs of its lanes that lie on one tile row; each segment is one masked load
-// per tile element on input, and one masked store per output row on output.
+// the GEMMs see tiles as columns. A group of 16 tiles is cut into segments, the runs of its lanes that
+// lie on one tile row of one image. Consecutive tiles of a tile row start 2 columns apart, so one
+// input row of a segment is read as two 32-float windows (masked to the segment's lanes and to the
+// image: the zero padding is never built), split into even and odd lanes by two-source permutes; an
+// output row is written as two 32-float windows interleaved from the tiles' two output columns.
 #pragma once
 
 #include <cstdint>
@@ -31,16 +30,19 @@ constexpr int64_t kWinoLanes = 16;  // tiles per group
 // A run of a group's lanes on one tile row (one image).
 struct WinoSegment {
   int32_t lane0 = 0, lane1 = 0;  // lanes [lane0, lane1)
-  int64_t xoff = 0;              // phase-plane offset of lane0's tile: n * C * plane + th * Wh + tw
   int64_t yoff = 0;              // output offset of its first element: n * K * PQ + 2 * th * Q + 2 * tw
   uint32_t out_lo = 0, out_hi = 0;  // store masks of an output row (2 floats per lane, 32 in all)
   bool row1 = false;             // the tile's second output row exists (2 * th + 1 < P)
+  // Input: lane l's tile element (i, j) is at xin + i * W + 2 * l + j (channel 0 of image 0 at 0),
+  // inside the input when bit i of `rows` is set and bit 2 l + j of win0 (j < 2) or 2 l + j - 2 of
+  // win1 (j >= 2) is set.
+  int64_t xin = 0;
+  uint32_t rows = 0, win0 = 0, win1 = 0;
 };
 
 struct WinoLayout {
-  int64_t N = 0, C = 0, K = 0, P = 0, Q = 0, PQ = 0;
+  int64_t N = 0, C = 0, K = 0, P = 0, Q = 0, PQ = 0, H = 0, W = 0, HW = 0;
   int64_t TH = 0, TW = 0, T = 0, groups = 0;  // tiles per column / row of an image, in all, groups of 16
-  int64_t Hh = 0, Wh = 0, phase = 0, plane = 0;  // phase planes Hh x Wh (= phase), 4 per channel (= plane)
   std::vector<int32_t> first;  // segments of group q: segs[first[q] .. first[q + 1])
   std::vector<WinoSegment> segs;
 };
@@ -49,11 +51,9 @@ WinoLayout winograd_layout(const Conv2dProblem& p);
 
 // The transforms of one ISA (float32).
 struct WinoKernels {
-  // The 4 phase planes of one channel plane x (H x W) of the input padded by (pad_h, pad_w).
-  void (*split)(const WinoLayout& l, const float* x, int64_t H, int64_t W, int64_t pad_h, int64_t pad_w, float* dst);
   // V for channels c < nc and groups [q0, q1): v[xi * v_xi + c * v_c + (q - q0) * 16 + lane] from the
-  // phase planes xs (channel c at xs + c * plane, segment offsets added). Lanes past the last tile: 0.
-  void (*input)(const WinoLayout& l, const float* xs, int64_t nc, int64_t q0, int64_t q1, float* v, int64_t v_xi,
+  // input x (channel c at x + c * H * W, segment offsets added). Lanes past the last tile: 0.
+  void (*input)(const WinoLayout& l, const float* x, int64_t nc, int64_t q0, int64_t q1, float* v, int64_t v_xi,
                 int64_t v_c);
   // Outputs of channels k < nk for groups [q0, q1) from m[xi * m_xi + k * m_k + (q - q0) * 16 + lane],
   // plus bias[k] (when not null), ReLU'd when relu; y points at channel 0 of image 0 (k at y + k * PQ).
@@ -64,7 +64,7 @@ struct WinoKernels {
   void (*filter)(const float* w, int64_t ld, int64_t rows, int64_t cols, float* u, int64_t u_xi, int64_t u_row);
   // Grad-weight. V transposed: vt[xi * vt_xi + t * vt_t + c] for the tiles t of groups [q0, q1)
   // (numbered from the first of q0) and channels c < nc.
-  void (*input_t)(const WinoLayout& l, const float* xs, int64_t nc, int64_t q0, int64_t q1, float* vt, int64_t vt_xi,
+  void (*input_t)(const WinoLayout& l, const float* x, int64_t nc, int64_t q0, int64_t q1, float* vt, int64_t vt_xi,
                   int64_t vt_t);
   // The output gradient's tiles A dY A^T: d[xi * d_xi + k * d_k + (q - q0) * 16 + lane] for channels
   // k < nk of dy (channel k at dy + k * PQ, segment offsets added).
