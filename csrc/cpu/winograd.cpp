@@ -1,7 +1,7 @@
-// Winograd F(2x2, 3x3) forward convolution (winograd.h): lays out the tiles, splits the work over
-// threads with at::parallel_for and runs the 16 GEMMs of each block through gemm.h.
+// Winograd F(2x2, 3x3) convolution (winograd.h), forward and grad-weight: lays out the tiles, splits
+// the work over threads with at::parallel_for and runs the 16 GEMMs of each block through gemm.h.
 //
-// Two orders, chosen from the problem's sizes (both give the same bits):
+// Forward, two orders, chosen from the problem's sizes (both give the same bits):
 //   tile-major (more tiles than output channels per group, the large-image layers): U for every
 //     filter once, then items (group, block of 64 tiles[, block of output channels]) transform their
 //     tiles' inputs into V (in L2), run the 16 GEMMs M[xi] = U[xi] V[xi] a block of output channels at
@@ -11,6 +11,7 @@
 //     so the 16/9 x larger U of all filters is never written out) and run every tile block against it.
 // Every output element is one GEMM column's sum over channels in a fixed order and one output
 // transform, whichever item computes it: the result is bit-identical for any thread count.
+// Grad-weight: winograd_grad_weight below.
 #include "cpu/winograd.h"
 
 #include <ATen/Parallel.h>
@@ -187,7 +188,8 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
     // Tile-major. U[g][xi][a][b] for all filters.
     const int64_t u_xi = xi_stride(A * B);
     Scratch u(kCallA, G * 16 * u_xi);
-    at::parallel_for(0, G * A, 8, [&](int64_t begin, int64_t end) {
+    // (In one thread when small: a parallel loop costs more than a few thousand filters.)
+    at::parallel_for(0, G * A, std::max<int64_t>(8, 16384 / B), [&](int64_t begin, int64_t end) {
       for (int64_t ga = begin; ga < end; ++ga) {
         const int64_t g = ga / A, a = ga % A;
         kern.filter(w.w + (g * A + a) * ld, ld, 1, B, u.p + g * 16 * u_xi + a * B, u_xi, B);
@@ -308,7 +310,7 @@ void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* 
     });
     // dU = the partials added in chunk order, then dW = G^T dU G; items own blocks of 8 rows.
     const int64_t rblocks = ceil_div(Kg, 8);
-    at::parallel_for(0, G * rblocks, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, G * rblocks, std::max<int64_t>(1, 512 / Cg), [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
         const int64_t g = item / rblocks, k0 = (item % rblocks) * 8, kn = std::min<int64_t>(8, Kg - k0);
         float* first = du.p + g * 16 * du_xi;
@@ -328,18 +330,19 @@ void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* 
   // gradient's tiles d[xi][k][t] (zero in the lanes past the last tile, which so add nothing).
   const int64_t vt_xi = xi_stride(Tpad * p.C), d_xi = xi_stride(p.K * Tpad);
   Scratch vt(kCallA, 16 * vt_xi), d(kCallB, 16 * d_xi);
-  const int64_t cblocks = ceil_div(p.C, kWinoLanes);
-  at::parallel_for(0, cblocks * blocks, 1, [&](int64_t begin, int64_t end) {
+  // One parallel loop for both: items [0, cblocks * blocks) build vt, 16 channels at a time, the
+  // others d, 8 channels at a time.
+  const int64_t cblocks = ceil_div(p.C, kWinoLanes), kblocks = ceil_div(p.K, 8);
+  at::parallel_for(0, (cblocks + kblocks) * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t c0 = (item / blocks) * kWinoLanes, cn = std::min(kWinoLanes, p.C - c0);
       const int64_t q0 = (item % blocks) * kBlockGroups, q1 = std::min(l.groups, q0 + kBlockGroups);
-      kern.input_t(l, x + c0 * l.HW, cn, q0, q1, vt.p + q0 * kWinoLanes * p.C + c0, vt_xi, p.C);
-    }
-  });
-  at::parallel_for(0, p.K * blocks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t k = item / blocks, q0 = (item % blocks) * kBlockGroups, q1 = std::min(l.groups, q0 + kBlockGroups);
-      kern.grad_output(l, dy + k * PQ, 1, q0, q1, d.p + k * Tpad + q0 * kWinoLanes, d_xi, Tpad);
+      if (item < cblocks * blocks) {
+        const int64_t c0 = (item / blocks) * kWinoLanes, cn = std::min(kWinoLanes, p.C - c0);
+        kern.input_t(l, x + c0 * l.HW, cn, q0, q1, vt.p + q0 * kWinoLanes * p.C + c0, vt_xi, p.C);
+      } else {
+        const int64_t k0 = (item / blocks - cblocks) * 8, kn = std::min<int64_t>(8, p.K - k0);
+        kern.grad_output(l, dy + k0 * PQ, kn, q0, q1, d.p + k0 * Tpad + q0 * kWinoLanes, d_xi, Tpad);
+      }
     }
   });
 
