@@ -22,6 +22,8 @@ CASES = [
     (2, 33, 13, 11, 35, 2, 1),     # padding 2, tiles crossing image edges
     (3, 32, 57, 31, 40, 1, 1),     # long tile rows (29 tiles), many groups
     (2, 32, 3, 2, 32, 1, 1),       # 2x1 output: one tile per image
+    (2, 16, 1, 7, 16, 1, 1),       # one output row: half tiles only
+    (2, 16, 5, 6, 16, 3, 1),       # padding 3 (grad-input then takes the direct path)
     (2, 64, 6, 6, 64, 1, 2),       # groups of 32
     (1, 33, 6, 6, 40, 1, 1),       # channel-major (fewer tiles than output channels)
     (1, 40, 6, 6, 33, 1, 1),       # channel-major, its grad-input tile-major
