@@ -92,7 +92,10 @@ struct Isa {
       g[r] = acc;
     }
   }
+  // (Streaming stores when p is 64-byte aligned: the 9 vectors are then 9 whole cache lines, and the
+  // weight gradient is written once and not read back by this call.)
   static inline void untaps16(const V* g, float* p) {
+    const bool stream = (reinterpret_cast<uintptr_t>(p) & 63) == 0;
     for (int m = 0; m < 9; ++m) {
       V acc = _mm512_setzero_ps();
       for (int a = 0; a < 5; ++a) {
@@ -100,9 +103,14 @@ struct Isa {
         const V hi = a < 4 ? g[2 * a + 1] : g[8];
         acc = _mm512_mask_mov_ps(acc, kUntap.mask[m][a], _mm512_permutex2var_ps(g[2 * a], idx, hi));
       }
-      _mm512_storeu_ps(p + 16 * m, acc);
+      if (stream) {
+        _mm512_stream_ps(p + 16 * m, acc);
+      } else {
+        _mm512_storeu_ps(p + 16 * m, acc);
+      }
     }
   }
+  static inline void fence() { _mm_sfence(); }
   static inline void transpose16(V* r) {
     V t[16];
     for (int i = 0; i < 8; ++i) {

@@ -54,6 +54,7 @@ struct Isa {
     for (int f = 0; f < 16; ++f)
       for (int r = 0; r < 9; ++r) p[9 * f + r] = g[r].x[f];
   }
+  static inline void fence() {}
   static inline void transpose16(V* r) {
     V t[16];
     for (int i = 0; i < 16; ++i)
