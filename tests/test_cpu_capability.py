@@ -91,10 +91,15 @@ DOT_CASES = [
 ]
 
 
+# winograd "0" keeps the direct path's GEMM blocking covered on the 3x3 stride-1 cases that the default
+# rule sends to Winograd (tests/test_winograd.py covers that one).
+@pytest.mark.parametrize("winograd", ["0", None])
 @pytest.mark.parametrize("case", GRID[:4] + GRID[-2:] + BLOCK_CASES + DOT_CASES)
 @pytest.mark.parametrize("path", PATHS)
-def test_every_path_matches_torch(monkeypatch, path, case):
+def test_every_path_matches_torch(monkeypatch, path, case, winograd):
     monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    if winograd is not None:
+        monkeypatch.setenv("CNNFAST_CPU_WINOGRAD", winograd)
     assert torch.ops.cnnfast.cpu_capability() == path
     n, c, h, w, k, kernel, stride, padding, dilation, groups = case
     run_conv_case(conv, F.conv2d, n, c, h, w, k, kernel, stride, padding, dilation, groups)
@@ -107,9 +112,12 @@ def test_every_path_fused_relu_and_channels_last(monkeypatch, path):
     run_conv_case(fused, reference, 2, 6, 14, 14, 16, 5, 1, 0, 1, 1, fmt="channels_last")
 
 
+@pytest.mark.parametrize("winograd", ["0", None])
 @pytest.mark.parametrize("path", PATHS)
-def test_every_path_bit_identical_for_any_thread_count(monkeypatch, path):
+def test_every_path_bit_identical_for_any_thread_count(monkeypatch, path, winograd):
     monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    if winograd is not None:
+        monkeypatch.setenv("CNNFAST_CPU_WINOGRAD", winograd)
     g = torch.Generator().manual_seed(3)
     x = torch.randn(3, 32, 9, 11, generator=g, requires_grad=True)
     w = torch.randn(20, 16, 3, 3, generator=g, requires_grad=True)
