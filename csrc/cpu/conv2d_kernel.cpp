@@ -2,7 +2,7 @@
 // The arithmetic is in conv2d_gemm.h (im2col/im2row tiles) and gemm.h (one GEMM shape with AVX-512,
 // AVX2 and portable paths, chosen per call by cpu/capability.h); this file checks (csrc/checks.cpp),
 // lays tensors out, splits the work over threads with at::parallel_for and registers the kernels.
-// Float32 3x3 stride-1 layers with enough channels (forward and grad-input) go through Winograd
+// Float32 3x3 stride-1 layers with enough channels (forward, grad-input, grad-weight) go through Winograd
 // F(2x2, 3x3) instead (winograd.h, winograd.cpp).
 //
 // Layout: the kernels compute on contiguous NCHW; a channels_last or strided tensor is copied in and
