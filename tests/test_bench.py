@@ -357,3 +357,39 @@ def test_busy_threads_counts_working_threads():
         assert timing.busy_threads(lambda: torch.nn.functional.conv2d(x, w, padding=1), seconds=0.3) == 1
     finally:
         torch.set_num_threads(threads)
+
+
+# --- whole-model rows: each side against a truth that takes its ReLU branches --------------------------
+
+def test_replayed_relu_masks_set_the_branches_and_must_pair_up():
+    model = nn.Sequential(nn.ReLU(inplace=True))
+    x = torch.tensor([-1.0, 2.0, -3.0, 4.0], dtype=torch.float64, requires_grad=True)
+    runner._replay_relu_masks(model, [torch.tensor([True, False, False, True])])
+    y = model(x.clone())
+    assert y.tolist() == [-1.0, 0.0, -0.0, 4.0]  # input * mask: the recorded decisions, not x > 0
+    (g,) = torch.autograd.grad(y.sum(), x)
+    assert g.tolist() == [1.0, 0.0, 0.0, 1.0]
+    with pytest.raises(runner._ReplayMismatch):  # a second ReLU call has no recorded mask
+        model(x.clone())
+    recorded = []
+    runner._record_relu_masks(nn.Sequential(nn.ReLU()), recorded)
+    assert recorded == []  # hooks record at call time only
+
+
+def test_model_training_step_check_still_catches_a_wrong_layer():
+    case = suites.suite_cases("lenet", batch=2, ops=("model",))[0]
+    prepared = runner.Prepared(case, "fwdbwd", torch.float32, "nchw", "cpu")
+    good = runner.check(prepared, runner.cnnfast_impl(), runner.reference_impl())
+    assert good["passed"], good
+    ref = runner.reference_impl()
+
+    def wrong_convert(model, fuse=False):
+        model = runner.cnnfast_impl().convert(model, fuse=fuse)
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.register_forward_hook(lambda mod, inp, out: out * (1 + 1e-3))
+        return model
+
+    wrong = runner.Impl("wrong", ref.conv2d, ref.conv2d_relu, ref.max_pool2d, ref.relu, wrong_convert)
+    bad = runner.check(prepared, wrong, ref)
+    assert not bad["passed"], bad

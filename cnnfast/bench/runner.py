@@ -184,13 +184,17 @@ class Prepared:
             n_params = len(list(self.model64.parameters()))
             self.lengths = [k_fwd, k_fwd] + [k_fwd + k_w] * n_params
 
-    def _model_callable(self, impl, dtype):
+    def _model_callable(self, impl, dtype, relu_record=None, relu_replay=None):
         model = copy.deepcopy(self.model64).to(device=self.device, dtype=dtype)
         if self.layout == "channels_last":
             model = model.to(memory_format=torch.channels_last)
         # The mode is set before converting, so a fused inference model folds its BatchNorms.
         model.train(self.direction != "fwd")
         model = impl.convert(model, fuse=bool(self.case.p.get("fuse", False)))
+        if relu_record is not None:
+            _record_relu_masks(model, relu_record)
+        if relu_replay is not None:
+            _replay_relu_masks(model, relu_replay)
         x = _cast(self.x64, dtype, self.device, self.layout)
         labels = self.labels.to(self.device)
         params = list(model.parameters())
@@ -210,25 +214,66 @@ class Prepared:
                 return (out, loss, *[prm.grad for prm in params])
         return run
 
-    def fn(self, impl, dtype=None):
+    def fn(self, impl, dtype=None, **relu_masks):
         dtype = self.dtype if dtype is None else dtype
         if self.case.op == "model":
-            return self._model_callable(impl, dtype)
+            return self._model_callable(impl, dtype, **relu_masks)
         return self._op_callable(impl, dtype)
 
-    def outputs(self, impl, dtype=None):
-        """The tensors to check, computed once (detached copies)."""
-        outs = self.fn(impl, dtype)()
+    def outputs(self, impl, dtype=None, **relu_masks):
+        """The tensors to check, computed once (detached copies). For a whole model,
+        ``relu_record=list`` collects its ReLU decisions (output > 0, in call order) and
+        ``relu_replay=list`` makes its ReLU modules take those decisions instead (see :func:`check`)."""
+        outs = self.fn(impl, dtype, **relu_masks)()
         return [None if o is None else o.detach().clone() for o in outs]
+
+
+def _is_relu(module):
+    """A ReLU module, or cnnfast's fused conv2d + ReLU (whose output is a ReLU's)."""
+    if isinstance(module, torch.nn.ReLU):
+        return True
+    try:
+        from cnnfast.nn import Conv2dReLU  # noqa: PLC0415
+    except ImportError:
+        return False
+    return isinstance(module, Conv2dReLU)
+
+
+def _record_relu_masks(model, masks):
+    for m in model.modules():
+        if _is_relu(m):
+            m.register_forward_hook(lambda mod, inp, out: masks.append(out.detach() > 0))
+
+
+class _ReplayMismatch(RuntimeError):
+    pass
+
+
+def _replay_relu_masks(model, masks):
+    """Every torch.nn.ReLU of ``model`` (a plain torch model: the reference) returns input * mask with
+    the next recorded mask, so its gradient takes the recorded branches."""
+    calls = iter(masks)
+
+    def replay(mod, inp, out):
+        mask = next(calls, None)
+        if mask is None or mask.shape != inp[0].shape:
+            raise _ReplayMismatch("the model's ReLU calls do not match the recorded ones")
+        return inp[0] * mask.to(device=inp[0].device, dtype=inp[0].dtype)
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.ReLU):
+            m.inplace = False  # the hook needs the ReLU's input as it was
+            m.register_forward_hook(replay)
 
 
 # --- the comparator -------------------------------------------------------------------------------
 
-def compare(test, ref, truth, lengths, dtype):
+def compare(test, ref, truth, lengths, dtype, ref_truth=None):
     """Compare ``test`` (cnnfast's tensors) and ``ref`` (PyTorch's, same dtype) with ``truth`` (float64).
     Returns max abs and max rel error of each side (rel: divided by the largest |truth| of that
     tensor, over the tensors that are not zero up to rounding), the worst ratio error / tolerance,
-    and the pass mark (see REF_FACTOR above)."""
+    and the pass mark (see REF_FACTOR above). ``ref_truth``, when given, is the float64 truth that
+    ``ref`` is measured against (a whole model's: the one that takes ``ref``'s ReLU branches)."""
     eps = torch.finfo(dtype).eps
     result = {"max_abs": 0.0, "max_rel": 0.0, "ref_max_abs": 0.0, "ref_max_rel": 0.0, "worst_ratio": 0.0,
               "passed": True, "message": ""}
@@ -236,7 +281,8 @@ def compare(test, ref, truth, lengths, dtype):
         result.update(passed=False, message=f"got {len(test)} outputs, expected {len(truth)}")
         result["max_abs"] = result["max_rel"] = float("inf")
         return result
-    for i, (t, r, tr, k) in enumerate(zip(test, ref, truth, lengths)):
+    ref_truth = truth if ref_truth is None else ref_truth
+    for i, (t, r, tr, rtr, k) in enumerate(zip(test, ref, truth, ref_truth, lengths)):
         if t is None or tr is None:
             if (t is None) != (tr is None):
                 result.update(passed=False, message=f"output {i}: missing")
@@ -249,7 +295,7 @@ def compare(test, ref, truth, lengths, dtype):
         scale = tr.abs().max().item() if tr.numel() else 0.0
         scale = scale if scale > 0 else 1.0
         err = (t.to(torch.float64).cpu() - tr).abs().max().item() if t.numel() else 0.0
-        ref_err = (r.to(torch.float64).cpu() - tr).abs().max().item() if r.numel() else 0.0
+        ref_err = (r.to(torch.float64).cpu() - rtr.to(torch.float64).cpu()).abs().max().item() if r.numel() else 0.0
         if not math.isfinite(err) or not torch.isfinite(t).all():
             err = float("inf") if torch.isfinite(tr).all() else err
         tol = max(REF_FACTOR * ref_err, ULP_FACTOR * math.sqrt(k) * eps * scale)
@@ -273,7 +319,25 @@ def compare(test, ref, truth, lengths, dtype):
 
 
 def check(prepared, impl, ref_impl):
-    """Run both sides once and compare them with the float64 truth."""
+    """Run both sides once and compare them with the float64 truth.
+
+    A whole model's truth takes the same ReLU branches as the side it is compared with: an input
+    within rounding of zero may land on either side of it in float32, and the gradient of such an
+    element then legitimately differs by its whole size (and, through a training-mode BatchNorm,
+    moves every gradient upstream). The float64 model replays each side's ReLU decisions (its masks
+    in call order), so each side is held to its own computation, not to a coin flip."""
+    if prepared.case.op == "model" and prepared.direction != "fwd" and prepared.dtype != torch.float64:
+        test_masks, ref_masks = [], []
+        test = prepared.outputs(impl, relu_record=test_masks)
+        ref = prepared.outputs(ref_impl, relu_record=ref_masks)
+        try:
+            if len(test_masks) != len(ref_masks):
+                raise _ReplayMismatch(f"{len(test_masks)} ReLU calls against {len(ref_masks)}")
+            truth = prepared.outputs(ref_impl, torch.float64, relu_replay=test_masks)
+            ref_truth = prepared.outputs(ref_impl, torch.float64, relu_replay=ref_masks)
+        except _ReplayMismatch:  # ReLU calls that do not pair up: the plain truth, which is stricter
+            truth = ref_truth = prepared.outputs(ref_impl, torch.float64)
+        return compare(test, ref, truth, prepared.lengths, prepared.dtype, ref_truth=ref_truth)
     test = prepared.outputs(impl)
     ref = prepared.outputs(ref_impl)
     truth = ref if prepared.dtype == torch.float64 else prepared.outputs(ref_impl, torch.float64)
