@@ -118,10 +118,9 @@ def test_winograd_is_chosen_by_the_rule_and_forced_by_the_variable(monkeypatch):
     on, off = run(64, 64, "1"), run(64, 64, "0")
     assert not torch.equal(on, off)  # a different (transformed) sum: the path was taken
     torch.testing.assert_close(on, off, rtol=1e-4, atol=1e-4)
-    # Opt-in: unset means the direct path.
-    assert torch.equal(run(64, 64, None), off)
-    # auto, the measured rule: 16 channels and more each way, on the AVX-512 path.
-    chosen = run(64, 64, "auto")
+    # Unset or auto, the measured rule: 16 channels and more each way, on the AVX-512 path.
+    assert torch.equal(run(64, 64, "auto"), run(64, 64, None))
+    chosen = run(64, 64, None)
     assert torch.equal(chosen, on if BEST == "avx512" else off)
     assert torch.equal(run(16, 16, "auto"), run(16, 16, "1" if BEST == "avx512" else "0"))
     assert torch.equal(run(8, 64, "auto"), run(8, 64, "0"))

@@ -195,22 +195,19 @@ void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, 
   });
 }
 
-// Winograd F(2x2, 3x3) (winograd.h) can serve float32 3x3 convolutions with stride 1 and dilation 1.
-// It is opt-in, chosen by CNNFAST_CPU_WINOGRAD (read at each call): unset or 0 never; auto where both
-// channel counts per group are large enough for its transforms to pay and the CPU has the AVX-512
-// transforms (the rule measured in benchmarks/NOTES.md); 1 whenever it applies (any capability, any
-// channel count). Not the default yet: its results are as close to float64 as the direct path's, but
-// in a whole-model training step a ReLU input within rounding of zero can flip sides, and the bench's
-// float32 check of that row (ResNetCifar's) then fails (benchmarks/NOTES.md).
+// Winograd F(2x2, 3x3) (winograd.h) serves float32 3x3 convolutions with stride 1 and dilation 1 when
+// both channel counts per group are large enough for its transforms to pay (benchmarks/NOTES.md) and
+// the CPU has the AVX-512 transforms. CNNFAST_CPU_WINOGRAD (read at each call) overrides the rule:
+// 0 never, 1 whenever it applies (any capability, any channel count); unset or auto: the rule.
 constexpr int64_t kWinogradMinChannels = 16;
 
 inline bool use_winograd(const Conv2dProblem& p, Capability cap) {
   if (!winograd_applies(p)) return false;
   const char* env = std::getenv("CNNFAST_CPU_WINOGRAD");
-  if (env == nullptr || std::strcmp(env, "0") == 0) return false;
-  if (std::strcmp(env, "1") == 0) return true;
-  return std::strcmp(env, "auto") == 0 && cap == Capability::kAvx512 &&
-         p.C_per_group() >= kWinogradMinChannels && p.K_per_group() >= kWinogradMinChannels;
+  if (env != nullptr && std::strcmp(env, "0") == 0) return false;
+  if (env != nullptr && std::strcmp(env, "1") == 0) return true;
+  return cap == Capability::kAvx512 && p.C_per_group() >= kWinogradMinChannels &&
+         p.K_per_group() >= kWinogradMinChannels;
 }
 
 template <typename T>
