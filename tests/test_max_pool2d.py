@@ -11,6 +11,20 @@ from hypothesis import strategies as st
 
 import cnnfast
 from reference import memory_format_of, to_format
+from test_cpu_capability import PATHS as ALL_PATHS
+
+
+def assert_same_for_1_and_2_threads(run):
+    """run() gives (output, grad_input): both bit-identical on 1 and on 2 threads."""
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a = run()
+        torch.set_num_threads(2)
+        b = run()
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
 def run_pool_case(shape, kernel, stride=None, padding=0, dilation=1, ceil_mode=False, fmt="nchw",
@@ -97,15 +111,7 @@ def test_max_pool2d_bit_identical_for_any_thread_count():
         y = cnnfast.functional.max_pool2d(x, 3, 1, 1)
         return y, torch.autograd.grad(y, x, torch.ones_like(y))[0]
 
-    old = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        a = run()
-        torch.set_num_threads(2)
-        b = run()
-    finally:
-        torch.set_num_threads(old)
-    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert_same_for_1_and_2_threads(run)
 
 
 @settings(max_examples=40, deadline=None)
@@ -144,10 +150,7 @@ def test_max_pool2d_window_of_padding_only_is_refused():
 # AVX-512 write-once backward (2-wide, stride-2 column windows that do not overlap, rows of more than
 # L/2 outputs; shorter rows and every other window take the zero-and-scatter path). Each case runs
 # on every path the CPU has, against torch.
-ORDER = ["default", "avx2", "avx512"]
-BEST = torch.ops.cnnfast.cpu_capability()
-PATHS = [pytest.param(c, marks=pytest.mark.skipif(ORDER.index(c) > ORDER.index(BEST), reason=f"CPU lacks {c}"))
-         for c in ("default", "avx512")]
+PATHS = [p for p in ALL_PATHS if p.values[0] in ("default", "avx512")]
 
 FAST_GRID = [
     ((2, 3, 28, 28), 2, 2, 0, 1, False),          # LeNet: 14 outputs a row (a partial vector)
@@ -261,12 +264,4 @@ def test_max_pool2d_simd_paths_bit_identical_for_any_thread_count(args):
         y = cnnfast.functional.max_pool2d(x, *args, ceil_mode=True)
         return y, torch.autograd.grad(y, x, torch.randn(y.shape, generator=torch.Generator().manual_seed(0)))[0]
 
-    old = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        a = run()
-        torch.set_num_threads(2)
-        b = run()
-    finally:
-        torch.set_num_threads(old)
-    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert_same_for_1_and_2_threads(run)
