@@ -195,6 +195,140 @@ void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, 
   });
 }
 
+// ---- Sixteen images per vector, for small images (stride 1) -----------------------------------------
+// The shifted-view GEMM of forward_direct computes, per output row, the Wp - Q columns that fall in the
+// padding and drops them: 36% of the work of LeNet's unpadded 5x5 conv2 on 14x14 images, 27% of
+// MNIST-CNN's 5x5 pad-2 one. With sixteen images side by side in each vector,
+//   xb[b, c, hp, wp, lane] = padded input[16 * b + lane, c, hp, wp]    (zero past the batch's end)
+// an output row's Q pixels are, for every tap, one contiguous run of 16 * Q floats at a fixed offset
+// from the row's start: the same GEMM (gemm.h, b_off) per output row, with no dropped column, and the
+// grad-weight dot-product form with runs of a whole image row. The price: one transposing copy of each
+// operand in and of the output out, and batches padded to 16 images.
+constexpr int64_t kBatchLanes = 16;
+
+struct Batch16Layout {
+  int64_t NB, Hp, Wp;  // blocks of 16 images; padded height and width
+};
+
+inline Batch16Layout batch16_layout(const Conv2dProblem& p) {
+  return {(p.N + kBatchLanes - 1) / kBatchLanes, p.H + 2 * p.pad_h, p.W + 2 * p.pad_w};
+}
+
+// Taken when the work saved over the shifted-view path (its dropped columns) beats the padding of the
+// batch by this fraction of the work, and each output element sums enough taps for the GEMM to outweigh
+// the copies in and out (a 1-channel 5x5 layer sums 25 and measured 5x slower this way, MNIST-CNN conv1).
+constexpr double kBatch16MinGain = 0.10;
+constexpr int64_t kBatch16MinTaps = 64;
+
+// Float32, stride 1, on a SIMD path (the dot-product grad-weight has none other), at least 16 images.
+// CNNFAST_CPU_BATCH16 (read at each call): 0 never, 1 whenever it applies, unset or auto the rule.
+inline bool use_batch16(const Conv2dProblem& p, Capability cap) {
+  if (p.stride_h != 1 || p.stride_w != 1 || dot_lanes(cap) == 0 || p.P == 0 || p.Q == 0) return false;
+  const char* env = std::getenv("CNNFAST_CPU_BATCH16");
+  if (env != nullptr && std::strcmp(env, "0") == 0) return false;
+  if (env != nullptr && std::strcmp(env, "1") == 0) return true;
+  if (p.N < kBatchLanes || p.reduction() < kBatch16MinTaps) return false;
+  const Batch16Layout b = batch16_layout(p);
+  const double kept = double(p.P * p.Q) / double((p.P - 1) * b.Wp + p.Q);
+  const double filled = double(p.N) / double(b.NB * kBatchLanes);
+  return filled - kept >= kBatch16MinGain;
+}
+
+// [N, C, H, W] -> [NB, C, H + 2 ph, W + 2 pw, 16], zero in the padding and past the batch's end; a full
+// block of float32 images by register transposes on AVX-512.
+template <typename T>
+Buffer<T> to_batch16(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, Capability cap) {
+  const int64_t NB = (N + kBatchLanes - 1) / kBatchLanes, Hp = H + 2 * ph, Wp = W + 2 * pw;
+  const int64_t plane = Hp * Wp * kBatchLanes;
+  Buffer<T> out(NB * C * plane);
+  at::parallel_for(0, NB * C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t bc = begin; bc < end; ++bc) {
+      const int64_t b = bc / C, c = bc % C;
+      T* dst = out.data() + bc * plane;
+      const bool full = N >= (b + 1) * kBatchLanes;
+      if (ph > 0 || pw > 0 || !full) std::fill(dst, dst + plane, T(0));
+      const T* src = x + (b * kBatchLanes * C + c) * H * W;
+      if constexpr (std::is_same_v<T, float>) {
+        if (full && cap == Capability::kAvx512) {
+          for (int64_t h = 0; h < H; ++h)
+            rows_to_lanes16_avx512(src + h * W, C * H * W, dst + ((h + ph) * Wp + pw) * kBatchLanes, W);
+          continue;
+        }
+      }
+      for (int64_t l = 0; l < kBatchLanes && b * kBatchLanes + l < N; ++l) {
+        const T* sl = src + l * C * H * W;
+        for (int64_t h = 0; h < H; ++h) {
+          T* d = dst + ((h + ph) * Wp + pw) * kBatchLanes + l;
+          for (int64_t w = 0; w < W; ++w) d[w * kBatchLanes] = sl[h * W + w];
+        }
+      }
+    }
+  });
+  return out;
+}
+
+// The inverse of to_batch16 (no padding): [NB, K, P, Q, 16] -> [N, K, P, Q].
+template <typename T>
+void from_batch16(const T* yb, int64_t N, int64_t K, int64_t PQ, T* y, Capability cap) {
+  const int64_t NB = (N + kBatchLanes - 1) / kBatchLanes;
+  at::parallel_for(0, NB * K, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t bk = begin; bk < end; ++bk) {
+      const int64_t b = bk / K, k = bk % K;
+      const T* src = yb + bk * PQ * kBatchLanes;
+      T* dst = y + (b * kBatchLanes * K + k) * PQ;
+      if constexpr (std::is_same_v<T, float>) {
+        if (N >= (b + 1) * kBatchLanes && cap == Capability::kAvx512) {
+          lanes16_to_rows_avx512(src, dst, K * PQ, PQ);
+          continue;
+        }
+      }
+      for (int64_t l = 0; l < kBatchLanes && b * kBatchLanes + l < N; ++l)
+        for (int64_t i = 0; i < PQ; ++i) dst[l * K * PQ + i] = src[i * kBatchLanes + l];
+    }
+  });
+}
+
+// Offset of tap r = (c, kh, kw) in the batch-of-16 layout, relative to the group's first channel.
+inline std::vector<int64_t> batch16_tap_offsets(const Conv2dProblem& p) {
+  const Batch16Layout b = batch16_layout(p);
+  std::vector<int64_t> off(p.reduction());
+  for (int64_t c = 0; c < p.C_per_group(); ++c)
+    for (int64_t kh = 0; kh < p.R; ++kh)
+      for (int64_t kw = 0; kw < p.S; ++kw)
+        off[(c * p.R + kh) * p.S + kw] = ((c * b.Hp + kh * p.dilation_h) * b.Wp + kw * p.dilation_w) * kBatchLanes;
+  return off;
+}
+
+// Forward: one GEMM per (block of 16 images, group, output row, block of output channels),
+// y16[b, k, oh, :, :] = bias[k] + sum_r W[k, r] * xb[b, :, oh + kh, kw :, :] (r = (c, kh, kw)).
+template <typename T>
+void forward_batch16(const Conv2dProblem& p, const T* x, const T* w, const T* bias, T* y, bool relu, Capability cap) {
+  const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction(), PQ = p.P * p.Q;
+  const Batch16Layout b = batch16_layout(p);
+  const Buffer<T> xb = to_batch16(x, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, cap);
+  const std::vector<int64_t> boff = batch16_tap_offsets(p);
+  Buffer<T> yb(b.NB * p.K * PQ * kBatchLanes);
+  const int64_t base_items = b.NB * G * p.P, kchunks = forward_k_chunks(p, base_items);
+  const int64_t rows_per_chunk = (Kg + kchunks - 1) / kchunks;
+  at::parallel_for(0, base_items * kchunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t kc = item % kchunks, rest = item / kchunks;
+      const int64_t oh = rest % p.P, g = (rest / p.P) % G, nb = rest / (p.P * G);
+      const int64_t k0 = kc * rows_per_chunk, k1 = std::min(Kg, k0 + rows_per_chunk);
+      if (k0 >= k1) continue;
+      GemmArgs<T> a;
+      a.M = k1 - k0, a.N = p.Q * kBatchLanes, a.K = red;
+      a.a = w + (g * Kg + k0) * red, a.a_rs = red, a.a_ks = 1;
+      a.b = xb.data() + ((nb * p.C + g * Cg) * b.Hp + oh) * b.Wp * kBatchLanes, a.b_off = boff.data();
+      a.c = yb.data() + ((nb * p.K + g * Kg + k0) * PQ + oh * p.Q) * kBatchLanes, a.ldc = PQ * kBatchLanes;
+      a.init = bias ? bias + g * Kg + k0 : nullptr;
+      a.relu = relu;
+      gemm(cap, a);
+    }
+  });
+  from_batch16(yb.data(), p.N, p.K, PQ, y, cap);
+}
+
 // Winograd F(2x2, 3x3) (winograd.h) serves float32 3x3 convolutions with stride 1 and dilation 1 when
 // both channel counts per group are large enough for its transforms to pay (benchmarks/NOTES.md) and
 // the CPU has the AVX-512 transforms. CNNFAST_CPU_WINOGRAD (read at each call) overrides the rule:
@@ -215,6 +349,10 @@ void forward_impl(const Conv2dProblem& p, const T* x, const T* w, const T* b, T*
   if constexpr (std::is_same_v<T, float>) {
     if (use_winograd(p, cap)) {
       winograd_forward(p, x, WinoWeight{w, false}, b, y, relu, cap);
+      return;
+    }
+    if (use_batch16(p, cap)) {
+      forward_batch16(p, x, w, b, y, relu, cap);
       return;
     }
   }
@@ -413,9 +551,42 @@ inline bool use_dot_grad_weight(const Conv2dProblem& p, Capability cap) {
   return dot_lanes(cap) > 0 && p.K_per_group() <= kDotMaxChannels && p.K_per_group() * p.reduction() <= kDotMaxWeight;
 }
 
+// The dot-product form's work split and final sums, shared by both layouts it runs on. Items: (group,
+// block of up to 16 output channels, block of up to 24 taps), so an item's lane sums (16 x 24 x 64
+// bytes) stay in L1 while it runs over every sample; at least two items per thread where there are
+// taps enough. accumulate(acc, ldacc, g, k0, nk, r0, nr) adds one item's sums into its zeroed block of
+// lanes ([k][r][lane], leading dimension ldacc = taps); then each dw element adds its lanes in order.
+template <typename F>
+void dot_grad_weight(const Conv2dProblem& p, Capability cap, float* dw, F&& accumulate) {
+  const int64_t G = p.groups, Kg = p.K_per_group(), red = p.reduction(), L = dot_lanes(cap);
+  constexpr int64_t kKb = 16, kMaxRb = 24;
+  const int64_t kblocks = (Kg + kKb - 1) / kKb;
+  const int64_t want = (2 * at::get_num_threads() + G * kblocks - 1) / (G * kblocks);
+  const int64_t rblocks = std::max((red + kMaxRb - 1) / kMaxRb, std::min((red + 3) / 4, want));
+  const int64_t kRb = (red + rblocks - 1) / rblocks;
+  Buffer<float> lanes(G * Kg * red * L);
+  at::parallel_for(0, G * kblocks * rblocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t rb = item % rblocks, kb = (item / rblocks) % kblocks, g = item / (rblocks * kblocks);
+      const int64_t r0 = rb * kRb, nr = std::min(kRb, red - r0), k0 = kb * kKb, nk = std::min(kKb, Kg - k0);
+      float* acc = lanes.data() + ((g * Kg + k0) * red + r0) * L;
+      for (int64_t k = 0; k < nk; ++k) std::fill(acc + k * red * L, acc + (k * red + nr) * L, 0.0f);
+      accumulate(acc, red, g, k0, nk, r0, nr);
+    }
+  });
+  at::parallel_for(0, G * Kg, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t gk = begin; gk < end; ++gk)
+      for (int64_t r = 0; r < red; ++r) {
+        const float* lane = lanes.data() + (gk * red + r) * L;
+        float sum = 0.0f;
+        for (int64_t i = 0; i < L; ++i) sum += lane[i];
+        dw[gk * red + r] = sum;
+      }
+  });
+}
+
 void grad_weight_dot(const Conv2dProblem& p, const float* dy, const float* x, float* dw, Capability cap) {
-  const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
-  const int64_t L = dot_lanes(cap);
+  const int64_t Cg = p.C_per_group(), Kg = p.K_per_group();
   const PhaseLayout l = phase_layout(p);
   const int64_t Wp = l.Wh, plane = l.plane, PQ = p.P * p.Q;
   const int64_t V = (p.P - 1) * Wp + p.Q, Vr = (V + 15) / 16 * 16;  // kTile slack covers the last 15
@@ -430,44 +601,43 @@ void grad_weight_dot(const Conv2dProblem& p, const float* dy, const float* x, fl
       for (int64_t oh = 0; oh < p.P; ++oh) std::memcpy(dst + oh * Wp, src + oh * p.Q, p.Q * sizeof(float));
     }
   });
-  // Items: (group, block of up to 16 output channels, block of up to 24 taps), so an item's lane sums
-  // (16 x 24 x 64 bytes) stay in L1 while it runs over every sample; at least two items per thread
-  // where there are taps enough. Each call covers a run of samples or a tile of pixels whose 16 rows
-  // of dyp fit in 24 KB (L1) as well.
-  constexpr int64_t kKb = 16, kMaxRb = 24;
-  const int64_t kblocks = (Kg + kKb - 1) / kKb;
-  const int64_t want = (2 * at::get_num_threads() + G * kblocks - 1) / (G * kblocks);
-  const int64_t rblocks = std::max((red + kMaxRb - 1) / kMaxRb, std::min((red + 3) / 4, want));
-  const int64_t kRb = (red + rblocks - 1) / rblocks;
-  const int64_t tile = 6144 / kKb / 16 * 16;
+  // Each call covers a run of samples or a tile of pixels whose 16 rows of dyp fit in 24 KB (L1).
+  const int64_t tile = 6144 / 16 / 16 * 16;
   const int64_t klen = std::min(tile, Vr), nb = Vr <= tile ? std::max<int64_t>(1, tile / Vr) : 1;
-  Buffer<float> lanes(G * Kg * red * L);
-  at::parallel_for(0, G * kblocks * rblocks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t rb = item % rblocks, kb = (item / rblocks) % kblocks, g = item / (rblocks * kblocks);
-      const int64_t r0 = rb * kRb, nr = std::min(kRb, red - r0), k0 = kb * kKb, nk = std::min(kKb, Kg - k0);
-      float* acc = lanes.data() + ((g * Kg + k0) * red + r0) * L;
-      for (int64_t k = 0; k < nk; ++k) std::fill(acc + k * red * L, acc + (k * red + nr) * L, 0.0f);
-      for (int64_t n0 = 0; n0 < p.N; n0 += nb) {
-        for (int64_t t0 = 0; t0 < Vr; t0 += klen) {
-          DotArgs d;
-          d.M = nk, d.N = nr, d.K = std::min(klen, Vr - t0), d.batch = std::min(nb, p.N - n0);
-          d.a = dyp.data() + (n0 * p.K + g * Kg + k0) * Vr + t0, d.lda = Vr, d.a_bs = p.K * Vr;
-          d.b = xp.data() + (n0 * p.C + g * Cg) * plane + t0, d.b_off = boff.data() + r0, d.b_bs = p.C * plane;
-          d.acc = acc, d.ldacc = red;
-          dot(cap, d);
-        }
+  dot_grad_weight(p, cap, dw, [&](float* acc, int64_t ldacc, int64_t g, int64_t k0, int64_t nk, int64_t r0, int64_t nr) {
+    for (int64_t n0 = 0; n0 < p.N; n0 += nb) {
+      for (int64_t t0 = 0; t0 < Vr; t0 += klen) {
+        DotArgs d;
+        d.M = nk, d.N = nr, d.K = std::min(klen, Vr - t0), d.batch = std::min(nb, p.N - n0);
+        d.a = dyp.data() + (n0 * p.K + g * Kg + k0) * Vr + t0, d.lda = Vr, d.a_bs = p.K * Vr;
+        d.b = xp.data() + (n0 * p.C + g * Cg) * plane + t0, d.b_off = boff.data() + r0, d.b_bs = p.C * plane;
+        d.acc = acc, d.ldacc = ldacc;
+        dot(cap, d);
       }
     }
   });
-  at::parallel_for(0, G * Kg, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t gk = begin; gk < end; ++gk)
-      for (int64_t r = 0; r < red; ++r) {
-        const float* lane = lanes.data() + (gk * red + r) * L;
-        float sum = 0.0f;
-        for (int64_t i = 0; i < L; ++i) sum += lane[i];
-        dw[gk * red + r] = sum;
-      }
+}
+
+// Grad-weight in the dot-product form on the same layout: for each block of 16 images, A's rows are
+// dy16[b, k] and B's the taps' views of xb, both running along a whole output row (16 * Q floats) and
+// stepping one row per batch step of DotArgs.
+void grad_weight_batch16(const Conv2dProblem& p, const float* dy, const float* x, float* dw, Capability cap) {
+  const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), PQ = p.P * p.Q;
+  const Batch16Layout b = batch16_layout(p);
+  const Buffer<float> xb = to_batch16(x, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, cap);
+  const Buffer<float> dyb = to_batch16(dy, p.N, p.K, p.P, p.Q, 0, 0, cap);
+  const std::vector<int64_t> boff = batch16_tap_offsets(p);
+  dot_grad_weight(p, cap, dw, [&](float* acc, int64_t ldacc, int64_t g, int64_t k0, int64_t nk, int64_t r0, int64_t nr) {
+    for (int64_t nb = 0; nb < b.NB; ++nb) {
+      DotArgs d;
+      d.M = nk, d.N = nr, d.K = p.Q * kBatchLanes, d.batch = p.P;
+      d.a = dyb.data() + (nb * p.K + g * Kg + k0) * PQ * kBatchLanes, d.lda = PQ * kBatchLanes;
+      d.a_bs = p.Q * kBatchLanes;
+      d.b = xb.data() + (nb * p.C + g * Cg) * b.Hp * b.Wp * kBatchLanes, d.b_off = boff.data() + r0;
+      d.b_bs = b.Wp * kBatchLanes;
+      d.acc = acc, d.ldacc = ldacc;
+      dot(cap, d);
+    }
   });
 }
 
@@ -476,6 +646,10 @@ void grad_weight_impl(const Conv2dProblem& p, const T* dy, const T* x, T* dw, Ca
   if constexpr (std::is_same_v<T, float>) {
     if (use_winograd(p, cap)) {
       winograd_grad_weight(p, dy, x, dw, cap);
+      return;
+    }
+    if (use_batch16(p, cap) && p.K_per_group() * p.reduction() <= kDotMaxWeight) {
+      grad_weight_batch16(p, dy, x, dw, cap);
       return;
     }
     if (use_dot_grad_weight(p, cap)) {

@@ -1,0 +1,141 @@
+"""The CPU convolution path with sixteen images per vector (csrc/cpu/conv2d_kernel.cpp, "Sixteen images per
+vector"): forward, the fused ReLU, the stride-1 grad-input (a forward convolution of dy) and grad-weight
+(the dot-product form) through it, against torch with the project's one tolerance rule
+(tests/reference.py), on every SIMD path, bit-identical for any thread count; and the rule that
+chooses it, with CNNFAST_CPU_BATCH16=0/1 forcing it off/on (read at each call)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnfast
+from test_conv2d import conv, run_conv_case
+from test_conv2d_relu import fused, reference
+from test_cpu_capability import BEST, PATHS
+
+# (n, c, h, w, k, kernel, padding, dilation, groups). Images are taken 16 at a time, so the batches end
+# at several places of a block of 16 (1, 15, 16, 17, 33 images); each output row is one GEMM.
+CASES = [
+    (16, 6, 14, 14, 16, 5, 0, 1, 1),   # LeNet conv2's shape, one full block
+    (17, 16, 14, 14, 32, 5, 2, 1, 1),  # MNIST-CNN conv2's shape, a block of one image
+    (1, 3, 7, 9, 5, 3, 1, 1, 1),       # batch 1: 15 empty lanes
+    (15, 4, 6, 11, 7, 3, 0, 1, 1),     # one short block, odd sizes
+    (33, 8, 5, 5, 40, 3, 2, 1, 1),     # three blocks; more than 16 output channels (two dot blocks)
+    (18, 6, 9, 8, 12, 3, 2, 2, 2),     # dilation 2 and groups
+    (20, 5, 8, 6, 9, (1, 5), (0, 2), 1, 1),  # a 1x5 kernel, padding along one dimension
+    (16, 40, 6, 6, 24, 1, 0, 1, 1),    # 1x1: many channels, 40 taps
+    (16, 3, 4, 4, 4, 5, 3, 1, 1),      # padding past the kernel: grad-input takes the scatter path
+]
+
+
+@pytest.fixture
+def batch16(monkeypatch):
+    monkeypatch.setenv("CNNFAST_CPU_BATCH16", "1")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(c) for c in CASES])
+@pytest.mark.parametrize("path", PATHS)
+def test_batch16_matches_torch(monkeypatch, batch16, path, case):
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    n, c, h, w, k, kernel, padding, dilation, groups = case
+    run_conv_case(conv, F.conv2d, n, c, h, w, k, kernel, 1, padding, dilation, groups)
+    run_conv_case(conv, F.conv2d, n, c, h, w, k, kernel, 1, padding, dilation, groups, bias=False, seed=2)
+    run_conv_case(fused, reference, n, c, h, w, k, kernel, 1, padding, dilation, groups, seed=1)
+
+
+def test_batch16_channels_last_and_strided(batch16):
+    run_conv_case(conv, F.conv2d, 17, 6, 9, 7, 10, 3, 1, 1, 1, 1, fmt="channels_last")
+    run_conv_case(fused, reference, 17, 6, 9, 7, 10, 3, 1, 1, 1, 1, fmt="strided")
+
+
+@pytest.mark.parametrize("layer", [(64, 6, 14, 16, 5, 0), (64, 16, 14, 32, 5, 2)], ids=["lenet2", "mnist2"])
+@pytest.mark.parametrize("op", ["conv2d", "conv2d_relu"])
+def test_batch16_passes_the_bench_check_on_the_bench_layers(layer, op):
+    """LeNet's and MNIST-CNN's second convolutions take the path by the rule; the bench's own check."""
+    from cnnfast.bench import runner
+    from cnnfast.bench.suites import Case
+
+    n, c, h, k, r, pad = layer
+    out = h + 2 * pad - r + 1
+    params = dict(input=[n, c, h, h], weight=[k, c, r, r], bias=True, output=[n, k, out, out], stride=[1, 1],
+                  padding=[pad, pad], dilation=[1, 1], groups=1)
+    case = Case("mnist-cnn", op, tuple(sorted(params.items())))
+    impl, ref = runner.cnnfast_impl(), runner.reference_impl()
+    result = runner.check(runner.Prepared(case, "fwdbwd", torch.float32, "nchw", "cpu"), impl, ref)
+    assert result["passed"], result["message"]
+
+
+def _forward_and_gradients(x, w, b, gy, padding):
+    x, w, b = (t.clone().requires_grad_() for t in (x, w, b))
+    y = cnnfast.functional.conv2d_relu(x, w, b, padding=padding)
+    return [y, *torch.autograd.grad(y, (x, w, b), gy)]
+
+
+@pytest.mark.parametrize("shape", [(17, 6, 14, 14, 16, 5, 0), (32, 16, 9, 9, 33, 5, 2), (5, 4, 6, 6, 7, 3, 1)])
+@pytest.mark.parametrize("path", PATHS)
+def test_batch16_bit_identical_for_any_thread_count(monkeypatch, batch16, path, shape):
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    n, c, h, w_, k, r, pad = shape
+    g = torch.Generator().manual_seed(7)
+    x, w = torch.randn(n, c, h, w_, generator=g), torch.randn(k, c, r, r, generator=g)
+    b, gy = torch.randn(k, generator=g), torch.randn(n, k, h + 2 * pad - r + 1, w_ + 2 * pad - r + 1, generator=g)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = _forward_and_gradients(x, w, b, gy, pad)
+        for threads in (2, 3, 4):
+            torch.set_num_threads(threads)
+            assert all(torch.equal(a, b_) for a, b_ in zip(serial, _forward_and_gradients(x, w, b, gy, pad)))
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_batch16_is_chosen_by_the_rule_and_forced_by_the_variable(monkeypatch):
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(64, 16, 14, 14, generator=g)
+    w = torch.randn(32, 16, 5, 5, generator=g)
+
+    def run(n, pad, setting, weight=w):
+        """grad-weight (the forward's sums are the same in both layouts; grad-weight's are not)."""
+        if setting is None:
+            monkeypatch.delenv("CNNFAST_CPU_BATCH16", raising=False)
+        else:
+            monkeypatch.setenv("CNNFAST_CPU_BATCH16", setting)
+        out = 14 + 2 * pad - 4
+        gy = torch.ones(n, 32, out, out)
+        xs = x[:n, :weight.shape[1]].contiguous()
+        return torch.ops.cnnfast.conv2d_backward(gy, xs, weight, [1, 1], [pad, pad], [1, 1], 1, [False, True, False])[1]
+
+    if BEST == "default":
+        # No SIMD path: never taken, even when forced.
+        assert torch.equal(run(64, 2, "1"), run(64, 2, "0"))
+        return
+    on, off = run(64, 2, "1"), run(64, 2, "0")
+    assert not torch.equal(on, off)  # the same sums in another order: the path was taken
+    # (Both sums are held to the project's rule against float64 by test_batch16_matches_torch and test_conv2d.)
+    # Unset or auto, the rule: at least 16 images and 64 taps, and the dropped columns of the shifted-view
+    # path (4 of every 18 here) outweigh the empty lanes of the last block by 10% of the work.
+    assert torch.equal(run(64, 2, None), on)
+    assert torch.equal(run(64, 2, "auto"), on)
+    assert torch.equal(run(8, 2, None), run(8, 2, "0"))       # fewer than 16 images
+    assert torch.equal(run(17, 2, None), run(17, 2, "0"))     # 17 images fill 53% of two blocks
+    assert torch.equal(run(64, 0, None), run(64, 0, "1"))     # 4 of 14 columns dropped without padding
+    # One input channel of 5x5: 25 taps per output, too few for the copies to pay.
+    one_channel = w[:, :1].contiguous()
+    assert not torch.equal(run(64, 2, "1", one_channel), run(64, 2, "0", one_channel))
+    assert torch.equal(run(64, 2, None, one_channel), run(64, 2, "0", one_channel))
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", "default")
+    assert torch.equal(run(64, 2, "1"), run(64, 2, "0"))       # no SIMD path: never
+
+
+def test_batch16_never_serves_float64_or_strided_convolutions(monkeypatch, batch16):
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(16, 6, 14, 14, generator=g, dtype=torch.float64)
+    w = torch.randn(16, 6, 5, 5, generator=g, dtype=torch.float64)
+    on = cnnfast.functional.conv2d(x, w)
+    monkeypatch.setenv("CNNFAST_CPU_BATCH16", "0")
+    assert torch.equal(on, cnnfast.functional.conv2d(x, w))
+    xf, wf = x.float(), w.float()
+    monkeypatch.setenv("CNNFAST_CPU_BATCH16", "1")
+    forced = cnnfast.functional.conv2d(xf, wf, stride=2)
+    monkeypatch.setenv("CNNFAST_CPU_BATCH16", "0")
+    assert torch.equal(forced, cnnfast.functional.conv2d(xf, wf, stride=2))
