@@ -19,8 +19,6 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <memory>
-#include <new>
 #include <optional>
 #include <type_traits>
 #include <vector>
@@ -29,6 +27,7 @@
 #include "cpu/capability.h"
 #include "cpu/conv2d_gemm.h"
 #include "cpu/gemm.h"
+#include "cpu/scratch.h"
 #include "cpu/winograd.h"
 
 namespace cnnfast::cpu {
@@ -53,23 +52,12 @@ void dispatch_floating(at::ScalarType t, F&& f) {
   }
 }
 
-// A buffer of n elements left uninitialized: every buffer below is filled by the parallel loops that
-// use it (a zero-initialized std::vector would be a serial memset and serial page faults). Aligned to
-// a cache line, so rows whose length is a multiple of 16 floats are read by whole-line vector loads
-// (malloc's 16-byte alignment splits each 64-byte load of such rows across two lines).
+// Scratch buffers (cpu/scratch.h: aligned, uninitialized, pooled per thread). Every buffer below is
+// filled by the parallel loops that use it (a zero-initialized std::vector would be a serial memset
+// and serial page faults); its 64-byte alignment lets rows whose length is a multiple of 16 floats be
+// read by whole-line vector loads.
 template <typename T>
-struct Buffer {
-  static constexpr std::align_val_t kAlign{64};
-  struct Free {
-    void operator()(T* q) const { ::operator delete[](q, kAlign); }
-  };
-  std::unique_ptr<T[], Free> p;
-  explicit Buffer(int64_t n) : p(static_cast<T*>(::operator new[](sizeof(T) * std::max<int64_t>(n, 1), kAlign))) {}
-  T* data() { return p.get(); }
-  const T* data() const { return p.get(); }
-  T& operator[](int64_t i) { return p[i]; }
-  const T& operator[](int64_t i) const { return p[i]; }
-};
+using Buffer = Scratch<T>;
 
 // Splits a forward GEMM's output channels into this many chunks: enough work items for every thread
 // even at batch 1 (which item computes an output element never changes its sum).

@@ -17,56 +17,12 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <new>
 
 #include "cpu/gemm.h"
+#include "cpu/scratch.h"
 
 namespace cnnfast::cpu {
 namespace {
-
-// Scratch memory: per thread and per role (slot), reused from call to call and only ever grown, up to
-// kScratchCacheFloats per slot (a fresh multi-megabyte allocation per call costs a page fault and a
-// zero-filled page per 4 KB; larger buffers are allocated per call). Aligned to a cache line, left
-// uninitialized (every use fills it first). The calling thread's slots (call-wide buffers) differ
-// from the items' slots, since the calling thread also runs items.
-enum Slot { kCallA, kCallB, kItemA, kItemB, kSlots };
-constexpr int64_t kScratchCacheFloats = int64_t(16) << 20;  // 64 MB
-
-float* aligned_floats(int64_t n) {
-  return static_cast<float*>(::operator new[](std::max<int64_t>(n, 1) * sizeof(float), std::align_val_t(64)));
-}
-void free_floats(float* p) { ::operator delete[](p, std::align_val_t(64)); }
-
-struct ScratchCache {
-  float* p[kSlots] = {};
-  int64_t n[kSlots] = {};
-  ~ScratchCache() {
-    for (float* q : p)
-      if (q) free_floats(q);
-  }
-};
-
-struct Scratch {
-  float* p = nullptr;
-  bool owned = false;
-  Scratch(Slot slot, int64_t n) {
-    if (n > kScratchCacheFloats) {
-      p = aligned_floats(n), owned = true;
-      return;
-    }
-    thread_local ScratchCache cache;
-    if (cache.n[slot] < n) {
-      if (cache.p[slot]) free_floats(cache.p[slot]);
-      cache.p[slot] = aligned_floats(n), cache.n[slot] = n;
-    }
-    p = cache.p[slot];
-  }
-  ~Scratch() {
-    if (owned) free_floats(p);
-  }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-};
 
 constexpr int64_t kBlockGroups = 4;                         // groups of 16 tiles per GEMM column block
 constexpr int64_t kBlockTiles = kBlockGroups * kWinoLanes;  // 64: the GEMM's register-block width
@@ -187,12 +143,12 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
   if (Tpad > Kg) {
     // Tile-major. U[g][xi][a][b] for all filters.
     const int64_t u_xi = xi_stride(A * B);
-    Scratch u(kCallA, G * 16 * u_xi);
+    Scratch<float> u(G * 16 * u_xi);
     // (In one thread when small: a parallel loop costs more than a few thousand filters.)
     at::parallel_for(0, G * A, std::max<int64_t>(8, 16384 / B), [&](int64_t begin, int64_t end) {
       for (int64_t ga = begin; ga < end; ++ga) {
         const int64_t g = ga / A, a = ga % A;
-        kern.filter(w.w + (g * A + a) * ld, ld, 1, B, u.p + g * 16 * u_xi + a * B, u_xi, B);
+        kern.filter(w.w + (g * A + a) * ld, ld, 1, B, u.data() + g * 16 * u_xi + a * B, u_xi, B);
       }
     });
     // Tile blocks of at most kBlockGroups groups, as many as a multiple of the thread count (equal
@@ -206,20 +162,20 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
     const int64_t kb = std::min(Kg <= 96 ? Kg : int64_t(48), kc_rows.max_len);
     const int64_t v_xi = xi_stride(Cg * kBlockTiles), m_xi = xi_stride(kb * kBlockTiles);
     at::parallel_for(0, G * blocks * kchunks, 1, [&](int64_t begin, int64_t end) {
-      Scratch v(kItemA, 16 * v_xi), m(kItemB, 16 * m_xi);
+      Scratch<float> v(16 * v_xi), m(16 * m_xi);
       for (int64_t item = begin; item < end; ++item) {
         const int64_t kc = item % kchunks, blk = (item / kchunks) % blocks, g = item / (kchunks * blocks);
         const int64_t q0 = blk * l.groups / blocks, q1 = (blk + 1) * l.groups / blocks;
         const int64_t ncol = (q1 - q0) * kWinoLanes;
         const int64_t k_begin = kc_rows.begin(kc), k_end = kc_rows.end(kc);
         if (k_begin >= k_end) continue;
-        kern.input(l, x + g * Cg * l.HW, Cg, q0, q1, v.p, v_xi, kBlockTiles);
+        kern.input(l, x + g * Cg * l.HW, Cg, q0, q1, v.data(), v_xi, kBlockTiles);
         for (int64_t k0 = k_begin; k0 < k_end; k0 += kb) {
           const int64_t kn = std::min(kb, k_end - k0);
-          const float* ug = u.p + g * 16 * u_xi;
+          const float* ug = u.data() + g * 16 * u_xi;
           const UView uv = tr ? UView{ug + k0, u_xi, 1, B, true} : UView{ug + k0 * B, u_xi, B, 1, false};
-          gemm16(cap, kn, ncol, Cg, uv, v.p, v_xi, kBlockTiles, m.p, m_xi);
-          kern.output(l, m.p, m_xi, kBlockTiles, kn, q0, q1, b ? b + g * Kg + k0 : nullptr, relu,
+          gemm16(cap, kn, ncol, Cg, uv, v.data(), v_xi, kBlockTiles, m.data(), m_xi);
+          kern.output(l, m.data(), m_xi, kBlockTiles, kn, q0, q1, b ? b + g * Kg + k0 : nullptr, relu,
                       y + (g * Kg + k0) * PQ);
         }
       }
@@ -230,11 +186,11 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
   // Channel-major. V[xi][c][t] for all channels and tiles.
   const int64_t blocks = ceil_div(l.groups, kBlockGroups);
   const int64_t v_xi = xi_stride(p.C * Tpad);
-  Scratch v(kCallA, 16 * v_xi);
+  Scratch<float> v(16 * v_xi);
   at::parallel_for(0, p.C * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t c = item / blocks, q0 = (item % blocks) * kBlockGroups, q1 = std::min(l.groups, q0 + kBlockGroups);
-      kern.input(l, x + c * l.HW, 1, q0, q1, v.p + c * Tpad + q0 * kWinoLanes, v_xi, Tpad);
+      kern.input(l, x + c * l.HW, 1, q0, q1, v.data() + c * Tpad + q0 * kWinoLanes, v_xi, Tpad);
     }
   });
   // Chunks of output channels, one per item: each chunk's U (16 x rows x Cg floats) at most about
@@ -247,7 +203,7 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
   const int64_t kb = kc_rows.max_len;
   const int64_t u_xi = xi_stride(kb * Cg), m_xi = xi_stride(kb * kBlockTiles);  // Cg: the reduction (A or B)
   at::parallel_for(0, G * kchunks, 1, [&](int64_t begin, int64_t end) {
-    Scratch u(kItemA, 16 * u_xi), m(kItemB, 16 * m_xi);
+    Scratch<float> u(16 * u_xi), m(16 * m_xi);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t kc = item % kchunks, g = item / kchunks;
       const int64_t k0 = kc_rows.begin(kc), kn = kc_rows.end(kc) - k0;
@@ -255,15 +211,15 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
       // This item's filters: rows [k0, k0 + kn) of the weight, or columns when transposed.
       const float* wg = w.w + g * A * ld;
       if (tr) {
-        kern.filter(wg + k0 * 9, ld, A, kn, u.p, u_xi, kb);
+        kern.filter(wg + k0 * 9, ld, A, kn, u.data(), u_xi, kb);
       } else {
-        kern.filter(wg + k0 * ld, ld, kn, B, u.p, u_xi, B);
+        kern.filter(wg + k0 * ld, ld, kn, B, u.data(), u_xi, B);
       }
-      const UView uv = tr ? UView{u.p, u_xi, 1, kb, true} : UView{u.p, u_xi, B, 1, false};
+      const UView uv = tr ? UView{u.data(), u_xi, 1, kb, true} : UView{u.data(), u_xi, B, 1, false};
       for (int64_t blk = 0; blk < blocks; ++blk) {
         const int64_t q0 = blk * kBlockGroups, q1 = std::min(l.groups, q0 + kBlockGroups);
-        gemm16(cap, kn, (q1 - q0) * kWinoLanes, Cg, uv, v.p + g * Cg * Tpad + q0 * kWinoLanes, v_xi, Tpad, m.p, m_xi);
-        kern.output(l, m.p, m_xi, kBlockTiles, kn, q0, q1, b ? b + g * Kg + k0 : nullptr, relu,
+        gemm16(cap, kn, (q1 - q0) * kWinoLanes, Cg, uv, v.data() + g * Cg * Tpad + q0 * kWinoLanes, v_xi, Tpad, m.data(), m_xi);
+        kern.output(l, m.data(), m_xi, kBlockTiles, kn, q0, q1, b ? b + g * Kg + k0 : nullptr, relu,
                     y + (g * Kg + k0) * PQ);
       }
     }
@@ -285,22 +241,22 @@ void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* 
     const int64_t chunks = std::clamp<int64_t>(kGradWeightPartialBytes / pbytes, 1, std::min<int64_t>(8, blocks));
     const int64_t du_xi = xi_stride(Kg * Cg), part = G * 16 * du_xi;
     const int64_t vt_xi = xi_stride(kBlockTiles * Cg), d_xi = xi_stride(Kg * kBlockTiles);
-    Scratch du(kCallA, chunks * part);
+    Scratch<float> du(chunks * part);
     at::parallel_for(0, G * chunks, 1, [&](int64_t begin, int64_t end) {
-      Scratch vt(kItemA, 16 * vt_xi), d(kItemB, 16 * d_xi);
+      Scratch<float> vt(16 * vt_xi), d(16 * d_xi);
       for (int64_t item = begin; item < end; ++item) {
         const int64_t chunk = item % chunks, g = item / chunks;
-        float* acc = du.p + chunk * part + g * 16 * du_xi;
+        float* acc = du.data() + chunk * part + g * 16 * du_xi;
         const int64_t b0 = chunk * blocks / chunks, b1 = (chunk + 1) * blocks / chunks;
         for (int64_t blk = b0; blk < b1; ++blk) {
           const int64_t q0 = blk * kBlockGroups, q1 = std::min(l.groups, q0 + kBlockGroups);
-          kern.input_t(l, x + g * Cg * l.HW, Cg, q0, q1, vt.p, vt_xi, Cg);
-          kern.grad_output(l, dy + g * Kg * PQ, Kg, q0, q1, d.p, d_xi, kBlockTiles);
+          kern.input_t(l, x + g * Cg * l.HW, Cg, q0, q1, vt.data(), vt_xi, Cg);
+          kern.grad_output(l, dy + g * Kg * PQ, Kg, q0, q1, d.data(), d_xi, kBlockTiles);
           for (int64_t xi = 0; xi < 16; ++xi) {
             GemmArgs<float> a;
             a.M = Kg, a.N = Cg, a.K = (q1 - q0) * kWinoLanes;
-            a.a = d.p + xi * d_xi, a.a_rs = kBlockTiles, a.a_ks = 1;
-            a.b = vt.p + xi * vt_xi, a.ldb = Cg;
+            a.a = d.data() + xi * d_xi, a.a_rs = kBlockTiles, a.a_ks = 1;
+            a.b = vt.data() + xi * vt_xi, a.ldb = Cg;
             a.c = acc + xi * du_xi, a.ldc = Cg;
             a.accumulate = blk > b0;
             gemm(cap, a);
@@ -313,7 +269,7 @@ void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* 
     at::parallel_for(0, G * rblocks, std::max<int64_t>(1, 512 / Cg), [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
         const int64_t g = item / rblocks, k0 = (item % rblocks) * 8, kn = std::min<int64_t>(8, Kg - k0);
-        float* first = du.p + g * 16 * du_xi;
+        float* first = du.data() + g * 16 * du_xi;
         for (int64_t xi = 0; xi < 16; ++xi)
           for (int64_t chunk = 1; chunk < chunks; ++chunk) {
             float* dst = first + xi * du_xi + k0 * Cg;
@@ -329,7 +285,7 @@ void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* 
   // Few tiles. Both operands of the 16 GEMMs for all tiles: V transposed, vt[xi][t][c], and the output
   // gradient's tiles d[xi][k][t] (zero in the lanes past the last tile, which so add nothing).
   const int64_t vt_xi = xi_stride(Tpad * p.C), d_xi = xi_stride(p.K * Tpad);
-  Scratch vt(kCallA, 16 * vt_xi), d(kCallB, 16 * d_xi);
+  Scratch<float> vt(16 * vt_xi), d(16 * d_xi);
   // One parallel loop for both: items [0, cblocks * blocks) build vt, 16 channels at a time, the
   // others d, 8 channels at a time.
   const int64_t cblocks = ceil_div(p.C, kWinoLanes), kblocks = ceil_div(p.K, 8);
@@ -338,10 +294,10 @@ void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* 
       const int64_t q0 = (item % blocks) * kBlockGroups, q1 = std::min(l.groups, q0 + kBlockGroups);
       if (item < cblocks * blocks) {
         const int64_t c0 = (item / blocks) * kWinoLanes, cn = std::min(kWinoLanes, p.C - c0);
-        kern.input_t(l, x + c0 * l.HW, cn, q0, q1, vt.p + q0 * kWinoLanes * p.C + c0, vt_xi, p.C);
+        kern.input_t(l, x + c0 * l.HW, cn, q0, q1, vt.data() + q0 * kWinoLanes * p.C + c0, vt_xi, p.C);
       } else {
         const int64_t k0 = (item / blocks - cblocks) * 8, kn = std::min<int64_t>(8, p.K - k0);
-        kern.grad_output(l, dy + k0 * PQ, kn, q0, q1, d.p + k0 * Tpad + q0 * kWinoLanes, d_xi, Tpad);
+        kern.grad_output(l, dy + k0 * PQ, kn, q0, q1, d.data() + k0 * Tpad + q0 * kWinoLanes, d_xi, Tpad);
       }
     }
   });
@@ -355,7 +311,7 @@ void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* 
   const Chunks kc_rows(Kg, 6, kchunks);
   const int64_t du_xi = xi_stride(kc_rows.max_len * Cg);
   at::parallel_for(0, G * kchunks, 1, [&](int64_t begin, int64_t end) {
-    Scratch du(kItemA, 16 * du_xi);
+    Scratch<float> du(16 * du_xi);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t kc = item % kchunks, g = item / kchunks;
       const int64_t k0 = kc_rows.begin(kc), kn = kc_rows.end(kc) - k0;
@@ -363,12 +319,12 @@ void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* 
       for (int64_t xi = 0; xi < 16; ++xi) {
         GemmArgs<float> a;
         a.M = kn, a.N = Cg, a.K = Tpad;
-        a.a = d.p + xi * d_xi + (g * Kg + k0) * Tpad, a.a_rs = Tpad, a.a_ks = 1;
-        a.b = vt.p + xi * vt_xi + g * Cg, a.ldb = p.C;
-        a.c = du.p + xi * du_xi, a.ldc = Cg;
+        a.a = d.data() + xi * d_xi + (g * Kg + k0) * Tpad, a.a_rs = Tpad, a.a_ks = 1;
+        a.b = vt.data() + xi * vt_xi + g * Cg, a.ldb = p.C;
+        a.c = du.data() + xi * du_xi, a.ldc = Cg;
         gemm(cap, a);
       }
-      kern.filter_grad(du.p, du_xi, Cg, kn, Cg, dw + (g * Kg + k0) * Cg * 9, Cg * 9);
+      kern.filter_grad(du.data(), du_xi, Cg, kn, Cg, dw + (g * Kg + k0) * Cg * 9, Cg * 9);
     }
   });
 }
