@@ -94,16 +94,15 @@ def test_batch16_is_chosen_by_the_rule_and_forced_by_the_variable(monkeypatch):
     x = torch.randn(64, 16, 14, 14, generator=g)
     w = torch.randn(32, 16, 5, 5, generator=g)
 
-    def run(n, pad, setting, weight=w):
+    def run(n, pad, setting, x=x, w=w):
         """grad-weight (the forward's sums are the same in both layouts; grad-weight's are not)."""
         if setting is None:
             monkeypatch.delenv("CNNFAST_CPU_BATCH16", raising=False)
         else:
             monkeypatch.setenv("CNNFAST_CPU_BATCH16", setting)
-        out = 14 + 2 * pad - 4
-        gy = torch.ones(n, 32, out, out)
-        xs = x[:n, :weight.shape[1]].contiguous()
-        return torch.ops.cnnfast.conv2d_backward(gy, xs, weight, [1, 1], [pad, pad], [1, 1], 1, [False, True, False])[1]
+        out = [x.shape[i] + 2 * pad - w.shape[i] + 1 for i in (2, 3)]
+        gy = torch.ones(n, w.shape[0], *out)
+        return torch.ops.cnnfast.conv2d_backward(gy, x[:n], w, [1, 1], [pad, pad], [1, 1], 1, [False, True, False])[1]
 
     if BEST == "default":
         # No SIMD path: never taken, even when forced.
@@ -112,17 +111,17 @@ def test_batch16_is_chosen_by_the_rule_and_forced_by_the_variable(monkeypatch):
     on, off = run(64, 2, "1"), run(64, 2, "0")
     assert not torch.equal(on, off)  # the same sums in another order: the path was taken
     # (Both sums are held to the project's rule against float64 by test_batch16_matches_torch and test_conv2d.)
-    # Unset or auto, the rule: at least 16 images and 64 taps, and the dropped columns of the shifted-view
-    # path (4 of every 18 here) outweigh the empty lanes of the last block by 10% of the work.
+    # Unset or auto, the rule: at least 16 images, and the dropped columns of the shifted-view path (4 of
+    # every 18 here) outweigh the empty lanes of the last block by 10% of the work.
     assert torch.equal(run(64, 2, None), on)
     assert torch.equal(run(64, 2, "auto"), on)
     assert torch.equal(run(8, 2, None), run(8, 2, "0"))       # fewer than 16 images
     assert torch.equal(run(17, 2, None), run(17, 2, "0"))     # 17 images fill 53% of two blocks
     assert torch.equal(run(64, 0, None), run(64, 0, "1"))     # 4 of 14 columns dropped without padding
-    # One input channel of 5x5: 25 taps per output, too few for the copies to pay.
-    one_channel = w[:, :1].contiguous()
-    assert not torch.equal(run(64, 2, "1", one_channel), run(64, 2, "0", one_channel))
-    assert torch.equal(run(64, 2, None, one_channel), run(64, 2, "0", one_channel))
+    # 32x32 images, 3x3 with padding 1: 2 of 34 columns dropped, too few for the copies to pay.
+    big, small_kernel = torch.randn(16, 3, 32, 32, generator=g), torch.randn(16, 3, 3, 3, generator=g)
+    assert not torch.equal(run(16, 1, "1", big, small_kernel), run(16, 1, "0", big, small_kernel))
+    assert torch.equal(run(16, 1, None, big, small_kernel), run(16, 1, "0", big, small_kernel))
     monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", "default")
     assert torch.equal(run(64, 2, "1"), run(64, 2, "0"))       # no SIMD path: never
 
