@@ -76,6 +76,10 @@ GRID = [
     (2, 3, 5, 5, 2, 5, 1, 0, 1, 1),          # kernel = input: 1x1 output
     (2, 70, 5, 5, 3, 1, 1, 0, 1, 1),         # more channels than a tile's rows
     (2, 3, 12, 12, 130, 3, 1, 1, 1, 1),      # output channels past a register block
+    # Outputs 48 and more wide: each output row is a tile written straight into the output.
+    (1, 3, 40, 96, 8, 7, 2, 3, 1, 1),        # ResNet-stem-like, 48 wide
+    (2, 4, 6, 64, 6, 3, 1, 1, 2, 2),         # 62 wide (a masked vector), dilation 2, groups 2
+    (1, 2, 5, 112, 70, (3, 5), 1, (1, 2), 1, 1),          # 112 wide, past a register block of channels
 ]
 
 

@@ -138,6 +138,16 @@ inline std::vector<int64_t> tap_offsets(const Conv2dProblem& p) {
   return off;
 }
 
+// forward_direct's tiles are whole output rows when the output is at least this wide and its rows
+// fill their vectors to within a sixteenth (112 or 48 wide, not 56: a 56-wide row runs a vector a
+// quarter empty, which costs more than the copy it saves).
+constexpr int64_t kRowTileMin = 48;
+
+inline bool row_tiles(const Conv2dProblem& p) {
+  const int64_t padded = (p.Q + 15) / 16 * 16;
+  return p.Q >= kRowTileMin && 16 * (padded - p.Q) <= p.Q;
+}
+
 template <typename T>
 void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu, Capability cap) {
   const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
@@ -149,6 +159,29 @@ void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, 
   const int64_t width = std::min(kTile, ((V + tiles - 1) / tiles + 15) / 16 * 16);
   const Buffer<T> xp = padded_input(p, x);
   const std::vector<int64_t> boff = tap_offsets(p);
+  if (row_tiles(p)) {
+    // Wide outputs: a tile is one output row, written straight into y (no dropped column computed and
+    // no copy out: ResNet-18's 7x7 stem forward measured 1.3-1.45x faster this way).
+    const int64_t base_items = p.N * G * p.P, kchunks = forward_k_chunks(p, base_items);
+    const int64_t rows_per_chunk = (Kg + kchunks - 1) / kchunks;
+    at::parallel_for(0, base_items * kchunks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t kc = item % kchunks, rest = item / kchunks;
+        const int64_t oh = rest % p.P, g = (rest / p.P) % G, n = rest / (p.P * G);
+        const int64_t k0 = kc * rows_per_chunk, k1 = std::min(Kg, k0 + rows_per_chunk);
+        if (k0 >= k1) continue;
+        GemmArgs<T> a;
+        a.M = k1 - k0, a.N = p.Q, a.K = red;
+        a.a = w + (g * Kg + k0) * red, a.a_rs = red, a.a_ks = 1;
+        a.b = xp.data() + (n * p.C + g * Cg) * plane + oh * Wp, a.b_off = boff.data();
+        a.c = y + (n * p.K + g * Kg + k0) * PQ + oh * p.Q, a.ldc = PQ;
+        a.init = b ? b + g * Kg + k0 : nullptr;
+        a.relu = relu;
+        gemm(cap, a);
+      }
+    });
+    return;
+  }
   const int64_t base_items = p.N * G * tiles, kchunks = forward_k_chunks(p, base_items);
   const int64_t rows_per_chunk = (Kg + kchunks - 1) / kchunks;
   at::parallel_for(0, base_items * kchunks, 1, [&](int64_t begin, int64_t end) {
