@@ -270,7 +270,7 @@ Buffer<T> to_batch16(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int
       if constexpr (std::is_same_v<T, float>) {
         if (full && cap == Capability::kAvx512) {
           for (int64_t h = 0; h < H; ++h)
-            rows_to_lanes16_avx512(src + h * W, C * H * W, dst + ((h + ph) * Wp + pw) * kBatchLanes, W);
+            rows_to_lanes16_avx512(src + h * W, C * H * W, dst + ((h + ph) * Wp + pw) * kBatchLanes, kBatchLanes, W);
           continue;
         }
       }
@@ -495,19 +495,33 @@ void grad_weight_direct(const Conv2dProblem& p, const T* dy, const T* x, T* dw, 
   const int64_t rblocks = (red + kRowsPerBlock - 1) / kRowsPerBlock;
   const Buffer<T> xp = padded_input(p, x);
   const std::vector<int64_t> aoff = tap_offsets(p);
-  // dy on the padded numbering, transposed: dyt[n, g, v, k], zero in the dropped columns.
+  // dy on the padded numbering, transposed: dyt[n, g, v, k], zero in the dropped columns; items are
+  // (sample, group, block of 16 channels), a full block of float32 channels by register transposes.
   const int64_t Vpad = tiles * kTile;
+  constexpr int64_t kKt = 16;
+  const int64_t kt_blocks = (Kg + kKt - 1) / kKt;
   Buffer<T> dyt(p.N * G * Vpad * Kg);
-  at::parallel_for(0, p.N * G, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t ng = begin; ng < end; ++ng) {
-      const T* src = dy + ng * Kg * PQ;
-      T* dst = dyt.data() + ng * Vpad * Kg;
-      std::fill(dst, dst + Vpad * Kg, T(0));
+  at::parallel_for(0, p.N * G * kt_blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t ng = item / kt_blocks, k0 = (item % kt_blocks) * kKt, k1 = std::min(Kg, k0 + kKt);
+      const T* src = dy + (ng * Kg + k0) * PQ;
+      T* dst = dyt.data() + ng * Vpad * Kg + k0;
+      // Zero the columns no output pixel fills: past each row's Q, and past the last row.
+      auto zero = [&](int64_t v) { std::fill(dst + v * Kg, dst + v * Kg + (k1 - k0), T(0)); };
+      for (int64_t oh = 0; oh < p.P; ++oh)
+        for (int64_t v = oh * Wp + p.Q; v < std::min(Vpad, (oh + 1) * Wp); ++v) zero(v);
+      for (int64_t v = p.P * Wp; v < Vpad; ++v) zero(v);
+      if constexpr (std::is_same_v<T, float>) {
+        if (k1 - k0 == kKt && cap == Capability::kAvx512) {
+          for (int64_t oh = 0; oh < p.P; ++oh) rows_to_lanes16_avx512(src + oh * p.Q, PQ, dst + oh * Wp * Kg, Kg, p.Q);
+          continue;
+        }
+      }
       for (int64_t oh = 0; oh < p.P; ++oh)
         for (int64_t ow = 0; ow < p.Q; ++ow) {
           T* d = dst + (oh * Wp + ow) * Kg;
           const T* s = src + oh * p.Q + ow;
-          for (int64_t k = 0; k < Kg; ++k) d[k] = s[k * PQ];
+          for (int64_t k = 0; k < k1 - k0; ++k) d[k] = s[k * PQ];
         }
     }
   });
@@ -531,19 +545,27 @@ void grad_weight_direct(const Conv2dProblem& p, const T* dy, const T* x, T* dw, 
       }
     }
   });
-  // dw[g, k, r] = sum over chunks of partial[chunk, g, r, k], in blocks of 32 taps (cache-friendly).
+  // dw[g, k, r] = sum over chunks of partial[chunk, g, r, k], chunk after chunk, in blocks of 32 taps:
+  // summed along k (contiguous, vectorized), then written transposed.
   constexpr int64_t kTb = 32;
   const int64_t tblocks = (red + kTb - 1) / kTb;
   at::parallel_for(0, G * tblocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> sums(kTb * Kg);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t g = item / tblocks, r0 = (item % tblocks) * kTb, r1 = std::min(red, r0 + kTb);
+      T* acc = sums.data();
+      for (int64_t r = r0; r < r1; ++r) {
+        T* row = acc + (r - r0) * Kg;
+        const T* first = partial.data() + (g * red + r) * Kg;
+        std::copy(first, first + Kg, row);
+        for (int64_t c = 1; c < chunks; ++c) {
+          const T* part = first + c * wsize;
+          for (int64_t k = 0; k < Kg; ++k) row[k] += part[k];
+        }
+      }
       for (int64_t k = 0; k < Kg; ++k) {
         T* out = dw + (g * Kg + k) * red;
-        for (int64_t r = r0; r < r1; ++r) {
-          T s = T(0);
-          for (int64_t c = 0; c < chunks; ++c) s += partial[c * wsize + (g * red + r) * Kg + k];
-          out[r] = s;
-        }
+        for (int64_t r = r0; r < r1; ++r) out[r] = acc[(r - r0) * Kg + k];
       }
     }
   });

@@ -77,9 +77,9 @@ void relu_mask_f32_avx512(const float* g, const float* y, float* d, int64_t n);
 void relu_mask_f32_avx2(const float* g, const float* y, float* d, int64_t n);
 
 // Sixteen rows to lanes and back (AVX-512, 16 x 16 register transposes): rows_to_lanes16 sets
-// dst[i * 16 + l] = src[l * ld + i], lanes16_to_rows sets dst[l * ld + i] = src[i * 16 + l], for i < n
-// and l < 16 (conv2d_kernel.cpp's batch-of-16 layout).
-void rows_to_lanes16_avx512(const float* src, int64_t ld, float* dst, int64_t n);
+// dst[i * ldd + l] = src[l * ld + i], lanes16_to_rows sets dst[l * ld + i] = src[i * 16 + l], for i < n
+// and l < 16 (conv2d_kernel.cpp's batch-of-16 layout, and grad-weight's transposed gradient).
+void rows_to_lanes16_avx512(const float* src, int64_t ld, float* dst, int64_t ldd, int64_t n);
 void lanes16_to_rows_avx512(const float* src, float* dst, int64_t ld, int64_t n);
 
 // The portable path: plain loops in blocks of 4 rows x 64 columns (the compiler vectorizes the

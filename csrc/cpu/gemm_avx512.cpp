@@ -99,14 +99,14 @@ inline void transpose16(__m512 r[16]) {
 
 }  // namespace
 
-void rows_to_lanes16_avx512(const float* src, int64_t ld, float* dst, int64_t n) {
+void rows_to_lanes16_avx512(const float* src, int64_t ld, float* dst, int64_t ldd, int64_t n) {
   __m512 r[16];
   for (int64_t i = 0; i < n; i += 16) {
     const int64_t m = std::min<int64_t>(16, n - i);
     const __mmask16 mask = static_cast<__mmask16>(m >= 16 ? 0xFFFF : (1u << m) - 1u);
     for (int l = 0; l < 16; ++l) r[l] = _mm512_maskz_loadu_ps(mask, src + l * ld + i);
     transpose16(r);
-    for (int64_t t = 0; t < m; ++t) _mm512_storeu_ps(dst + (i + t) * 16, r[t]);
+    for (int64_t t = 0; t < m; ++t) _mm512_storeu_ps(dst + (i + t) * ldd, r[t]);
   }
 }
 
