@@ -26,8 +26,25 @@ def info_lines():
         f"CPU capability (cnnfast's): {torch.ops.cnnfast.cpu_capability()} "
         "(avx512, avx2 or default; lower it with CNNFAST_CPU_CAPABILITY)",
         f"CPU capability (torch's): {torch.backends.cpu.get_cpu_capability()}",
+        "CPU conv2d algorithms: " + ", ".join(
+            f"{name} {_algorithm_setting(var)} ({var})" for name, var in _CPU_ALGORITHMS),
     ]
     return lines
+
+
+# The CPU convolution's algorithm switches (csrc/cpu/conv2d_kernel.cpp), each read at every call:
+# 0 never, 1 wherever it applies, unset or auto the measured rule.
+_CPU_ALGORITHMS = (
+    ("Winograd F(2x2,3x3)", "CNNFAST_CPU_WINOGRAD"),
+    ("sixteen images per vector", "CNNFAST_CPU_BATCH16"),
+)
+
+
+def _algorithm_setting(var):
+    import os
+
+    value = os.environ.get(var, "auto") or "auto"
+    return {"0": "off", "1": "forced", "auto": "auto"}.get(value, f"auto (unrecognized {value!r})")
 
 
 def run(args, out=None):

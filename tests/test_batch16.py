@@ -138,3 +138,17 @@ def test_batch16_never_serves_float64_or_strided_convolutions(monkeypatch, batch
     forced = cnnfast.functional.conv2d(xf, wf, stride=2)
     monkeypatch.setenv("CNNFAST_CPU_BATCH16", "0")
     assert torch.equal(forced, cnnfast.functional.conv2d(xf, wf, stride=2))
+
+
+def test_info_reports_the_algorithm_settings(monkeypatch):
+    from cnnfast import info
+
+    def line():
+        return next(s for s in info.info_lines() if s.startswith("CPU conv2d algorithms:"))
+
+    monkeypatch.delenv("CNNFAST_CPU_BATCH16", raising=False)
+    monkeypatch.setenv("CNNFAST_CPU_WINOGRAD", "0")
+    assert "sixteen images per vector auto (CNNFAST_CPU_BATCH16)" in line()
+    assert "Winograd F(2x2,3x3) off (CNNFAST_CPU_WINOGRAD)" in line()
+    monkeypatch.setenv("CNNFAST_CPU_BATCH16", "1")
+    assert "sixteen images per vector forced" in line()
