@@ -27,6 +27,17 @@ CASES = [
 ]
 
 
+# (n, c, h, w, k, kernel, stride, padding, dilation, groups): strided convolutions read the input split by
+# stride phase (the layout's phases, slack rows and columns included).
+STRIDED = [
+    (16, 16, 32, 32, 32, 3, 2, 1, 1, 1),        # CIFAR-ResNet's 16->32 stride-2 layer
+    (17, 5, 11, 9, 7, 3, 2, 0, 1, 1),           # odd sizes: phases of unequal length, a block of one image
+    (16, 4, 12, 13, 6, (3, 5), (2, 3), (1, 2), 1, 1),  # a different stride each way
+    (20, 6, 13, 13, 8, 3, 2, 2, 2, 2),          # dilation 2, groups 2
+    (16, 8, 9, 9, 12, 1, 2, 0, 1, 1),           # 1x1 stride 2: one phase read
+]
+
+
 @pytest.fixture
 def batch16(monkeypatch):
     monkeypatch.setenv("CNNFAST_CPU_BATCH16", "1")
@@ -40,6 +51,15 @@ def test_batch16_matches_torch(monkeypatch, batch16, path, case):
     run_conv_case(conv, F.conv2d, n, c, h, w, k, kernel, 1, padding, dilation, groups)
     run_conv_case(conv, F.conv2d, n, c, h, w, k, kernel, 1, padding, dilation, groups, bias=False, seed=2)
     run_conv_case(fused, reference, n, c, h, w, k, kernel, 1, padding, dilation, groups, seed=1)
+
+
+@pytest.mark.parametrize("case", STRIDED, ids=[str(c) for c in STRIDED])
+@pytest.mark.parametrize("path", PATHS)
+def test_batch16_strided_matches_torch(monkeypatch, batch16, path, case):
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    n, c, h, w, k, kernel, stride, padding, dilation, groups = case
+    run_conv_case(conv, F.conv2d, n, c, h, w, k, kernel, stride, padding, dilation, groups)
+    run_conv_case(fused, reference, n, c, h, w, k, kernel, stride, padding, dilation, groups, seed=1)
 
 
 def test_batch16_channels_last_and_strided(batch16):
@@ -118,6 +138,17 @@ def test_batch16_is_chosen_by_the_rule_and_forced_by_the_variable(monkeypatch):
     assert torch.equal(run(8, 2, None), run(8, 2, "0"))       # fewer than 16 images
     assert torch.equal(run(17, 2, None), run(17, 2, "0"))     # 17 images fill 53% of two blocks
     assert torch.equal(run(64, 0, None), run(64, 0, "1"))     # 4 of 14 columns dropped without padding
+    # Stride 2 (CIFAR-ResNet's 16->32 layer): the tiles of the phase layout compute 320 columns for 256
+    # outputs, and the path is taken.
+    xs, ws = torch.randn(16, 16, 32, 32, generator=g), torch.randn(32, 16, 3, 3, generator=g)
+    gys = torch.ones(16, 32, 16, 16)
+
+    def strided(setting):
+        monkeypatch.setenv("CNNFAST_CPU_BATCH16", setting)
+        return torch.ops.cnnfast.conv2d_backward(gys, xs, ws, [2, 2], [1, 1], [1, 1], 1, [False, True, False])[1]
+
+    assert not torch.equal(strided("1"), strided("0"))
+    assert torch.equal(strided("auto"), strided("1"))
     # 32x32 images, 3x3 with padding 1: 2 of 34 columns dropped, too few for the copies to pay.
     big, small_kernel = torch.randn(16, 3, 32, 32, generator=g), torch.randn(16, 3, 3, 3, generator=g)
     assert not torch.equal(run(16, 1, "1", big, small_kernel), run(16, 1, "0", big, small_kernel))
@@ -126,18 +157,18 @@ def test_batch16_is_chosen_by_the_rule_and_forced_by_the_variable(monkeypatch):
     assert torch.equal(run(64, 2, "1"), run(64, 2, "0"))       # no SIMD path: never
 
 
-def test_batch16_never_serves_float64_or_strided_convolutions(monkeypatch, batch16):
+def test_batch16_never_serves_float64(monkeypatch, batch16):
     g = torch.Generator().manual_seed(6)
     x = torch.randn(16, 6, 14, 14, generator=g, dtype=torch.float64)
     w = torch.randn(16, 6, 5, 5, generator=g, dtype=torch.float64)
-    on = cnnfast.functional.conv2d(x, w)
+    gy = torch.randn(16, 16, 10, 10, generator=g, dtype=torch.float64)
+
+    def grad_weight():
+        return torch.ops.cnnfast.conv2d_backward(gy, x, w, [1, 1], [0, 0], [1, 1], 1, [False, True, False])[1]
+
+    on = grad_weight()
     monkeypatch.setenv("CNNFAST_CPU_BATCH16", "0")
-    assert torch.equal(on, cnnfast.functional.conv2d(x, w))
-    xf, wf = x.float(), w.float()
-    monkeypatch.setenv("CNNFAST_CPU_BATCH16", "1")
-    forced = cnnfast.functional.conv2d(xf, wf, stride=2)
-    monkeypatch.setenv("CNNFAST_CPU_BATCH16", "0")
-    assert torch.equal(forced, cnnfast.functional.conv2d(xf, wf, stride=2))
+    assert torch.equal(on, grad_weight())
 
 
 def test_info_reports_the_algorithm_settings(monkeypatch):

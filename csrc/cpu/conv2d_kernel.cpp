@@ -216,77 +216,103 @@ void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, 
   });
 }
 
-// ---- Sixteen images per vector, for small images (stride 1) -----------------------------------------
+// ---- Sixteen images per vector, for small images ---------------------------------------------------
 // The shifted-view GEMM of forward_direct computes, per output row, the Wp - Q columns that fall in the
-// padding and drops them: 36% of the work of LeNet's unpadded 5x5 conv2 on 14x14 images, 27% of
-// MNIST-CNN's 5x5 pad-2 one. With sixteen images side by side in each vector,
-//   xb[b, c, hp, wp, lane] = padded input[16 * b + lane, c, hp, wp]    (zero past the batch's end)
-// an output row's Q pixels are, for every tap, one contiguous run of 16 * Q floats at a fixed offset
-// from the row's start: the same GEMM (gemm.h, b_off) per output row, with no dropped column, and the
-// grad-weight dot-product form with runs of a whole image row. The price: one transposing copy of each
-// operand in and of the output out, and batches padded to 16 images.
+// padding and drops them, and its tiles round the rest up to whole vectors: 36% of the work of LeNet's
+// unpadded 5x5 conv2 on 14x14 images, 27% of MNIST-CNN's 5x5 pad-2 one, 20% of CIFAR-ResNet's 16->32
+// stride-2 layer. With sixteen images side by side in each vector (the layout below), an output row's
+// Q pixels are, for every tap, one contiguous run of 16 * Q floats at a fixed offset from the row's
+// start: the same GEMM (gemm.h, b_off) per output row, with no dropped column, and the grad-weight
+// dot-product form with runs of a whole image row. The price: one transposing copy of each operand in
+// and of the output out, and batches padded to 16 images.
 constexpr int64_t kBatchLanes = 16;
 
+// Per block of 16 images and channel, the zero-padded plane split by stride phase as in forward_direct
+// (PhaseLayout), each pixel a vector of the 16 images:
+//   xb[b, c, ph, pw, i, j, lane] = padded input[16 b + lane, c, sh * i + ph, sw * j + pw]
+// so output row oh reads, for tap (kh, kw), Q pixels in a row of one phase plane: one run of 16 Q floats.
 struct Batch16Layout {
-  int64_t NB, Hp, Wp;  // blocks of 16 images; padded height and width
+  int64_t NB, sh, sw, Hh, Wh, plane;  // plane: floats per (block, channel)
 };
 
+inline Batch16Layout batch16_layout(int64_t N, int64_t H, int64_t W, int64_t ph, int64_t pw, int64_t sh, int64_t sw) {
+  Batch16Layout b;
+  b.NB = (N + kBatchLanes - 1) / kBatchLanes, b.sh = sh, b.sw = sw;
+  b.Hh = (H + 2 * ph + sh - 1) / sh, b.Wh = (W + 2 * pw + sw - 1) / sw;
+  b.plane = sh * sw * b.Hh * b.Wh * kBatchLanes;
+  return b;
+}
 inline Batch16Layout batch16_layout(const Conv2dProblem& p) {
-  return {(p.N + kBatchLanes - 1) / kBatchLanes, p.H + 2 * p.pad_h, p.W + 2 * p.pad_w};
+  return batch16_layout(p.N, p.H, p.W, p.pad_h, p.pad_w, p.stride_h, p.stride_w);
+}
+// Offset of padded element (hp, wp) in a plane of the layout.
+inline int64_t batch16_offset(const Batch16Layout& b, int64_t hp, int64_t wp) {
+  return ((((hp % b.sh) * b.sw + wp % b.sw) * b.Hh + hp / b.sh) * b.Wh + wp / b.sw) * kBatchLanes;
 }
 
-// Taken when the work saved over the shifted-view path (its dropped columns) beats the padding of the
-// batch by this fraction of the work (the two copies and the shorter GEMM rows cost the rest).
+// Taken when the work saved over the shifted-view path (the columns its tiles compute and drop) beats
+// the padding of the batch by this fraction of the work (the two copies and the shorter GEMM rows
+// cost the rest).
 constexpr double kBatch16MinGain = 0.10;
 
-// Float32, stride 1, on a SIMD path (the dot-product grad-weight has none other), at least 16 images.
+// Float32, on a SIMD path (the dot-product grad-weight has none other), at least 16 images.
 // CNNFAST_CPU_BATCH16 (read at each call): 0 never, 1 whenever it applies, unset or auto the rule.
 inline bool use_batch16(const Conv2dProblem& p, Capability cap) {
-  if (p.stride_h != 1 || p.stride_w != 1 || dot_lanes(cap) == 0 || p.P == 0 || p.Q == 0) return false;
+  if (dot_lanes(cap) == 0 || p.P == 0 || p.Q == 0) return false;
   const char* env = std::getenv("CNNFAST_CPU_BATCH16");
   if (env != nullptr && std::strcmp(env, "0") == 0) return false;
   if (env != nullptr && std::strcmp(env, "1") == 0) return true;
-  if (p.N < kBatchLanes) return false;
-  const Batch16Layout b = batch16_layout(p);
-  const double kept = double(p.P * p.Q) / double((p.P - 1) * b.Wp + p.Q);
-  const double filled = double(p.N) / double(b.NB * kBatchLanes);
+  if (p.N < kBatchLanes || row_tiles(p)) return false;
+  // forward_direct's columns: V on the phase width, in equal tiles of a multiple of 16.
+  const int64_t V = (p.P - 1) * phase_layout(p).Wh + p.Q, tiles = (V + kTile - 1) / kTile;
+  const int64_t width = std::min(kTile, ((V + tiles - 1) / tiles + 15) / 16 * 16);
+  const double kept = double(p.P * p.Q) / double(tiles * width);
+  const double filled = double(p.N) / double(batch16_layout(p).NB * kBatchLanes);
   return filled - kept >= kBatch16MinGain;
 }
 
-// [N, C, H, W] -> [NB, C, H + 2 ph, W + 2 pw, 16], zero in the padding and past the batch's end; a full
-// block of float32 images by register transposes on AVX-512.
+// [N, C, H, W] -> the layout above (padding ph, pw; strides sh, sw), zero in the padding, in the
+// phases' slack and past the batch's end; a full block of float32 images by register transposes on
+// AVX-512 (a row at a time, through a scratch row when the columns split into phases).
 template <typename T>
-Buffer<T> to_batch16(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, Capability cap) {
-  const int64_t NB = (N + kBatchLanes - 1) / kBatchLanes, Hp = H + 2 * ph, Wp = W + 2 * pw;
-  const int64_t plane = Hp * Wp * kBatchLanes;
-  Buffer<T> out(NB * C * plane);
-  at::parallel_for(0, NB * C, 1, [&](int64_t begin, int64_t end) {
+Buffer<T> to_batch16(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, int64_t sh,
+                     int64_t sw, Capability cap) {
+  const Batch16Layout bl = batch16_layout(N, H, W, ph, pw, sh, sw);
+  const bool exact = bl.Hh * sh == H + 2 * ph && bl.Wh * sw == W + 2 * pw;
+  Buffer<T> out(bl.NB * C * bl.plane);
+  at::parallel_for(0, bl.NB * C, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> row(sw > 1 ? W * kBatchLanes : 0);
     for (int64_t bc = begin; bc < end; ++bc) {
       const int64_t b = bc / C, c = bc % C;
-      T* dst = out.data() + bc * plane;
+      T* dst = out.data() + bc * bl.plane;
       const bool full = N >= (b + 1) * kBatchLanes;
-      if (ph > 0 || pw > 0 || !full) std::fill(dst, dst + plane, T(0));
+      if (ph > 0 || pw > 0 || !full || !exact) std::fill(dst, dst + bl.plane, T(0));
       const T* src = x + (b * kBatchLanes * C + c) * H * W;
       if constexpr (std::is_same_v<T, float>) {
         if (full && cap == Capability::kAvx512) {
-          for (int64_t h = 0; h < H; ++h)
-            rows_to_lanes16_avx512(src + h * W, C * H * W, dst + ((h + ph) * Wp + pw) * kBatchLanes, kBatchLanes, W);
+          for (int64_t h = 0; h < H; ++h) {
+            if (sw == 1) {
+              rows_to_lanes16_avx512(src + h * W, C * H * W, dst + batch16_offset(bl, h + ph, pw), kBatchLanes, W);
+              continue;
+            }
+            rows_to_lanes16_avx512(src + h * W, C * H * W, row.data(), kBatchLanes, W);
+            for (int64_t w = 0; w < W; ++w)
+              std::memcpy(dst + batch16_offset(bl, h + ph, w + pw), row.data() + w * kBatchLanes, kBatchLanes * sizeof(T));
+          }
           continue;
         }
       }
       for (int64_t l = 0; l < kBatchLanes && b * kBatchLanes + l < N; ++l) {
         const T* sl = src + l * C * H * W;
-        for (int64_t h = 0; h < H; ++h) {
-          T* d = dst + ((h + ph) * Wp + pw) * kBatchLanes + l;
-          for (int64_t w = 0; w < W; ++w) d[w * kBatchLanes] = sl[h * W + w];
-        }
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t w = 0; w < W; ++w) dst[batch16_offset(bl, h + ph, w + pw) + l] = sl[h * W + w];
       }
     }
   });
   return out;
 }
 
-// The inverse of to_batch16 (no padding): [NB, K, P, Q, 16] -> [N, K, P, Q].
+// The inverse of to_batch16 without padding or strides: [NB, K, P, Q, 16] -> [N, K, P, Q].
 template <typename T>
 void from_batch16(const T* yb, int64_t N, int64_t K, int64_t PQ, T* y, Capability cap) {
   const int64_t NB = (N + kBatchLanes - 1) / kBatchLanes;
@@ -307,24 +333,25 @@ void from_batch16(const T* yb, int64_t N, int64_t K, int64_t PQ, T* y, Capabilit
   });
 }
 
-// Offset of tap r = (c, kh, kw) in the batch-of-16 layout, relative to the group's first channel.
+// Offset of tap r = (c, kh, kw) in the layout, relative to the group's first channel and the output
+// row's first phase row.
 inline std::vector<int64_t> batch16_tap_offsets(const Conv2dProblem& p) {
   const Batch16Layout b = batch16_layout(p);
   std::vector<int64_t> off(p.reduction());
   for (int64_t c = 0; c < p.C_per_group(); ++c)
     for (int64_t kh = 0; kh < p.R; ++kh)
       for (int64_t kw = 0; kw < p.S; ++kw)
-        off[(c * p.R + kh) * p.S + kw] = ((c * b.Hp + kh * p.dilation_h) * b.Wp + kw * p.dilation_w) * kBatchLanes;
+        off[(c * p.R + kh) * p.S + kw] = c * b.plane + batch16_offset(b, kh * p.dilation_h, kw * p.dilation_w);
   return off;
 }
 
 // Forward: one GEMM per (block of 16 images, group, output row, block of output channels),
-// y16[b, k, oh, :, :] = bias[k] + sum_r W[k, r] * xb[b, :, oh + kh, kw :, :] (r = (c, kh, kw)).
+// y16[b, k, oh, :, :] = bias[k] + sum_r W[k, r] * (tap r's run of xb for row oh) (r = (c, kh, kw)).
 template <typename T>
 void forward_batch16(const Conv2dProblem& p, const T* x, const T* w, const T* bias, T* y, bool relu, Capability cap) {
   const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction(), PQ = p.P * p.Q;
   const Batch16Layout b = batch16_layout(p);
-  const Buffer<T> xb = to_batch16(x, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, cap);
+  const Buffer<T> xb = to_batch16(x, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, p.stride_h, p.stride_w, cap);
   const std::vector<int64_t> boff = batch16_tap_offsets(p);
   Buffer<T> yb(b.NB * p.K * PQ * kBatchLanes);
   const int64_t base_items = b.NB * G * p.P, kchunks = forward_k_chunks(p, base_items);
@@ -338,7 +365,7 @@ void forward_batch16(const Conv2dProblem& p, const T* x, const T* w, const T* bi
       GemmArgs<T> a;
       a.M = k1 - k0, a.N = p.Q * kBatchLanes, a.K = red;
       a.a = w + (g * Kg + k0) * red, a.a_rs = red, a.a_ks = 1;
-      a.b = xb.data() + ((nb * p.C + g * Cg) * b.Hp + oh) * b.Wp * kBatchLanes, a.b_off = boff.data();
+      a.b = xb.data() + (nb * p.C + g * Cg) * b.plane + oh * b.Wh * kBatchLanes, a.b_off = boff.data();
       a.c = yb.data() + ((nb * p.K + g * Kg + k0) * PQ + oh * p.Q) * kBatchLanes, a.ldc = PQ * kBatchLanes;
       a.init = bias ? bias + g * Kg + k0 : nullptr;
       a.relu = relu;
@@ -674,8 +701,8 @@ void grad_weight_dot(const Conv2dProblem& p, const float* dy, const float* x, fl
 void grad_weight_batch16(const Conv2dProblem& p, const float* dy, const float* x, float* dw, Capability cap) {
   const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction(), PQ = p.P * p.Q;
   const Batch16Layout b = batch16_layout(p);
-  const Buffer<float> xb = to_batch16(x, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, cap);
-  const Buffer<float> dyb = to_batch16(dy, p.N, p.K, p.P, p.Q, 0, 0, cap);
+  const Buffer<float> xb = to_batch16(x, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, p.stride_h, p.stride_w, cap);
+  const Buffer<float> dyb = to_batch16(dy, p.N, p.K, p.P, p.Q, 0, 0, 1, 1, cap);
   const std::vector<int64_t> boff = batch16_tap_offsets(p);
   dot_grad_weight(p, cap, b.NB, dw, [&](float* acc, int64_t s0, int64_t s1, int64_t g, int64_t k0, int64_t nk) {
     for (int64_t nb = s0; nb < s1; ++nb)
@@ -684,8 +711,8 @@ void grad_weight_batch16(const Conv2dProblem& p, const float* dy, const float* x
         d.M = nk, d.N = std::min(kDotTaps, red - r0), d.K = p.Q * kBatchLanes, d.batch = p.P;
         d.a = dyb.data() + (nb * p.K + g * Kg + k0) * PQ * kBatchLanes, d.lda = PQ * kBatchLanes;
         d.a_bs = p.Q * kBatchLanes;
-        d.b = xb.data() + (nb * p.C + g * Cg) * b.Hp * b.Wp * kBatchLanes, d.b_off = boff.data() + r0;
-        d.b_bs = b.Wp * kBatchLanes;
+        d.b = xb.data() + (nb * p.C + g * Cg) * b.plane, d.b_off = boff.data() + r0;
+        d.b_bs = b.Wh * kBatchLanes;
         d.acc = acc + r0 * dot_lanes(cap), d.ldacc = red;
         dot(cap, d);
       }
