@@ -2,17 +2,20 @@
 // The arithmetic is in conv2d_gemm.h (im2col/im2row tiles) and gemm.h (one GEMM shape with AVX-512,
 // AVX2 and portable paths, chosen per call by cpu/capability.h); this file checks (csrc/checks.cpp),
 // lays tensors out, splits the work over threads with at::parallel_for and registers the kernels.
-// Float32 3x3 stride-1 layers with enough channels (forward, grad-input, grad-weight) go through Winograd
-// F(2x2, 3x3) instead (winograd.h, winograd.cpp).
+// Paths, by rule (each documented where it is chosen): float32 3x3 stride-1 layers with enough
+// channels go through Winograd F(2x2, 3x3) (winograd.h, winograd.cpp; use_winograd); float32 layers on
+// small images with at least 16 of them run with sixteen images per vector (use_batch16); the rest
+// take the direct path on the stride-phase layout (forward_direct, grad_weight_direct or the
+// dot-product grad_weight_dot). Scratch buffers come from a per-thread pool (scratch.h).
 //
 // Layout: the kernels compute on contiguous NCHW; a channels_last or strided tensor is copied in and
 // the result copied out in the memory format torch would give the same call.
-// Threads: forward work items are (sample, group, pixel tile, block of output channels), each output
-// element written by one item; grad-input with stride 1 is a forward convolution of dy (flipped,
-// transposed weight), otherwise items are (sample, group) since their col2im scatters overlap;
-// grad-weight sums fixed chunks of the (sample, tile) list, chosen from the problem alone, and adds the
-// chunks in order. Every element's sum has one fixed order, so every result is bit-identical for any
-// thread count.
+// Threads: forward work items are (sample, group, pixel tile or output row, block of output channels),
+// each output element written by one item; grad-input with stride 1 is a forward convolution of dy
+// (flipped, transposed weight), otherwise items are (sample, group) since their col2im scatters
+// overlap; grad-weight sums fixed chunks of the samples (or of the (sample, tile) list), chosen from
+// the problem alone, and adds the chunks in order. Every element's sum has one fixed order, so every
+// result is bit-identical for any thread count.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
