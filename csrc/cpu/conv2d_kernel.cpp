@@ -141,6 +141,32 @@ inline std::vector<int64_t> tap_offsets(const Conv2dProblem& p) {
   return off;
 }
 
+// The forward GEMMs of every path that writes its output in place: items (sample or block of samples,
+// group, unit, block of output channels), units being pixel tiles or output rows; each item runs the
+// GEMM of W's rows k0.. of group g, with B and C (and N) set by set_bc(a, n, g, unit, k0).
+template <typename T, typename F>
+void forward_items(const Conv2dProblem& p, int64_t samples, int64_t units, const T* w, const T* bias, bool relu,
+                   Capability cap, F&& set_bc) {
+  const int64_t G = p.groups, Kg = p.K_per_group(), red = p.reduction();
+  const int64_t base_items = samples * G * units, kchunks = forward_k_chunks(p, base_items);
+  const int64_t rows_per_chunk = (Kg + kchunks - 1) / kchunks;
+  at::parallel_for(0, base_items * kchunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t kc = item % kchunks, rest = item / kchunks;
+      const int64_t u = rest % units, g = (rest / units) % G, n = rest / (units * G);
+      const int64_t k0 = kc * rows_per_chunk, k1 = std::min(Kg, k0 + rows_per_chunk);
+      if (k0 >= k1) continue;
+      GemmArgs<T> a;
+      a.M = k1 - k0, a.K = red;
+      a.a = w + (g * Kg + k0) * red, a.a_rs = red, a.a_ks = 1;
+      a.init = bias ? bias + g * Kg + k0 : nullptr;
+      a.relu = relu;
+      set_bc(a, n, g, u, k0);
+      gemm(cap, a);
+    }
+  });
+}
+
 // forward_direct's tiles are whole output rows when the output is at least this wide and its rows
 // fill their vectors to within a sixteenth (112 or 48 wide, not 56: a 56-wide row runs a vector a
 // quarter empty, which costs more than the copy it saves).
@@ -165,23 +191,10 @@ void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, 
   if (row_tiles(p)) {
     // Wide outputs: a tile is one output row, written straight into y (no dropped column computed and
     // no copy out: ResNet-18's 7x7 stem forward measured 1.3-1.45x faster this way).
-    const int64_t base_items = p.N * G * p.P, kchunks = forward_k_chunks(p, base_items);
-    const int64_t rows_per_chunk = (Kg + kchunks - 1) / kchunks;
-    at::parallel_for(0, base_items * kchunks, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t item = begin; item < end; ++item) {
-        const int64_t kc = item % kchunks, rest = item / kchunks;
-        const int64_t oh = rest % p.P, g = (rest / p.P) % G, n = rest / (p.P * G);
-        const int64_t k0 = kc * rows_per_chunk, k1 = std::min(Kg, k0 + rows_per_chunk);
-        if (k0 >= k1) continue;
-        GemmArgs<T> a;
-        a.M = k1 - k0, a.N = p.Q, a.K = red;
-        a.a = w + (g * Kg + k0) * red, a.a_rs = red, a.a_ks = 1;
-        a.b = xp.data() + (n * p.C + g * Cg) * plane + oh * Wp, a.b_off = boff.data();
-        a.c = y + (n * p.K + g * Kg + k0) * PQ + oh * p.Q, a.ldc = PQ;
-        a.init = b ? b + g * Kg + k0 : nullptr;
-        a.relu = relu;
-        gemm(cap, a);
-      }
+    forward_items(p, p.N, p.P, w, b, relu, cap, [&](GemmArgs<T>& a, int64_t n, int64_t g, int64_t oh, int64_t k0) {
+      a.N = p.Q;
+      a.b = xp.data() + (n * p.C + g * Cg) * plane + oh * Wp, a.b_off = boff.data();
+      a.c = y + (n * p.K + g * Kg + k0) * PQ + oh * p.Q, a.ldc = PQ;
     });
     return;
   }
@@ -352,28 +365,15 @@ inline std::vector<int64_t> batch16_tap_offsets(const Conv2dProblem& p) {
 // y16[b, k, oh, :, :] = bias[k] + sum_r W[k, r] * (tap r's run of xb for row oh) (r = (c, kh, kw)).
 template <typename T>
 void forward_batch16(const Conv2dProblem& p, const T* x, const T* w, const T* bias, T* y, bool relu, Capability cap) {
-  const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction(), PQ = p.P * p.Q;
+  const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), PQ = p.P * p.Q;
   const Batch16Layout b = batch16_layout(p);
   const Buffer<T> xb = to_batch16(x, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, p.stride_h, p.stride_w, cap);
   const std::vector<int64_t> boff = batch16_tap_offsets(p);
   Buffer<T> yb(b.NB * p.K * PQ * kBatchLanes);
-  const int64_t base_items = b.NB * G * p.P, kchunks = forward_k_chunks(p, base_items);
-  const int64_t rows_per_chunk = (Kg + kchunks - 1) / kchunks;
-  at::parallel_for(0, base_items * kchunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t kc = item % kchunks, rest = item / kchunks;
-      const int64_t oh = rest % p.P, g = (rest / p.P) % G, nb = rest / (p.P * G);
-      const int64_t k0 = kc * rows_per_chunk, k1 = std::min(Kg, k0 + rows_per_chunk);
-      if (k0 >= k1) continue;
-      GemmArgs<T> a;
-      a.M = k1 - k0, a.N = p.Q * kBatchLanes, a.K = red;
-      a.a = w + (g * Kg + k0) * red, a.a_rs = red, a.a_ks = 1;
-      a.b = xb.data() + (nb * p.C + g * Cg) * b.plane + oh * b.Wh * kBatchLanes, a.b_off = boff.data();
-      a.c = yb.data() + ((nb * p.K + g * Kg + k0) * PQ + oh * p.Q) * kBatchLanes, a.ldc = PQ * kBatchLanes;
-      a.init = bias ? bias + g * Kg + k0 : nullptr;
-      a.relu = relu;
-      gemm(cap, a);
-    }
+  forward_items(p, b.NB, p.P, w, bias, relu, cap, [&](GemmArgs<T>& a, int64_t nb, int64_t g, int64_t oh, int64_t k0) {
+    a.N = p.Q * kBatchLanes;
+    a.b = xb.data() + (nb * p.C + g * Cg) * b.plane + oh * b.Wh * kBatchLanes, a.b_off = boff.data();
+    a.c = yb.data() + ((nb * p.K + g * Kg + k0) * PQ + oh * p.Q) * kBatchLanes, a.ldc = PQ * kBatchLanes;
   });
   from_batch16(yb.data(), p.N, p.K, PQ, y, cap);
 }
@@ -411,26 +411,13 @@ void forward_impl(const Conv2dProblem& p, const T* x, const T* w, const T* b, T*
     return;
   }
   // A 1x1 convolution with stride 1 and no padding reads the input itself as its B matrix.
-  const int64_t PQ = p.P * p.Q, tiles = (PQ + kTile - 1) / kTile, G = p.groups;
-  const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
-  const int64_t base_items = p.N * G * tiles, kchunks = forward_k_chunks(p, base_items);
-  const int64_t rows_per_chunk = (Kg + kchunks - 1) / kchunks;
-  at::parallel_for(0, base_items * kchunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t kc = item % kchunks, rest = item / kchunks;
-      const int64_t t = rest % tiles, g = (rest / tiles) % G, n = rest / (tiles * G);
-      const int64_t pix0 = t * kTile, len = std::min(kTile, PQ - pix0);
-      const int64_t k0 = kc * rows_per_chunk, k1 = std::min(Kg, k0 + rows_per_chunk);
-      if (k0 >= k1) continue;
-      GemmArgs<T> a;
-      a.M = k1 - k0, a.N = len, a.K = red;
-      a.a = w + (g * Kg + k0) * red, a.a_rs = red, a.a_ks = 1;
-      a.b = x + (n * p.C + g * Cg) * PQ + pix0, a.ldb = PQ;
-      a.c = y + (n * p.K + g * Kg + k0) * PQ + pix0, a.ldc = PQ;
-      a.init = b ? b + g * Kg + k0 : nullptr;
-      a.relu = relu;
-      gemm(cap, a);
-    }
+  const int64_t PQ = p.P * p.Q, tiles = (PQ + kTile - 1) / kTile;
+  const int64_t Cg = p.C_per_group(), Kg = p.K_per_group();
+  forward_items(p, p.N, tiles, w, b, relu, cap, [&](GemmArgs<T>& a, int64_t n, int64_t g, int64_t t, int64_t k0) {
+    const int64_t pix0 = t * kTile;
+    a.N = std::min(kTile, PQ - pix0);
+    a.b = x + (n * p.C + g * Cg) * PQ + pix0, a.ldb = PQ;
+    a.c = y + (n * p.K + g * Kg + k0) * PQ + pix0, a.ldc = PQ;
   });
 }
 
