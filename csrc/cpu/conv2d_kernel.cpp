@@ -167,6 +167,12 @@ void forward_items(const Conv2dProblem& p, int64_t samples, int64_t units, const
   });
 }
 
+// forward_direct's tiles over V columns: of equal width (a multiple of 16, at most kTile), 78 columns
+// as 48 + 30 rather than 64 + 14, so no tile runs the 1-vector kernel, the slowest per column.
+inline int64_t tile_width(int64_t V, int64_t tiles) {
+  return std::min(kTile, ((V + tiles - 1) / tiles + 15) / 16 * 16);
+}
+
 // forward_direct's tiles are whole output rows when the output is at least this wide and its rows
 // fill their vectors to within a sixteenth (112 or 48 wide, not 56: a 56-wide row runs a vector a
 // quarter empty, which costs more than the copy it saves).
@@ -182,10 +188,7 @@ void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, 
   const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
   const PhaseLayout l = phase_layout(p);
   const int64_t Wp = l.Wh, plane = l.plane, PQ = p.P * p.Q;
-  const int64_t V = (p.P - 1) * Wp + p.Q, tiles = (V + kTile - 1) / kTile;
-  // Tiles of equal width (a multiple of 16, at most kTile): 78 columns as 48 + 30 rather than
-  // 64 + 14, so no tile runs the 1-vector kernel, the slowest per column.
-  const int64_t width = std::min(kTile, ((V + tiles - 1) / tiles + 15) / 16 * 16);
+  const int64_t V = (p.P - 1) * Wp + p.Q, tiles = (V + kTile - 1) / kTile, width = tile_width(V, tiles);
   const Buffer<T> xp = padded_input(p, x);
   const std::vector<int64_t> boff = tap_offsets(p);
   if (row_tiles(p)) {
@@ -281,7 +284,7 @@ inline bool use_batch16(const Conv2dProblem& p, Capability cap) {
   if (p.N < kBatchLanes || row_tiles(p)) return false;
   // forward_direct's columns: V on the phase width, in equal tiles of a multiple of 16.
   const int64_t V = (p.P - 1) * phase_layout(p).Wh + p.Q, tiles = (V + kTile - 1) / kTile;
-  const int64_t width = std::min(kTile, ((V + tiles - 1) / tiles + 15) / 16 * 16);
+  const int64_t width = tile_width(V, tiles);
   const double kept = double(p.P * p.Q) / double(tiles * width);
   const double filled = double(p.N) / double(batch16_layout(p).NB * kBatchLanes);
   return filled - kept >= kBatch16MinGain;
