@@ -30,9 +30,12 @@ thread_local Pool pool;
 }  // namespace
 
 void* scratch_acquire(std::size_t bytes, std::size_t* capacity) {
+  // The smallest pooled block that fits and is at most 4x the request (a large block is not tied up
+  // by a small request); small requests bypass the pool.
   std::size_t best = kScratchPoolBlocks;
-  for (std::size_t i = 0; i < pool.count; ++i)
-    if (pool.cap[i] >= bytes && (best == kScratchPoolBlocks || pool.cap[i] < pool.cap[best])) best = i;
+  for (std::size_t i = 0; i < pool.count && bytes >= kScratchPoolMinBytes; ++i)
+    if (pool.cap[i] >= bytes && pool.cap[i] / 4 <= bytes && (best == kScratchPoolBlocks || pool.cap[i] < pool.cap[best]))
+      best = i;
   if (best != kScratchPoolBlocks) {
     void* p = pool.p[best];
     *capacity = pool.cap[best];
@@ -44,7 +47,7 @@ void* scratch_acquire(std::size_t bytes, std::size_t* capacity) {
 }
 
 void scratch_release(void* p, std::size_t capacity) {
-  if (capacity > kScratchPoolBytes) {
+  if (capacity > kScratchPoolBytes || capacity < kScratchPoolMinBytes) {
     deallocate(p);
     return;
   }

@@ -2,9 +2,10 @@
 // fills it first), and reused from call to call. A fresh multi-megabyte allocation per call costs the
 // kernel a page fault and a zero-filled page per 4 KB (measured: 15-18% of a MNIST-CNN conv2 forward),
 // so a released block goes back to a small pool of the thread that released it, and the next request
-// of that thread takes the smallest pooled block that fits. The pool keeps at most kScratchPoolBlocks
-// blocks and kScratchPoolBytes bytes per thread (larger blocks are freed on release) and is freed when
-// its thread exits.
+// of that thread takes the smallest pooled block that fits (if at most 4x the request). The pool keeps
+// at most kScratchPoolBlocks blocks and kScratchPoolBytes bytes per thread (larger blocks are freed on
+// release; blocks under kScratchPoolMinBytes, which malloc serves without page faults, bypass it) and
+// is freed when its thread exits.
 #pragma once
 
 #include <cstddef>
@@ -14,6 +15,7 @@ namespace cnnfast::cpu {
 
 constexpr std::size_t kScratchPoolBlocks = 8;
 constexpr std::size_t kScratchPoolBytes = std::size_t(128) << 20;  // 128 MB per thread
+constexpr std::size_t kScratchPoolMinBytes = std::size_t(64) << 10;  // 64 KB
 
 // At least `bytes` bytes (64-byte aligned); *capacity receives the block's true size.
 void* scratch_acquire(std::size_t bytes, std::size_t* capacity);
