@@ -15,6 +15,8 @@
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")
 
+#include "cpu/transpose_avx512.h"
+
 namespace cnnfast::cpu {
 namespace avx512_impl {
 namespace {
@@ -69,43 +71,13 @@ void relu_mask_f32_avx512(const float* g, const float* y, float* d, int64_t n) {
   }
 }
 
-namespace {
-
-// r[i][j] <- r[j][i] for a 16 x 16 block of floats, in registers (3 rounds of shuffles).
-inline void transpose16(__m512 r[16]) {
-  __m512 t[16];
-  for (int j = 0; j < 16; j += 4) {
-    t[j] = _mm512_unpacklo_ps(r[j], r[j + 1]);
-    t[j + 1] = _mm512_unpackhi_ps(r[j], r[j + 1]);
-    t[j + 2] = _mm512_unpacklo_ps(r[j + 2], r[j + 3]);
-    t[j + 3] = _mm512_unpackhi_ps(r[j + 2], r[j + 3]);
-  }
-  for (int j = 0; j < 16; j += 4) {
-    r[j] = _mm512_shuffle_ps(t[j], t[j + 2], _MM_SHUFFLE(1, 0, 1, 0));
-    r[j + 1] = _mm512_shuffle_ps(t[j], t[j + 2], _MM_SHUFFLE(3, 2, 3, 2));
-    r[j + 2] = _mm512_shuffle_ps(t[j + 1], t[j + 3], _MM_SHUFFLE(1, 0, 1, 0));
-    r[j + 3] = _mm512_shuffle_ps(t[j + 1], t[j + 3], _MM_SHUFFLE(3, 2, 3, 2));
-  }
-  for (int h = 0; h < 16; h += 8)
-    for (int j = 0; j < 4; ++j) {
-      t[h + j] = _mm512_shuffle_f32x4(r[h + j], r[h + j + 4], 0x88);
-      t[h + j + 4] = _mm512_shuffle_f32x4(r[h + j], r[h + j + 4], 0xdd);
-    }
-  for (int j = 0; j < 8; ++j) {
-    r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
-    r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
-  }
-}
-
-}  // namespace
-
 void rows_to_lanes16_avx512(const float* src, int64_t ld, float* dst, int64_t ldd, int64_t n) {
   __m512 r[16];
   for (int64_t i = 0; i < n; i += 16) {
     const int64_t m = std::min<int64_t>(16, n - i);
     const __mmask16 mask = static_cast<__mmask16>(m >= 16 ? 0xFFFF : (1u << m) - 1u);
     for (int l = 0; l < 16; ++l) r[l] = _mm512_maskz_loadu_ps(mask, src + l * ld + i);
-    transpose16(r);
+    avx512::transpose16(r);
     for (int64_t t = 0; t < m; ++t) _mm512_storeu_ps(dst + (i + t) * ldd, r[t]);
   }
 }
@@ -116,7 +88,7 @@ void lanes16_to_rows_avx512(const float* src, float* dst, int64_t ld, int64_t n)
     const int64_t m = std::min<int64_t>(16, n - i);
     const __mmask16 mask = static_cast<__mmask16>(m >= 16 ? 0xFFFF : (1u << m) - 1u);
     for (int t = 0; t < 16; ++t) r[t] = t < m ? _mm512_loadu_ps(src + (i + t) * 16) : _mm512_setzero_ps();
-    transpose16(r);
+    avx512::transpose16(r);
     for (int l = 0; l < 16; ++l) _mm512_mask_storeu_ps(dst + l * ld + i, mask, r[l]);
   }
 }
