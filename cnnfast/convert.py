@@ -48,9 +48,10 @@ def convert(model, inplace=False, fuse=False):
 
     With ``fuse=True`` the model is first fused (:mod:`cnnfast.fuse`): an eval-mode ``BatchNorm2d``
     after a convolution is folded into its weight and bias, and a convolution followed by ReLU (directly
-    or through that BatchNorm) becomes one :class:`cnnfast.nn.Conv2dReLU`; the absorbed modules become
-    ``nn.Identity``. Outputs equal the original's within the project's tolerance. Conv->ReLU fusion
-    holds in training and eval; BatchNorm is folded only in eval mode (a folded model is for
+    or through that BatchNorm) becomes one :class:`cnnfast.nn.Conv2dReLU`, or, when that ReLU module is
+    followed by a ``MaxPool2d`` module, one :class:`cnnfast.nn.Conv2dReLUMaxPool2d`; the absorbed
+    modules become ``nn.Identity``. Outputs equal the original's within the project's tolerance. Conv->ReLU(->MaxPool)
+    fusion holds in training and eval; BatchNorm is folded only in eval mode (a folded model is for
     inference), and in training mode Conv->BN->ReLU is left as it is.
 
     With ``inplace=False`` (the default) the model is deep-copied first and the original is left

@@ -9,7 +9,7 @@ from numbers import Integral
 
 import torch
 
-__all__ = ["conv2d", "conv2d_relu", "max_pool2d", "relu", "relu_"]
+__all__ = ["conv2d", "conv2d_relu", "conv2d_relu_max_pool2d", "max_pool2d", "relu", "relu_"]
 
 
 def _pair(value, name):
@@ -64,7 +64,9 @@ def _conv(op, name, input, weight, bias, stride, padding, dilation, groups):
     else:
         padding = _pair(padding, "padding") if not isinstance(padding, str) else [0, 0]
     out = op(input, weight, bias, stride, padding, dilation, int(groups))
-    return out.squeeze(0) if unbatched else out
+    if not unbatched:
+        return out
+    return tuple(t.squeeze(0) for t in out) if isinstance(out, tuple) else out.squeeze(0)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -78,12 +80,38 @@ def conv2d_relu(input, weight, bias=None, stride=1, padding=0, dilation=1, group
     return _conv(torch.ops.cnnfast.conv2d_relu, "conv2d_relu", input, weight, bias, stride, padding, dilation, groups)
 
 
+def _pool_stride(stride, kernel_size):
+    """torch's rule: no stride (None or an empty sequence) means the window's size."""
+    if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0):
+        return kernel_size
+    return _pair(stride, "stride")
+
+
+def conv2d_relu_max_pool2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, kernel_size,
+                           pool_stride=None, pool_padding=0, pool_dilation=1, ceil_mode=False, return_indices=False):
+    """``max_pool2d(relu(conv2d(input, weight, bias, stride, padding, dilation, groups)), kernel_size,
+    pool_stride, pool_padding, pool_dilation, ceil_mode)`` in one op: the convolution's output is
+    pooled as it is produced and never returned or kept; the backward works from the pooled output and
+    its indices. The convolution's arguments are :func:`conv2d`'s, the pooling's :func:`max_pool2d`'s
+    (``pool_stride`` defaults to ``kernel_size``); ``return_indices=True`` also gives the int64 indices
+    into each plane of the convolution's output (``h * W + w``)."""
+    kernel_size = _pair(kernel_size, "kernel_size")
+    pool_args = (kernel_size, _pool_stride(pool_stride, kernel_size), _pair(pool_padding, "pool_padding"),
+                 _pair(pool_dilation, "pool_dilation"), bool(ceil_mode))
+
+    def op(*conv_args):
+        return torch.ops.cnnfast.conv2d_relu_max_pool2d(*conv_args, *pool_args)
+
+    out, indices = _conv(op, "conv2d_relu_max_pool2d", input, weight, bias, stride, padding, dilation, groups)
+    return (out, indices) if return_indices else out
+
+
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """2-D max pooling; same arguments and results as :func:`torch.nn.functional.max_pool2d`, with
     ``return_indices=True`` giving int64 indices into each input plane (``h * W + w``)."""
     input, unbatched = _batched(input, "cnnfast.max_pool2d", "max_pool2d")
     kernel_size = _pair(kernel_size, "kernel_size")
-    stride = kernel_size if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) else _pair(stride, "stride")
+    stride = _pool_stride(stride, kernel_size)
     out, indices = torch.ops.cnnfast.max_pool2d(
         input, kernel_size, stride, _pair(padding, "padding"), _pair(dilation, "dilation"), bool(ceil_mode)
     )

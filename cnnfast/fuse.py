@@ -4,7 +4,10 @@ It finds, in the model's structure, convolutions followed by
   - an eval-mode ``BatchNorm2d``: folded into the convolution's weight and bias
     (w' = w * g / sqrt(v + eps), b' = (b - m) * g / sqrt(v + eps) + beta, computed in float64);
   - a ``ReLU`` (after the convolution, or after the folded BatchNorm): the convolution becomes a
-    :class:`cnnfast.nn.Conv2dReLU` (conv2d + bias + ReLU in one pass of the fused kernel).
+    :class:`cnnfast.nn.Conv2dReLU` (conv2d + bias + ReLU in one pass of the fused kernel);
+  - that ReLU module followed by a ``MaxPool2d`` module (without ``return_indices``): the convolution
+    becomes a :class:`cnnfast.nn.Conv2dReLUMaxPool2d` (conv2d_relu_max_pool2d, one op whose
+    convolution output is never kept).
 The structure is read from a ``torch.fx`` trace of the model (so residual blocks written with
 modules in ``forward`` are seen, as torchvision's ResNet); a module that does not trace (e.g. an
 input check with control flow) is read one level down instead: its children are traced, and an
@@ -14,7 +17,7 @@ module that has been absorbed becomes ``nn.Identity``. A module used in more tha
 never replaced (a shared ReLU stays and just sees a tensor that is already >= 0: ReLU is idempotent,
 so the result is the same), and a convolution whose output is used by anything else is not fused.
 
-Modes: Conv->ReLU fusion is exact in training and in eval (same parameters, same gradients). A
+Modes: Conv->ReLU(->MaxPool) fusion is exact in training and in eval (same parameters, same gradients). A
 BatchNorm is folded only when it is in eval mode (running statistics); in training mode it stays as it
 is (batch statistics cannot be folded) and so does the ReLU after it. A folded model is for
 inference: calling ``.train()`` on it later does not bring the BatchNorm back.
@@ -26,13 +29,15 @@ from . import nn as cnn
 _CONVS = (torch.nn.Conv2d, cnn.Conv2d)
 _RELUS = (torch.nn.ReLU, cnn.ReLU)
 _RELU_FUNCTIONS = (torch.relu, torch.nn.functional.relu, torch.relu_)
+_POOLS = (torch.nn.MaxPool2d, cnn.MaxPool2d)
 
 
 class _Tracer(torch.fx.Tracer):
     """torch's tracer, with cnnfast's layers (subclasses of torch.nn's) kept as leaves too."""
 
     def is_leaf_module(self, m, qualname):
-        return type(m) in (cnn.Conv2d, cnn.Conv2dReLU, cnn.MaxPool2d, cnn.ReLU) or super().is_leaf_module(m, qualname)
+        return type(m) in (cnn.Conv2d, cnn.Conv2dReLU, cnn.Conv2dReLUMaxPool2d, cnn.MaxPool2d, cnn.ReLU) \
+            or super().is_leaf_module(m, qualname)
 
 
 def _foldable_bn(bn, conv):
@@ -41,9 +46,13 @@ def _foldable_bn(bn, conv):
             and bn.num_features == conv.out_channels)
 
 
-def _fused_conv(conv, bn, relu):
-    """A new conv module for conv (+ folded bn) (+ relu); conv itself is not modified."""
-    cls = cnn.Conv2dReLU if relu else type(conv)
+def _fusable_pool(pool):
+    return type(pool) in _POOLS and not pool.return_indices
+
+
+def _fused_conv(conv, bn, relu, pool=None):
+    """A new conv module for conv (+ folded bn) (+ relu (+ pool)); conv itself is not modified."""
+    cls = (cnn.Conv2dReLUMaxPool2d if pool is not None else cnn.Conv2dReLU) if relu else type(conv)
     fused = cls.__new__(cls)
     fused.__dict__ = conv.__dict__.copy()
     for attr in ("_parameters", "_buffers", "_modules"):
@@ -58,6 +67,8 @@ def _fused_conv(conv, bn, relu):
             new_b = ((b - bn.running_mean.double()) * scale + shift).to(conv.weight.dtype)
         fused._parameters["weight"] = torch.nn.Parameter(new_w, requires_grad=conv.weight.requires_grad)
         fused._parameters["bias"] = torch.nn.Parameter(new_b, requires_grad=conv.weight.requires_grad)
+    if pool is not None:
+        fused.set_pool(pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode)
     return fused
 
 
@@ -76,8 +87,9 @@ def _registrations(model):
 
 
 def _chains_from_fx(model, prefix="", uses=None):
-    """(conv path, bn path or None, relu path or None, relu removable) for each chain in the traced
-    graph of ``model``, paths prefixed with ``prefix``; raises when ``model`` does not trace."""
+    """(conv path, bn path or None, relu path or None, relu removable, pool path or None) for each chain
+    in the traced graph of ``model``, paths prefixed with ``prefix``; raises when ``model`` does not trace.
+    A pool is taken only after a removable ReLU module, and only as its one user called once."""
     uses = uses if uses is not None else _registrations(model)
     graph = _Tracer().trace(model)
     modules = dict(model.named_modules(remove_duplicate=False))
@@ -119,10 +131,17 @@ def _chains_from_fx(model, prefix="", uses=None):
                 removable = calls[relu.target] == 1
             else:
                 relu_path = ""  # a functional relu: stays in forward, idempotent after the fused op
+        pool_path = None
+        if removable:
+            pool = only_user(relu)
+            if pool is not None and pool.op == "call_module" and pool.args[0] is relu and len(pool.args) == 1 \
+                    and not pool.kwargs and calls[pool.target] == 1 and _fusable_pool(module_of(pool)):
+                pool_path = pool.target
         if bn_path is not None or relu_path is not None:
             add = (lambda t: prefix + t) if prefix else (lambda t: t)
             chains.append((add(node.target), add(bn_path) if bn_path else None,
-                           add(relu_path) if relu_path else relu_path, removable))
+                           add(relu_path) if relu_path else relu_path, removable,
+                           add(pool_path) if pool_path else None))
     return chains
 
 
@@ -146,23 +165,25 @@ def _chains(module, path, uses):
 def _sequential_chains(seq, prefix, uses):
     """Chains read from consecutive children of the nn.Sequential ``seq``."""
     chains = []
-    if True:
-        names = list(seq._modules)
-        i = 0
-        while i < len(names):
-            conv = seq._modules[names[i]]
-            if type(conv) in _CONVS and uses[id(conv)] == 1:
-                j, bn_path, relu_path, removable = i + 1, None, None, False
-                if j < len(names) and _foldable_bn(seq._modules[names[j]], conv) and uses[id(seq._modules[names[j]])] == 1:
-                    bn_path, j = prefix + names[j], j + 1
-                if j < len(names) and type(seq._modules[names[j]]) in _RELUS:
-                    relu_path, removable = prefix + names[j], uses[id(seq._modules[names[j]])] == 1
-                    j += 1
-                if bn_path is not None or relu_path is not None:
-                    chains.append((prefix + names[i], bn_path, relu_path, removable))
-                    i = j
-                    continue
-            i += 1
+    names = list(seq._modules)
+    module = lambda k: seq._modules[names[k]]  # noqa: E731
+    i = 0
+    while i < len(names):
+        conv = module(i)
+        if type(conv) in _CONVS and uses[id(conv)] == 1:
+            j, bn_path, relu_path, removable, pool_path = i + 1, None, None, False, None
+            if j < len(names) and _foldable_bn(module(j), conv) and uses[id(module(j))] == 1:
+                bn_path, j = prefix + names[j], j + 1
+            if j < len(names) and type(module(j)) in _RELUS:
+                relu_path, removable = prefix + names[j], uses[id(module(j))] == 1
+                j += 1
+                if removable and j < len(names) and _fusable_pool(module(j)) and uses[id(module(j))] == 1:
+                    pool_path, j = prefix + names[j], j + 1
+            if bn_path is not None or relu_path is not None:
+                chains.append((prefix + names[i], bn_path, relu_path, removable, pool_path))
+                i = j
+                continue
+        i += 1
     return chains
 
 
@@ -172,12 +193,13 @@ def fuse(model, can_serve=lambda module: True):
     dtype and device (a convolution it cannot serve is left alone)."""
     chains = _chains(model, "", _registrations(model))
     fused_count = 0
-    for conv_path, bn_path, relu_path, removable in chains:
+    for conv_path, bn_path, relu_path, removable, pool_path in chains:
         conv = model.get_submodule(conv_path)
         if not can_serve(conv):
             continue
         bn = model.get_submodule(bn_path) if bn_path else None
-        fused = _fused_conv(conv, bn, relu_path is not None)
+        pool = model.get_submodule(pool_path) if pool_path else None
+        fused = _fused_conv(conv, bn, relu_path is not None, pool)
         if conv_path == "":
             model = fused
         else:
@@ -186,5 +208,7 @@ def fuse(model, can_serve=lambda module: True):
             _set_module(model, bn_path, torch.nn.Identity())
         if relu_path and removable:
             _set_module(model, relu_path, torch.nn.Identity())
+        if pool_path:
+            _set_module(model, pool_path, torch.nn.Identity())
         fused_count += 1
     return model, fused_count

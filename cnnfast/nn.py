@@ -5,7 +5,7 @@ import torch
 
 from . import functional as F
 
-__all__ = ["Conv2d", "MaxPool2d", "ReLU", "Conv2dReLU"]
+__all__ = ["Conv2d", "MaxPool2d", "ReLU", "Conv2dReLU", "Conv2dReLUMaxPool2d"]
 
 
 class Conv2d(torch.nn.Conv2d):
@@ -28,6 +28,39 @@ class Conv2dReLU(Conv2d):
             input = torch.nn.functional.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             return F.conv2d_relu(input, weight, bias, self.stride, 0, self.dilation, self.groups)
         return F.conv2d_relu(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class Conv2dReLUMaxPool2d(Conv2d):
+    """``Conv2d``, ReLU and ``MaxPool2d`` in one op (conv2d_relu_max_pool2d): the convolution's output is
+    pooled as it is produced and never kept. The constructor is :class:`torch.nn.Conv2d`'s, followed by
+    the pooling's arguments (``pool_stride`` defaults to ``pool_kernel_size``, as ``MaxPool2d``'s
+    ``stride``); same parameters and state_dict keys as :class:`torch.nn.Conv2d`."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
+                 padding_mode="zeros", device=None, dtype=None, *, pool_kernel_size=2, pool_stride=None,
+                 pool_padding=0, pool_dilation=1, ceil_mode=False):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, device, dtype)
+        self.set_pool(pool_kernel_size, pool_stride, pool_padding, pool_dilation, ceil_mode)
+
+    def set_pool(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+        """The pooling's arguments (as ``torch.nn.MaxPool2d``'s)."""
+        self.pool_kernel_size = kernel_size
+        self.pool_stride = stride if stride is not None else kernel_size
+        self.pool_padding, self.pool_dilation, self.ceil_mode = padding, dilation, ceil_mode
+
+    def _conv_forward(self, input, weight, bias):
+        pool = dict(kernel_size=self.pool_kernel_size, pool_stride=self.pool_stride, pool_padding=self.pool_padding,
+                    pool_dilation=self.pool_dilation, ceil_mode=self.ceil_mode)
+        if self.padding_mode != "zeros":
+            input = torch.nn.functional.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return F.conv2d_relu_max_pool2d(input, weight, bias, self.stride, 0, self.dilation, self.groups, **pool)
+        return F.conv2d_relu_max_pool2d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups,
+                                        **pool)
+
+    def extra_repr(self):
+        return (super().extra_repr() + f", pool_kernel_size={self.pool_kernel_size}, pool_stride={self.pool_stride}"
+                f", pool_padding={self.pool_padding}, pool_dilation={self.pool_dilation}, ceil_mode={self.ceil_mode}")
 
 
 class MaxPool2d(torch.nn.MaxPool2d):

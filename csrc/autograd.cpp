@@ -31,6 +31,14 @@ using PoolSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, at::IntArr
                                                     at::IntArrayRef, at::IntArrayRef, bool);
 using PoolBackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, at::IntArrayRef,
                                    at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, bool);
+using ConvPoolSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                        const std::optional<at::Tensor>&, at::IntArrayRef,
+                                                        at::IntArrayRef, at::IntArrayRef, int64_t, at::IntArrayRef,
+                                                        at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, bool);
+using ConvPoolBackwardSig = Grads3(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                   const at::Tensor&, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, int64_t,
+                                   at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, bool,
+                                   std::array<bool, 3>);
 using ReluSig = at::Tensor(const at::Tensor&);
 using ReluBackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&);
 
@@ -49,6 +57,8 @@ CNNFAST_OP(conv2d_op, ConvSig, "cnnfast::conv2d")
 CNNFAST_OP(conv2d_relu_op, ConvSig, "cnnfast::conv2d_relu")
 CNNFAST_OP(conv2d_backward_op, ConvBackwardSig, "cnnfast::conv2d_backward")
 CNNFAST_OP(conv2d_relu_backward_op, ConvReluBackwardSig, "cnnfast::conv2d_relu_backward")
+CNNFAST_OP(conv2d_relu_max_pool2d_op, ConvPoolSig, "cnnfast::conv2d_relu_max_pool2d")
+CNNFAST_OP(conv2d_relu_max_pool2d_backward_op, ConvPoolBackwardSig, "cnnfast::conv2d_relu_max_pool2d_backward")
 CNNFAST_OP(max_pool2d_op, PoolSig, "cnnfast::max_pool2d")
 CNNFAST_OP(max_pool2d_backward_op, PoolBackwardSig, "cnnfast::max_pool2d_backward")
 CNNFAST_OP(relu_op, ReluSig, "cnnfast::relu")
@@ -130,6 +140,46 @@ struct Conv2dReluFunction : torch::autograd::Function<Conv2dReluFunction> {
   }
 };
 
+// Saves the pooled output and its indices (not the convolution's output): the backward rebuilds the
+// convolution's output gradient from them (csrc/cpu/conv2d_relu_max_pool2d_kernel.cpp).
+struct Conv2dReluMaxPool2dFunction : torch::autograd::Function<Conv2dReluMaxPool2dFunction> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
+                               const std::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef dilation, int64_t groups, at::IntArrayRef kernel_size,
+                               at::IntArrayRef pool_stride, at::IntArrayRef pool_padding,
+                               at::IntArrayRef pool_dilation, bool ceil_mode) {
+    auto [output, indices] = call_below_autograd(conv2d_relu_max_pool2d_op(), input, weight, bias, stride, padding,
+                                                 dilation, groups, kernel_size, pool_stride, pool_padding,
+                                                 pool_dilation, ceil_mode);
+    ctx->mark_non_differentiable({indices});
+    ctx->set_materialize_grads(false);  // as MaxPool2dFunction: no zero gradient for the indices
+    ctx->save_for_backward({output, indices, input, weight});
+    save_conv_args(ctx, bias, stride, padding, dilation, groups);
+    ctx->saved_data["kernel_size"] = kernel_size.vec();
+    ctx->saved_data["pool_stride"] = pool_stride.vec();
+    ctx->saved_data["pool_padding"] = pool_padding.vec();
+    ctx->saved_data["pool_dilation"] = pool_dilation.vec();
+    ctx->saved_data["ceil_mode"] = ceil_mode;
+    return {output, indices};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    constexpr int kArgs = 12;
+    if (!grad_outputs[0].defined()) return variable_list(kArgs);  // no gradient reached the output
+    const auto& op = conv2d_relu_max_pool2d_backward_op();
+    const auto saved = ctx->get_saved_variables();
+    auto& d = ctx->saved_data;
+    const Grads3 g =
+        op.call(grad_outputs[0], saved[0], saved[1], saved[2], saved[3], d["stride"].toIntVector(),
+                d["padding"].toIntVector(), d["dilation"].toIntVector(), d["groups"].toInt(),
+                d["kernel_size"].toIntVector(), d["pool_stride"].toIntVector(), d["pool_padding"].toIntVector(),
+                d["pool_dilation"].toIntVector(), d["ceil_mode"].toBool(), conv_output_mask(ctx));
+    variable_list grads(kArgs);
+    grads[0] = std::get<0>(g), grads[1] = std::get<1>(g), grads[2] = std::get<2>(g);
+    return grads;
+  }
+};
+
 struct MaxPool2dFunction : torch::autograd::Function<MaxPool2dFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& input, at::IntArrayRef kernel_size,
                                at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
@@ -189,6 +239,18 @@ at::Tensor conv2d_relu_autograd(const at::Tensor& input, const at::Tensor& weigh
   return Conv2dReluFunction::apply(input, weight, bias, stride, padding, dilation, groups);
 }
 
+std::tuple<at::Tensor, at::Tensor> conv2d_relu_max_pool2d_autograd(
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef kernel_size,
+    at::IntArrayRef pool_stride, at::IntArrayRef pool_padding, at::IntArrayRef pool_dilation, bool ceil_mode) {
+  if (!records_graph(input, weight, bias))
+    return call_below_autograd(conv2d_relu_max_pool2d_op(), input, weight, bias, stride, padding, dilation, groups,
+                               kernel_size, pool_stride, pool_padding, pool_dilation, ceil_mode);
+  auto outputs = Conv2dReluMaxPool2dFunction::apply(input, weight, bias, stride, padding, dilation, groups,
+                                                    kernel_size, pool_stride, pool_padding, pool_dilation, ceil_mode);
+  return {outputs[0], outputs[1]};
+}
+
 std::tuple<at::Tensor, at::Tensor> max_pool2d_autograd(const at::Tensor& input, at::IntArrayRef kernel_size,
                                                        at::IntArrayRef stride, at::IntArrayRef padding,
                                                        at::IntArrayRef dilation, bool ceil_mode) {
@@ -208,6 +270,7 @@ at::Tensor relu_autograd(const at::Tensor& input) {
 TORCH_LIBRARY_IMPL(cnnfast, Autograd, m) {
   m.impl("conv2d", &conv2d_autograd);
   m.impl("conv2d_relu", &conv2d_relu_autograd);
+  m.impl("conv2d_relu_max_pool2d", &conv2d_relu_max_pool2d_autograd);
   m.impl("max_pool2d", &max_pool2d_autograd);
   m.impl("relu", &relu_autograd);
 }

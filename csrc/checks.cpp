@@ -32,6 +32,15 @@ void check_non_negative(const char* op, const char* arg, at::IntArrayRef v) {
   TORCH_CHECK(v[0] >= 0 && v[1] >= 0, op, ": negative ", arg, " is not supported, but got ", arg, "=", v);
 }
 
+// int64 indices of a pooling's output (out_size), on input's device.
+void check_indices(const char* op, const at::Tensor& indices, const at::Tensor& input, at::IntArrayRef out_size) {
+  TORCH_CHECK(indices.scalar_type() == at::kLong, op, ": expected indices of dtype Long, but got ",
+              indices.scalar_type());
+  TORCH_CHECK(indices.device() == input.device(), op, ": expected indices on ", input.device(), ", but got ",
+              indices.device());
+  check_same_size(op, "indices", indices, "the pooling's output", out_size);
+}
+
 }  // namespace
 
 void check_supported_dtype(const char* op, const char* arg, const at::Tensor& t, DtypeList supported) {
@@ -102,20 +111,16 @@ Conv2dProblem make_conv2d_problem(const char* op, const at::Tensor& input, const
   return p;
 }
 
-Pool2dProblem make_max_pool2d_problem(const char* op, const at::Tensor& input, at::IntArrayRef kernel_size,
-                                      at::IntArrayRef stride, at::IntArrayRef padding,
-                                      at::IntArrayRef dilation, bool ceil_mode, DtypeList supported) {
-  TORCH_CHECK(input.dim() == 4 && input.size(1) > 0 && input.size(2) > 0 && input.size(3) > 0, op,
-              ": expected 4D (batched) input (N, C, H, W) with non-zero C, H and W, but got input of size: ",
-              input.sizes());
-  check_supported_dtype(op, "input", input, supported);
-  check_positive(op, "kernel_size", kernel_size);
-  check_positive(op, "stride", stride);
-  check_non_negative(op, "padding", padding);
-  check_positive(op, "dilation", dilation);
+Pool2dProblem make_pool2d_problem(const char* op, int64_t N, int64_t C, int64_t H, int64_t W,
+                                  at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                                  at::IntArrayRef dilation, bool ceil_mode, const PoolArgNames& names) {
+  check_positive(op, names.kernel_size, kernel_size);
+  check_positive(op, names.stride, stride);
+  check_non_negative(op, names.padding, padding);
+  check_positive(op, names.dilation, dilation);
 
   Pool2dProblem p;
-  p.N = input.size(0), p.C = input.size(1), p.H = input.size(2), p.W = input.size(3);
+  p.N = N, p.C = C, p.H = H, p.W = W;
   p.kernel_h = kernel_size[0], p.kernel_w = kernel_size[1];
   p.stride_h = stride[0], p.stride_w = stride[1];
   p.pad_h = padding[0], p.pad_w = padding[1];
@@ -124,15 +129,15 @@ Pool2dProblem make_max_pool2d_problem(const char* op, const at::Tensor& input, a
   // A window must hold at least one real element: padding at most half the dilated window.
   for (int d = 0; d < 2; ++d) {
     const int64_t span = dilation[d] * (kernel_size[d] - 1) + 1;
-    TORCH_CHECK(padding[d] <= span / 2, op,
-                ": pad should be at most half of effective kernel size, but got padding=", padding,
-                ", kernel_size=", kernel_size, " and dilation=", dilation);
+    TORCH_CHECK(padding[d] <= span / 2, op, ": pad should be at most half of effective kernel size, but got ",
+                names.padding, "=", padding, ", ", names.kernel_size, "=", kernel_size, " and ", names.dilation,
+                "=", dilation);
   }
   p.compute_output_size();
   TORCH_CHECK(p.P >= 1 && p.Q >= 1, op, ": given input size: (", p.C, "x", p.H, "x", p.W,
-              "). Calculated output size: (", p.C, "x", p.P, "x", p.Q,
-              "). Output size is too small (kernel_size=", kernel_size, ", stride=", stride,
-              ", padding=", padding, ", dilation=", dilation, ")");
+              "). Calculated output size: (", p.C, "x", p.P, "x", p.Q, "). Output size is too small (",
+              names.kernel_size, "=", kernel_size, ", ", names.stride, "=", stride, ", ", names.padding, "=",
+              padding, ", ", names.dilation, "=", dilation, ")");
   // With dilation a window can fall entirely in the padding (torch then returns -inf with an index
   // outside the input plane); every window must hold at least one input element.
   for (int d = 0; d < 2; ++d) {
@@ -144,12 +149,56 @@ Pool2dProblem make_max_pool2d_problem(const char* op, const at::Tensor& input, a
         covers_input = i >= 0 && i < in;
       }
       TORCH_CHECK(covers_input, op, ": the pooling window at output ", d == 0 ? "row " : "column ", o,
-                  " covers only padding (input size ", p.H, "x", p.W, ", kernel_size=", kernel_size,
-                  ", stride=", stride, ", padding=", padding, ", dilation=", dilation,
-                  "); every window must hold at least one input element");
+                  " covers only padding (input size ", p.H, "x", p.W, ", ", names.kernel_size, "=", kernel_size,
+                  ", ", names.stride, "=", stride, ", ", names.padding, "=", padding, ", ", names.dilation, "=",
+                  dilation, "); every window must hold at least one input element");
     }
   }
   return p;
+}
+
+Pool2dProblem make_max_pool2d_problem(const char* op, const at::Tensor& input, at::IntArrayRef kernel_size,
+                                      at::IntArrayRef stride, at::IntArrayRef padding,
+                                      at::IntArrayRef dilation, bool ceil_mode, DtypeList supported) {
+  TORCH_CHECK(input.dim() == 4 && input.size(1) > 0 && input.size(2) > 0 && input.size(3) > 0, op,
+              ": expected 4D (batched) input (N, C, H, W) with non-zero C, H and W, but got input of size: ",
+              input.sizes());
+  check_supported_dtype(op, "input", input, supported);
+  return make_pool2d_problem(op, input.size(0), input.size(1), input.size(2), input.size(3), kernel_size, stride,
+                             padding, dilation, ceil_mode, PoolArgNames{});
+}
+
+ConvPoolProblem make_conv2d_relu_max_pool2d_problem(const char* op, const at::Tensor& input,
+                                                    const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                                                    at::IntArrayRef stride, at::IntArrayRef padding,
+                                                    at::IntArrayRef dilation, int64_t groups,
+                                                    at::IntArrayRef kernel_size, at::IntArrayRef pool_stride,
+                                                    at::IntArrayRef pool_padding, at::IntArrayRef pool_dilation,
+                                                    bool ceil_mode, DtypeList supported) {
+  ConvPoolProblem cp;
+  cp.conv = make_conv2d_problem(op, input, weight, bias, stride, padding, dilation, groups, supported);
+  TORCH_CHECK(cp.conv.K > 0, op, ": the pooling needs a non-zero number of output channels, but got weight of size ",
+              weight.sizes());
+  cp.pool = make_pool2d_problem(op, cp.conv.N, cp.conv.K, cp.conv.P, cp.conv.Q, kernel_size, pool_stride,
+                                pool_padding, pool_dilation, ceil_mode, kFusedPoolArgNames);
+  return cp;
+}
+
+ConvPoolProblem make_conv2d_relu_max_pool2d_backward_problem(
+    const char* op, const at::Tensor& grad_output, const at::Tensor& output, const at::Tensor& indices,
+    const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
+    at::IntArrayRef dilation, int64_t groups, at::IntArrayRef kernel_size, at::IntArrayRef pool_stride,
+    at::IntArrayRef pool_padding, at::IntArrayRef pool_dilation, bool ceil_mode, DtypeList supported) {
+  const ConvPoolProblem cp =
+      make_conv2d_relu_max_pool2d_problem(op, input, weight, std::nullopt, stride, padding, dilation, groups,
+                                          kernel_size, pool_stride, pool_padding, pool_dilation, ceil_mode, supported);
+  const std::vector<int64_t> out_size{cp.pool.N, cp.pool.C, cp.pool.P, cp.pool.Q};
+  check_same_dtype_device(op, "grad_output", grad_output, "input", input);
+  check_same_size(op, "grad_output", grad_output, "the pooling's output", out_size);
+  check_same_dtype_device(op, "output", output, "input", input);
+  check_same_size(op, "output", output, "the pooling's output", out_size);
+  check_indices(op, indices, input, out_size);
+  return cp;
 }
 
 Conv2dProblem make_conv2d_backward_problem(const char* op, const at::Tensor& grad_output,
@@ -179,11 +228,7 @@ Pool2dProblem make_max_pool2d_backward_problem(const char* op, const at::Tensor&
   const std::vector<int64_t> out_size{p.N, p.C, p.P, p.Q};
   check_same_dtype_device(op, "grad_output", grad_output, "input", input);
   check_same_size(op, "grad_output", grad_output, "the pooling's output", out_size);
-  TORCH_CHECK(indices.scalar_type() == at::kLong, op, ": expected indices of dtype Long, but got ",
-              indices.scalar_type());
-  TORCH_CHECK(indices.device() == input.device(), op, ": expected indices on ", input.device(), ", but got ",
-              indices.device());
-  check_same_size(op, "indices", indices, "the pooling's output", out_size);
+  check_indices(op, indices, input, out_size);
   return p;
 }
 

@@ -22,10 +22,45 @@ Conv2dProblem make_conv2d_problem(const char* op, const at::Tensor& input, const
                                   at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                                   DtypeList supported);
 
+// The names a pooling's window arguments have in an op's schema (the words of its errors).
+struct PoolArgNames {
+  const char* kernel_size = "kernel_size";
+  const char* stride = "stride";
+  const char* padding = "padding";
+  const char* dilation = "dilation";
+};
+inline constexpr PoolArgNames kFusedPoolArgNames{"kernel_size", "pool_stride", "pool_padding", "pool_dilation"};
+
+// A max pooling of an [N, C, H, W] input: the window arguments' checks and the output size.
+Pool2dProblem make_pool2d_problem(const char* op, int64_t N, int64_t C, int64_t H, int64_t W,
+                                  at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                                  at::IntArrayRef dilation, bool ceil_mode, const PoolArgNames& names);
+
 // input and the window arguments of max_pool2d.
 Pool2dProblem make_max_pool2d_problem(const char* op, const at::Tensor& input, at::IntArrayRef kernel_size,
                                       at::IntArrayRef stride, at::IntArrayRef padding,
                                       at::IntArrayRef dilation, bool ceil_mode, DtypeList supported);
+
+// conv2d_relu_max_pool2d: the convolution and the pooling of its [N, K, P, Q] output.
+struct ConvPoolProblem {
+  Conv2dProblem conv;
+  Pool2dProblem pool;
+};
+ConvPoolProblem make_conv2d_relu_max_pool2d_problem(const char* op, const at::Tensor& input,
+                                                    const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                                                    at::IntArrayRef stride, at::IntArrayRef padding,
+                                                    at::IntArrayRef dilation, int64_t groups,
+                                                    at::IntArrayRef kernel_size, at::IntArrayRef pool_stride,
+                                                    at::IntArrayRef pool_padding, at::IntArrayRef pool_dilation,
+                                                    bool ceil_mode, DtypeList supported);
+
+// conv2d_relu_max_pool2d_backward: the forward call's problems, with grad_output, the stored (pooled)
+// output and its int64 indices checked against the pooling's output [N, K, P', Q'].
+ConvPoolProblem make_conv2d_relu_max_pool2d_backward_problem(
+    const char* op, const at::Tensor& grad_output, const at::Tensor& output, const at::Tensor& indices,
+    const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
+    at::IntArrayRef dilation, int64_t groups, at::IntArrayRef kernel_size, at::IntArrayRef pool_stride,
+    at::IntArrayRef pool_padding, at::IntArrayRef pool_dilation, bool ceil_mode, DtypeList supported);
 
 // conv2d_backward and conv2d_relu_backward: the forward call's problem, with grad_output (and the
 // fused op's stored output, when given) checked against that call's output.

@@ -25,6 +25,19 @@ TORCH_LIBRARY(cnnfast, m) {
   m.def("conv2d_relu_backward(Tensor grad_output, Tensor output, Tensor input, Tensor weight, int[2] stride, "
         "int[2] padding, int[2] dilation, int groups, bool[3] output_mask) -> (Tensor, Tensor, Tensor)",
         tags);
+  // max_pool2d(relu(conv2d(...))) in one op: (output, indices), the indices into the planes of the
+  // convolution's [N, K, P, Q] output (h * Q + w), as max_pool2d would give on that output.
+  m.def("conv2d_relu_max_pool2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
+        "int[2] dilation, int groups, int[2] kernel_size, int[2] pool_stride, int[2] pool_padding, "
+        "int[2] pool_dilation, bool ceil_mode) -> (Tensor, Tensor)",
+        tags);
+  // Gradients of conv2d_relu_max_pool2d from its pooled output and indices (the ReLU mask of a chosen
+  // element is output > 0), so the convolution's full output is never stored.
+  m.def("conv2d_relu_max_pool2d_backward(Tensor grad_output, Tensor output, Tensor indices, Tensor input, "
+        "Tensor weight, int[2] stride, int[2] padding, int[2] dilation, int groups, int[2] kernel_size, "
+        "int[2] pool_stride, int[2] pool_padding, int[2] pool_dilation, bool ceil_mode, bool[3] output_mask) "
+        "-> (Tensor, Tensor, Tensor)",
+        tags);
   // max_pool2d: (output, indices); an index is h * W + w inside the input plane, as torch.
   m.def("max_pool2d(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, "
         "bool ceil_mode) -> (Tensor, Tensor)",

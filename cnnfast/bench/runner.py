@@ -240,8 +240,21 @@ def _is_relu(module):
 
 
 def _record_relu_masks(model, masks):
+    try:
+        from cnnfast.nn import Conv2dReLU, Conv2dReLUMaxPool2d  # noqa: PLC0415
+    except ImportError:
+        Conv2dReLU = Conv2dReLUMaxPool2d = None
+
+    def pooled_relu_mask(mod, inp, out):
+        # The fused conv + ReLU + pool keeps no pre-pool output. Its ReLU decisions are those of
+        # conv2d_relu on the same input: the same convolution kernel, so bit-identical values.
+        with torch.no_grad():
+            masks.append(Conv2dReLU._conv_forward(mod, inp[0], mod.weight, mod.bias) > 0)
+
     for m in model.modules():
-        if _is_relu(m):
+        if Conv2dReLUMaxPool2d is not None and isinstance(m, Conv2dReLUMaxPool2d):
+            m.register_forward_hook(pooled_relu_mask)
+        elif _is_relu(m):
             m.register_forward_hook(lambda mod, inp, out: masks.append(out.detach() > 0))
 
 

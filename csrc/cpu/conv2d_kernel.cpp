@@ -28,6 +28,7 @@
 
 #include "checks.h"
 #include "cpu/capability.h"
+#include "cpu/conv2d.h"
 #include "cpu/conv2d_gemm.h"
 #include "cpu/gemm.h"
 #include "cpu/scratch.h"
@@ -762,6 +763,37 @@ void mask_grad(const T* dy, const T* y, T* out, int64_t n, Capability cap) {
   });
 }
 
+}  // namespace
+
+template <typename T>
+void conv2d_forward_impl(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu,
+                         Capability cap) {
+  forward_impl<T>(p, x, w, b, y, relu, cap);
+}
+
+template <typename T>
+void conv2d_backward_impl(const Conv2dProblem& p, const T* dy, const T* x, const T* w, T* dx, T* dw, T* db,
+                          Capability cap) {
+  if (p.output_numel() == 0) {  // an empty output: every gradient is a sum of nothing
+    if (dx) std::fill(dx, dx + p.input_numel(), T(0));
+    if (dw) std::fill(dw, dw + p.weight_numel(), T(0));
+    if (db) std::fill(db, db + p.K, T(0));
+    return;
+  }
+  if (dx) grad_input_impl<T>(p, dy, w, dx, cap);
+  if (dw) grad_weight_impl<T>(p, dy, x, dw, cap);
+  if (db) grad_bias_impl<T>(p, dy, db);
+}
+
+#define CNNFAST_INSTANTIATE(T)                                                                                 \
+  template void conv2d_forward_impl<T>(const Conv2dProblem&, const T*, const T*, const T*, T*, bool, Capability); \
+  template void conv2d_backward_impl<T>(const Conv2dProblem&, const T*, const T*, const T*, T*, T*, T*, Capability);
+CNNFAST_INSTANTIATE(float)
+CNNFAST_INSTANTIATE(double)
+#undef CNNFAST_INSTANTIATE
+
+namespace {
+
 at::Tensor conv2d_forward(const char* op, bool relu, const at::Tensor& input, const at::Tensor& weight,
                           const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
@@ -799,35 +831,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(
   const Capability cap = current_capability();
   dispatch_floating(input.scalar_type(), [&](auto zero) {
     using T = decltype(zero);
-    const bool empty_output = p.output_numel() == 0;
+    const auto data = [](at::Tensor& t) { return t.defined() && t.numel() > 0 ? t.mutable_data_ptr<T>() : nullptr; };
     // The fused op's gradient: dy masked by its output once, then the plain convolution's gradients.
-    Buffer<T> masked(output && !empty_output ? p.output_numel() : 0);
+    const bool masked_needed = output && p.output_numel() > 0;
+    Buffer<T> masked(masked_needed ? p.output_numel() : 0);
     const T* g = dy.const_data_ptr<T>();
-    if (output && !empty_output) {
+    if (masked_needed) {
       mask_grad(g, mask.const_data_ptr<T>(), masked.data(), p.output_numel(), cap);
       g = masked.data();
     }
-    if (grad_input.defined() && grad_input.numel() > 0) {
-      if (empty_output) {
-        grad_input.zero_();
-      } else {
-        grad_input_impl<T>(p, g, w.const_data_ptr<T>(), grad_input.mutable_data_ptr<T>(), cap);
-      }
-    }
-    if (grad_weight.defined() && grad_weight.numel() > 0) {
-      if (empty_output) {
-        grad_weight.zero_();
-      } else {
-        grad_weight_impl<T>(p, g, x.const_data_ptr<T>(), grad_weight.mutable_data_ptr<T>(), cap);
-      }
-    }
-    if (grad_bias.defined() && grad_bias.numel() > 0) {
-      if (empty_output) {
-        grad_bias.zero_();
-      } else {
-        grad_bias_impl<T>(p, g, grad_bias.mutable_data_ptr<T>());
-      }
-    }
+    conv2d_backward_impl<T>(p, g, x.const_data_ptr<T>(), w.const_data_ptr<T>(), data(grad_input), data(grad_weight),
+                            data(grad_bias), cap);
   });
   if (grad_input.defined()) grad_input = grad_input.contiguous(input.suggest_memory_format());
   if (grad_weight.defined()) grad_weight = grad_weight.contiguous(weight.suggest_memory_format());

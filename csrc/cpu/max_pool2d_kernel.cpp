@@ -41,6 +41,7 @@
 
 #include "checks.h"
 #include "cpu/capability.h"
+#include "cpu/max_pool2d.h"
 
 namespace cnnfast::cpu {
 namespace {
@@ -649,28 +650,6 @@ bool max_pool2d_avx512(const Pool2dProblem& p, const T* xp, T* yp, int64_t* ip) 
 #endif
 }
 
-std::tuple<at::Tensor, at::Tensor> max_pool2d_kernel(const at::Tensor& input, at::IntArrayRef kernel_size,
-                                                     at::IntArrayRef stride, at::IntArrayRef padding,
-                                                     at::IntArrayRef dilation, bool ceil_mode) {
-  const Pool2dProblem p =
-      make_max_pool2d_problem(kMaxPool2d, input, kernel_size, stride, padding, dilation, ceil_mode, kCpuDtypes);
-  const auto format = input.suggest_memory_format();
-  at::Tensor y = input.new_empty({p.N, p.C, p.P, p.Q});
-  at::Tensor idx = input.new_empty({p.N, p.C, p.P, p.Q}, input.options().dtype(at::kLong));
-  if (y.numel() > 0) {
-    const at::Tensor x = input.contiguous();
-    const auto run = [&](auto zero) {
-      using T = decltype(zero);
-      const T* xp = x.const_data_ptr<T>();
-      T* yp = y.mutable_data_ptr<T>();
-      int64_t* ip = idx.mutable_data_ptr<int64_t>();
-      if (!max_pool2d_avx512(p, xp, yp, ip)) max_pool2d_portable(p, xp, yp, ip);
-    };
-    if (input.scalar_type() == at::kFloat) run(float{}); else run(double{});
-  }
-  return {y.contiguous(format), idx.contiguous(format)};
-}
-
 // The AVX-512 write-once backward takes windows that do not overlap along rows and are 2 columns
 // wide with column stride 2 (no column padding or dilation), in rows of more than L/2 outputs: for
 // shorter rows the zero-and-scatter was measured faster (the per-row work of the vectors, mostly
@@ -683,6 +662,70 @@ bool k2s2_write_once_fits(const Pool2dProblem& p, int L) {
 }
 #endif
 
+}  // namespace
+
+template <typename T>
+void max_pool2d_forward_impl(const Pool2dProblem& p, const T* x, T* y, int64_t* indices) {
+  if (!max_pool2d_avx512(p, x, y, indices)) max_pool2d_portable(p, x, y, indices);
+}
+
+template <typename T>
+bool max_pool2d_backward_impl(const Pool2dProblem& p, const T* dy, const int64_t* indices, T* dx) {
+  const int64_t planes = p.planes(), in_plane = p.H * p.W, out_plane = p.P * p.Q;
+  // Indices come from the caller: a plane with one outside its window is redone by the scatter,
+  // which checks they are in range.
+  std::atomic<bool> in_range{true};
+#if CNNFAST_POOL_AVX512
+  using A = std::conditional_t<std::is_same_v<T, float>, Avx512F32, Avx512F64>;
+  const bool write_once = k2s2_write_once_fits(p, A::L);
+#else
+  const bool write_once = false;
+#endif
+  const std::vector<int32_t> row_window =
+      write_once ? window_of_positions(p.H, p.P, p.kernel_h, p.stride_h, p.pad_h, p.dilation_h)
+                 : std::vector<int32_t>();
+  at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t* ic = indices + c * out_plane;
+      T* dxc = dx + c * in_plane;
+      const T* dyc = dy + c * out_plane;
+#if CNNFAST_POOL_AVX512
+      if (write_once && max_pool2d_backward_plane_k2s2_avx512<A>(p, dyc, ic, dxc, row_window.data()) == out_plane)
+        continue;
+#endif
+      if (!max_pool2d_backward_plane_scatter(p, dyc, ic, dxc)) in_range = false;
+    }
+  });
+  return in_range.load();
+}
+
+template void max_pool2d_forward_impl<float>(const Pool2dProblem&, const float*, float*, int64_t*);
+template void max_pool2d_forward_impl<double>(const Pool2dProblem&, const double*, double*, int64_t*);
+template bool max_pool2d_backward_impl<float>(const Pool2dProblem&, const float*, const int64_t*, float*);
+template bool max_pool2d_backward_impl<double>(const Pool2dProblem&, const double*, const int64_t*, double*);
+
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> max_pool2d_kernel(const at::Tensor& input, at::IntArrayRef kernel_size,
+                                                     at::IntArrayRef stride, at::IntArrayRef padding,
+                                                     at::IntArrayRef dilation, bool ceil_mode) {
+  const Pool2dProblem p =
+      make_max_pool2d_problem(kMaxPool2d, input, kernel_size, stride, padding, dilation, ceil_mode, kCpuDtypes);
+  const auto format = input.suggest_memory_format();
+  at::Tensor y = input.new_empty({p.N, p.C, p.P, p.Q});
+  at::Tensor idx = input.new_empty({p.N, p.C, p.P, p.Q}, input.options().dtype(at::kLong));
+  if (y.numel() > 0) {
+    const at::Tensor x = input.contiguous();
+    const auto run = [&](auto zero) {
+      using T = decltype(zero);
+      max_pool2d_forward_impl<T>(p, x.const_data_ptr<T>(), y.mutable_data_ptr<T>(), idx.mutable_data_ptr<int64_t>());
+    };
+    if (input.scalar_type() == at::kFloat) run(float{}); else run(double{});
+  }
+  return {y.contiguous(format), idx.contiguous(format)};
+}
+
+
 at::Tensor max_pool2d_backward_kernel(const at::Tensor& grad_output, const at::Tensor& input,
                                       const at::Tensor& indices, at::IntArrayRef kernel_size, at::IntArrayRef stride,
                                       at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
@@ -694,39 +737,15 @@ at::Tensor max_pool2d_backward_kernel(const at::Tensor& grad_output, const at::T
   at::Tensor dx = input.new_empty(input.sizes());
   if (dx.numel() > 0) {
     const at::Tensor dy = grad_output.contiguous(), idx = indices.contiguous();
-    const int64_t* ip = idx.const_data_ptr<int64_t>();
-    // Indices come from the caller: a plane with one outside its window is redone by the scatter,
-    // which checks they are in range; a bad one fails the call after the loop (dx, still private to
-    // this call, is then dropped).
-    std::atomic<bool> in_range{true};
+    bool in_range = true;
     const auto run = [&](auto zero) {
       using T = decltype(zero);
-      const T* dyp = dy.const_data_ptr<T>();
-      T* dxp = dx.mutable_data_ptr<T>();
-#if CNNFAST_POOL_AVX512
-      using A = std::conditional_t<std::is_same_v<T, float>, Avx512F32, Avx512F64>;
-      const bool write_once = k2s2_write_once_fits(p, A::L);
-#else
-      const bool write_once = false;
-#endif
-      const std::vector<int32_t> row_window =
-          write_once ? window_of_positions(p.H, p.P, p.kernel_h, p.stride_h, p.pad_h, p.dilation_h)
-                     : std::vector<int32_t>();
-      at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t c = begin; c < end; ++c) {
-          const int64_t* ic = ip + c * out_plane;
-          T* dxc = dxp + c * in_plane;
-          const T* dyc = dyp + c * out_plane;
-#if CNNFAST_POOL_AVX512
-          if (write_once && max_pool2d_backward_plane_k2s2_avx512<A>(p, dyc, ic, dxc, row_window.data()) == out_plane)
-            continue;
-#endif
-          if (!max_pool2d_backward_plane_scatter(p, dyc, ic, dxc)) in_range = false;
-        }
-      });
+      in_range = max_pool2d_backward_impl<T>(p, dy.const_data_ptr<T>(), idx.const_data_ptr<int64_t>(),
+                                             dx.mutable_data_ptr<T>());
     };
     if (input.scalar_type() == at::kFloat) run(float{}); else run(double{});
-    TORCH_CHECK(in_range.load(), op, ": indices must lie in [0, H*W) = [0, ", in_plane, ") of the input plane");
+    // dx, still private to this call, is dropped.
+    TORCH_CHECK(in_range, op, ": indices must lie in [0, H*W) = [0, ", p.H * p.W, ") of the input plane");
   }
   return dx.contiguous(input.suggest_memory_format());
 }

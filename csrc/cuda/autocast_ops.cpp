@@ -1,4 +1,4 @@
-// torch.autocast on CUDA for cnnfast::conv2d and cnnfast::conv2d_relu: floating CUDA arguments
+// torch.autocast on CUDA for cnnfast::conv2d, conv2d_relu and conv2d_relu_max_pool2d: floating CUDA arguments
 // (except float64) are cast to the autocast dtype, as torch does for torch.nn.functional.conv2d
 // (a "lower precision" op), then the op is called again with autocast excluded; autograd records
 // the casts, so gradients reach the original dtypes. relu and max_pool2d run in their input dtype,
@@ -38,6 +38,23 @@ at::Tensor conv_autocast(const at::Tensor& input, const at::Tensor& weight, cons
   return op.call(cast(input, dtype), cast(weight, dtype), b, stride, padding, dilation, groups);
 }
 
+std::tuple<at::Tensor, at::Tensor> conv_pool_autocast(
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef kernel_size,
+    at::IntArrayRef pool_stride, at::IntArrayRef pool_padding, at::IntArrayRef pool_dilation, bool ceil_mode) {
+  using Signature = std::tuple<at::Tensor, at::Tensor>(
+      const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, at::IntArrayRef, at::IntArrayRef,
+      at::IntArrayRef, int64_t, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, bool);
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
+  const at::ScalarType dtype = at::autocast::get_autocast_dtype(at::kCUDA);
+  static const auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("cnnfast::conv2d_relu_max_pool2d", "").typed<Signature>();
+  std::optional<at::Tensor> b = bias;
+  if (b && b->defined()) b = cast(*b, dtype);
+  return op.call(cast(input, dtype), cast(weight, dtype), b, stride, padding, dilation, groups, kernel_size,
+                 pool_stride, pool_padding, pool_dilation, ceil_mode);
+}
+
 constexpr char kConv2d[] = "cnnfast::conv2d";
 constexpr char kConv2dRelu[] = "cnnfast::conv2d_relu";
 
@@ -46,6 +63,7 @@ constexpr char kConv2dRelu[] = "cnnfast::conv2d_relu";
 TORCH_LIBRARY_IMPL(cnnfast, AutocastCUDA, m) {
   m.impl("conv2d", &conv_autocast<kConv2d>);
   m.impl("conv2d_relu", &conv_autocast<kConv2dRelu>);
+  m.impl("conv2d_relu_max_pool2d", &conv_pool_autocast);
 }
 
 }  // namespace cuda

@@ -30,5 +30,12 @@ inline cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().
 // Channels-last storage (NHWC) when torch suggests it for `t`.
 inline bool is_nhwc(at::MemoryFormat f) { return f == at::MemoryFormat::ChannelsLast; }
 
+// The pooling kernels index planes and pixels within a plane with 32-bit integers.
+inline void check_pool_sizes(const char* op, int64_t N, int64_t C, int64_t H, int64_t W) {
+  constexpr int64_t kMax = int64_t{1} << 31;
+  TORCH_CHECK(N * C < kMax && H * W < kMax, op, ": the CUDA kernel needs N * C and H * W below 2^31, but got ",
+              "N * C = ", N * C, " and H * W = ", H * W);
+}
+
 }  // namespace cuda
 }  // namespace cnnfast

@@ -11,13 +11,6 @@ namespace cnnfast {
 namespace cuda {
 namespace {
 
-// The pooling kernels index planes and pixels within a plane with 32-bit integers.
-void check_pool_sizes(const char* op, int64_t N, int64_t C, int64_t H, int64_t W) {
-  constexpr int64_t kMax = int64_t{1} << 31;
-  TORCH_CHECK(N * C < kMax && H * W < kMax, op, ": the CUDA kernel needs N * C and H * W below 2^31, but got ",
-              "N * C = ", N * C, " and H * W = ", H * W);
-}
-
 constexpr const char* kMaxPool2dBackward = "cnnfast::max_pool2d_backward";
 
 // A dense view of `t` (itself when its elements already fill its storage span).

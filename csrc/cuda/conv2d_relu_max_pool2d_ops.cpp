@@ -1,0 +1,89 @@
+// CUDA glue of cnnfast::conv2d_relu_max_pool2d and its backward. On CUDA the op runs the fused
+// conv2d + bias + ReLU kernel (cnnfast::conv2d_relu, csrc/cuda/conv2d_ops.cpp) and then the max_pool2d
+// kernel on its output, in one op; there is no pooling epilogue inside the convolution kernel yet.
+// The backward, as on the CPU, starts from the pooled output and its indices: the ReLU mask of the
+// pooled gradient (relu_backward kernel), the pooling's gather into the convolution's output gradient
+// (max_pool2d backward kernel), then cnnfast::conv2d_backward.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <torch/library.h>
+
+#include <array>
+#include <optional>
+
+#include "cuda/glue.h"
+
+namespace cnnfast {
+namespace cuda {
+namespace {
+
+constexpr const char* kOp = "cnnfast::conv2d_relu_max_pool2d";
+constexpr const char* kBackwardOp = "cnnfast::conv2d_relu_max_pool2d_backward";
+
+using ConvSig = at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, at::IntArrayRef,
+                           at::IntArrayRef, at::IntArrayRef, int64_t);
+using ConvBackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef,
+    int64_t, std::array<bool, 3>);
+
+std::tuple<at::Tensor, at::Tensor> conv2d_relu_max_pool2d_kernel(
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef kernel_size,
+    at::IntArrayRef pool_stride, at::IntArrayRef pool_padding, at::IntArrayRef pool_dilation, bool ceil_mode) {
+  const ConvPoolProblem cp =
+      make_conv2d_relu_max_pool2d_problem(kOp, input, weight, bias, stride, padding, dilation, groups, kernel_size,
+                                          pool_stride, pool_padding, pool_dilation, ceil_mode, kCudaDtypes);
+  const Pool2dProblem& q = cp.pool;
+  check_pool_sizes(kOp, q.N, q.C, q.H, q.W);
+  const c10::cuda::CUDAGuard guard(input.device());
+  static const auto conv_relu =
+      c10::Dispatcher::singleton().findSchemaOrThrow("cnnfast::conv2d_relu", "").typed<ConvSig>();
+  const auto format = conv2d_memory_format(input, weight);
+  const at::Tensor conv = conv_relu.call(input, weight, bias, stride, padding, dilation, groups).contiguous(format);
+  at::Tensor y = at::empty({q.N, q.C, q.P, q.Q}, input.options().memory_format(format));
+  at::Tensor idx = at::empty({q.N, q.C, q.P, q.Q}, input.options().dtype(at::kLong).memory_format(format));
+  if (y.numel() == 0) return {y, idx};
+  C10_CUDA_CHECK(launch_max_pool2d_forward(dtype_of(conv), q, is_nhwc(format), conv.const_data_ptr(),
+                                           y.mutable_data_ptr(), idx.mutable_data_ptr<int64_t>(), current_stream()));
+  return {y, idx};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_relu_max_pool2d_backward_kernel(
+    const at::Tensor& grad_output, const at::Tensor& output, const at::Tensor& indices, const at::Tensor& input,
+    const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+    int64_t groups, at::IntArrayRef kernel_size, at::IntArrayRef pool_stride, at::IntArrayRef pool_padding,
+    at::IntArrayRef pool_dilation, bool ceil_mode, std::array<bool, 3> output_mask) {
+  const ConvPoolProblem cp = make_conv2d_relu_max_pool2d_backward_problem(
+      kBackwardOp, grad_output, output, indices, input, weight, stride, padding, dilation, groups, kernel_size,
+      pool_stride, pool_padding, pool_dilation, ceil_mode, kCudaDtypes);
+  const Conv2dProblem& p = cp.conv;
+  const Pool2dProblem& q = cp.pool;
+  check_pool_sizes(kBackwardOp, q.N, q.C, q.H, q.W);
+  const c10::cuda::CUDAGuard guard(input.device());
+  const auto format = conv2d_memory_format(input, weight);
+  at::Tensor g = at::empty({p.N, p.K, p.P, p.Q}, input.options().memory_format(format));
+  if (g.numel() > 0) {
+    const at::Tensor dy = grad_output.contiguous(format), y = output.contiguous(format);
+    const at::Tensor idx = indices.contiguous(format);
+    at::Tensor masked = at::empty_like(y);
+    C10_CUDA_CHECK(launch_relu_backward(dtype_of(y), dy.const_data_ptr(), y.const_data_ptr(),
+                                        masked.mutable_data_ptr(), y.numel(), current_stream()));
+    C10_CUDA_CHECK(launch_max_pool2d_backward(dtype_of(y), q, is_nhwc(format), /*gather=*/true,
+                                              masked.const_data_ptr(), idx.const_data_ptr<int64_t>(),
+                                              g.mutable_data_ptr(), current_stream()));
+  }
+  static const auto conv_backward =
+      c10::Dispatcher::singleton().findSchemaOrThrow("cnnfast::conv2d_backward", "").typed<ConvBackwardSig>();
+  return conv_backward.call(g, input, weight, stride, padding, dilation, groups, output_mask);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(cnnfast, CUDA, m) {
+  m.impl("conv2d_relu_max_pool2d", &conv2d_relu_max_pool2d_kernel);
+  m.impl("conv2d_relu_max_pool2d_backward", &conv2d_relu_max_pool2d_backward_kernel);
+}
+
+}  // namespace cuda
+}  // namespace cnnfast

@@ -1,0 +1,194 @@
+"""cnnfast.functional.conv2d_relu_max_pool2d (conv2d + bias + ReLU + max_pool2d in one op) against
+torch's max_pool2d(relu(conv2d(...))): outputs, indices, gradients, what autograd keeps, errors."""
+import functools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnfast
+from test_conv2d import GRID, run_conv_case
+from test_cpu_capability import PATHS
+
+# (kernel_size, pool_stride, pool_padding, pool_dilation, ceil_mode)
+POOLS = [
+    (2, None, 0, 1, False),        # LeNet, MNIST-CNN
+    (3, 2, 1, 1, False),           # ResNet stem: overlapping windows, padding
+    (3, 2, 0, 1, True),            # ceil_mode: the last windows hang over
+    ((2, 3), (1, 2), (1, 0), (2, 1), False),  # non-square, dilated
+]
+# Convolutions of the conv2d grid whose output each pool above fits (at least 3x3), and the empty batch.
+CONVS = [GRID[i] for i in (0, 1, 2, 3, 5, 9, 11, 12, 14, 16, 17, 19, 23)]
+
+
+def fused(x, w, b, pool, **kw):
+    kernel_size, pool_stride, pool_padding, pool_dilation, ceil_mode = pool
+    return cnnfast.functional.conv2d_relu_max_pool2d(x, w, b, **kw, kernel_size=kernel_size, pool_stride=pool_stride,
+                                                     pool_padding=pool_padding, pool_dilation=pool_dilation,
+                                                     ceil_mode=ceil_mode)
+
+
+def reference(x, w, b, pool, **kw):
+    kernel_size, pool_stride, pool_padding, pool_dilation, ceil_mode = pool
+    return F.max_pool2d(F.relu(F.conv2d(x, w, b, **kw)), kernel_size, pool_stride, pool_padding, pool_dilation,
+                        ceil_mode)
+
+
+@pytest.mark.parametrize("pool", POOLS, ids=[str(i) for i in range(len(POOLS))])
+@pytest.mark.parametrize("case", CONVS, ids=[str(i) for i in range(len(CONVS))])
+def test_matches_torch(case, pool):
+    n, c, h, w, k, kernel, stride, padding, dilation, groups = case
+    run_conv_case(functools.partial(fused, pool=pool), functools.partial(reference, pool=pool),
+                  n, c, h, w, k, kernel, stride, padding, dilation, groups)
+
+
+@pytest.mark.parametrize("fmt", ["channels_last", "strided"])
+def test_layouts_and_float64(fmt):
+    run_conv_case(functools.partial(fused, pool=POOLS[1]), functools.partial(reference, pool=POOLS[1]),
+                  3, 4, 15, 13, 6, 3, 1, 1, 1, 1, fmt=fmt)
+    run_conv_case(functools.partial(fused, pool=POOLS[0]), functools.partial(reference, pool=POOLS[0]),
+                  2, 3, 12, 12, 5, 5, 1, 2, 1, 1, dtype=torch.float64, fmt=fmt)
+
+
+def test_indices_are_torch_s_on_the_convolution_output():
+    # float64: the convolutions agree to far below the gaps between window values, so the same element wins.
+    g = torch.Generator().manual_seed(3)
+    x, w, b = (torch.randn(*s, generator=g, dtype=torch.float64) for s in [(3, 4, 13, 11), (6, 4, 3, 3), (6,)])
+    for pool in POOLS:
+        ours, idx = cnnfast.functional.conv2d_relu_max_pool2d(
+            x, w, b, padding=1, kernel_size=pool[0], pool_stride=pool[1], pool_padding=pool[2],
+            pool_dilation=pool[3], ceil_mode=pool[4], return_indices=True)
+        theirs, ref_idx = F.max_pool2d(F.relu(F.conv2d(x, w, b, padding=1)), pool[0], pool[1], pool[2], pool[3],
+                                       pool[4], return_indices=True)
+        assert torch.equal(idx, ref_idx), pool
+        torch.testing.assert_close(ours, theirs)
+
+
+def test_gradcheck_float64():
+    # Values away from the ReLU kink and from ties inside a window (finite differences across either
+    # are meaningless): checked on the convolution's output before the test relies on it.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 2, 7, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 2, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
+    pre = F.conv2d(x, w, b, padding=1)
+    assert pre.abs().min() > 1e-3
+    windows = F.unfold(pre.detach().flatten(0, 1).unsqueeze(1), 2, stride=2).sort(dim=1).values
+    assert (windows[:, -1] - windows[:, -2]).min() > 1e-3
+    fn = functools.partial(fused, pool=(2, None, 0, 1, False), padding=1)
+    assert torch.autograd.gradcheck(fn, (x, w, b))
+
+
+def test_autograd_keeps_no_tensor_of_the_convolution_s_size():
+    x = torch.randn(4, 3, 16, 16, requires_grad=True)
+    w, b = torch.randn(8, 3, 3, 3, requires_grad=True), torch.randn(8, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
+        y = cnnfast.functional.conv2d_relu_max_pool2d(x, w, b, padding=1, kernel_size=2)
+    assert y.shape == (4, 8, 8, 8)
+    # the pooled output, its indices, the input and the weight; never the 4x8x16x16 convolution output
+    assert sorted(saved) == sorted([y.shape, y.shape, x.shape, w.shape])
+
+
+def test_bit_identical_for_any_thread_count():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(20, 6, 14, 14, generator=g, requires_grad=True)
+    w, b = torch.randn(16, 6, 5, 5, generator=g, requires_grad=True), torch.randn(16, generator=g, requires_grad=True)
+
+    def run():
+        y = cnnfast.functional.conv2d_relu_max_pool2d(x, w, b, kernel_size=2)
+        return (y, *torch.autograd.grad(y, (x, w, b), torch.randn(y.shape, generator=torch.Generator().manual_seed(2))))
+
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = run()
+        torch.set_num_threads(2)
+        parallel = run()
+    finally:
+        torch.set_num_threads(old)
+    for a, b_ in zip(serial, parallel):
+        assert torch.equal(a, b_)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_every_capability_path(monkeypatch, path):
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    for case in (GRID[0], GRID[1], GRID[2]):  # LeNet conv1 and conv2 (sixteen images per vector at n >= 16), 3x3
+        n, c, h, w, k, kernel, stride, padding, dilation, groups = case
+        run_conv_case(functools.partial(fused, pool=POOLS[0]), functools.partial(reference, pool=POOLS[0]),
+                      n + 16, c, h, w, k, kernel, stride, padding, dilation, groups)
+
+
+def test_unbatched_input_and_no_bias():
+    x, w = torch.randn(3, 10, 12), torch.randn(4, 3, 3, 3)
+    ours, idx = cnnfast.functional.conv2d_relu_max_pool2d(x, w, padding="same", kernel_size=2, return_indices=True)
+    theirs, ref_idx = F.max_pool2d(F.relu(F.conv2d(x, w, padding="same")), 2, return_indices=True)
+    assert ours.shape == theirs.shape == (4, 5, 6)
+    torch.testing.assert_close(ours, theirs)
+    assert torch.equal(idx, ref_idx)
+
+
+def test_opcheck():
+    x = torch.randn(2, 4, 9, 8, requires_grad=True)
+    w, b = torch.randn(6, 2, 3, 3, requires_grad=True), torch.randn(6, requires_grad=True)
+    op = torch.ops.cnnfast.conv2d_relu_max_pool2d
+    torch.library.opcheck(op, (x, w, b, [1, 1], [1, 1], [1, 1], 2, [3, 2], [2, 2], [1, 1], [1, 1], True))
+    torch.library.opcheck(op, (x.detach().contiguous(memory_format=torch.channels_last), w, None, [1, 2], [0, 1],
+                               [1, 1], 2, [2, 2], [2, 2], [0, 0], [1, 1], False))
+    y, idx = op(x.detach(), w.detach(), b.detach(), [1, 1], [1, 1], [1, 1], 2, [3, 2], [2, 2], [1, 1], [1, 1], True)
+    for mask in ([True, True, True], [False, True, False]):
+        args = (torch.randn(y.shape), y, idx, x.detach(), w.detach(), [1, 1], [1, 1], [1, 1], 2, [3, 2], [2, 2],
+                [1, 1], [1, 1], True, mask)
+        torch.library.opcheck(torch.ops.cnnfast.conv2d_relu_max_pool2d_backward, args)
+        assert [t is not None for t in torch.ops.cnnfast.conv2d_relu_max_pool2d_backward(*args)] == mask
+
+
+def test_module_is_a_conv2d_with_the_pool_s_arguments():
+    torch.manual_seed(0)
+    m = cnnfast.nn.Conv2dReLUMaxPool2d(3, 5, 3, padding=1, padding_mode="reflect", pool_kernel_size=3, pool_stride=2,
+                                       ceil_mode=True)
+    ref = torch.nn.Conv2d(3, 5, 3, padding=1, padding_mode="reflect")
+    assert m.state_dict().keys() == ref.state_dict().keys()
+    ref.load_state_dict(m.state_dict())
+    x = torch.randn(2, 3, 11, 11)
+    torch.testing.assert_close(m(x), F.max_pool2d(F.relu(ref(x)), 3, 2, ceil_mode=True))
+    assert "pool_kernel_size=3, pool_stride=2" in repr(m)
+
+
+def call(**overrides):
+    args = dict(input=torch.randn(2, 3, 8, 8), weight=torch.randn(4, 3, 3, 3), bias=None, stride=[1, 1],
+                padding=[0, 0], dilation=[1, 1], groups=1, kernel_size=[2, 2], pool_stride=[2, 2],
+                pool_padding=[0, 0], pool_dilation=[1, 1], ceil_mode=False)
+    args.update(overrides)
+    return torch.ops.cnnfast.conv2d_relu_max_pool2d(*args.values())
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(kernel_size=[0, 2]), r"kernel_size should be greater than zero, but got kernel_size=\[0, 2\]"),
+    (dict(pool_stride=[2, -1]), r"pool_stride should be greater than zero, but got pool_stride=\[2, -1\]"),
+    (dict(pool_padding=[2, 0]), r"pad should be at most half of effective kernel size, but got pool_padding=\[2, 0\]"),
+    (dict(pool_dilation=[1]), r"expected pool_dilation to have 2 elements"),
+    (dict(kernel_size=[7, 7]), r"given input size: \(4x6x6\). Calculated output size: \(4x0x0\)"),
+    (dict(weight=torch.randn(4, 2, 3, 3)), r"expected input\[2, 3, 8, 8\] to have 2 channels"),
+    (dict(weight=torch.randn(0, 3, 3, 3)), r"non-zero number of output channels"),
+    (dict(input=torch.randn(2, 3, 8, 8, dtype=torch.float16)), r"input has dtype Half"),
+])
+def test_bad_arguments_are_named(overrides, message):
+    with pytest.raises(RuntimeError, match=message):
+        call(**overrides)
+
+
+def test_backward_refuses_indices_outside_the_convolution_s_plane():
+    x, w = torch.randn(1, 1, 4, 4), torch.randn(1, 1, 1, 1)
+    y, idx = torch.ops.cnnfast.conv2d_relu_max_pool2d(x, w, None, [1, 1], [0, 0], [1, 1], 1, [2, 2], [2, 2], [0, 0],
+                                                      [1, 1], False)
+    idx[0, 0, 0, 0] = 16
+    with pytest.raises(RuntimeError, match=r"indices must lie in \[0, P\*Q\) = \[0, 16\)"):
+        torch.ops.cnnfast.conv2d_relu_max_pool2d_backward(torch.ones_like(y), y.abs() + 1, idx, x, w, [1, 1], [0, 0],
+                                                          [1, 1], 1, [2, 2], [2, 2], [0, 0], [1, 1], False,
+                                                          [True, True, True])
+    with pytest.raises(RuntimeError, match=r"expected output to have the size of the pooling's output"):
+        torch.ops.cnnfast.conv2d_relu_max_pool2d_backward(torch.ones_like(y), x, idx, x, w, [1, 1], [0, 0],
+                                                          [1, 1], 1, [2, 2], [2, 2], [0, 0], [1, 1], False,
+                                                          [True, True, True])
