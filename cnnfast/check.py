@@ -1,6 +1,7 @@
 """Check every cnnfast op, forward and backward, against PyTorch on LeNet and ResNet layer shapes.
 
-The cases are the distinct conv2d, max_pool2d, ReLU and fused conv2d+ReLU layers of the chosen
+The cases are the distinct conv2d, max_pool2d, ReLU, fused conv2d+ReLU and fused
+conv2d+ReLU+max_pool2d layers of the chosen
 models (read from the models by running them once with hooks, as ``cnnfast bench`` does). Each case
 runs forward and backward through cnnfast and through PyTorch in the same dtype and is compared with
 PyTorch in float64; the pass mark is the bench's (cnnfast.bench.runner.compare): cnnfast's error may
@@ -9,7 +10,7 @@ be at most a small multiple of PyTorch's own. Exit status 1 when any case fails.
 import sys
 
 DEFAULT_SUITES = ("lenet", "resnet-cifar", "resnet18")
-LAYER_OPS = ("conv2d", "max_pool2d", "relu", "conv2d_relu")
+LAYER_OPS = ("conv2d", "max_pool2d", "relu", "conv2d_relu", "conv2d_relu_max_pool2d")
 
 
 def add_arguments(parser):

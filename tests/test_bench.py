@@ -32,22 +32,26 @@ def test_lenet_gives_its_known_cases():
         ("conv2d_relu", "4x1x28x28 w6x1x5x5+b s1 p2", 1),
         ("relu", "4x6x28x28", 1),
         ("max_pool2d", "4x6x28x28 k2 s2 p0", 1),
+        ("conv2d_relu_max_pool2d", "4x1x28x28 w6x1x5x5+b s1 p2 + k2 s2 p0", 1),
         ("conv2d", "4x6x14x14 w16x6x5x5+b s1 p0", 1),
         ("conv2d_relu", "4x6x14x14 w16x6x5x5+b s1 p0", 1),
         ("relu", "4x16x10x10", 1),
         ("max_pool2d", "4x16x10x10 k2 s2 p0", 1),
+        ("conv2d_relu_max_pool2d", "4x6x14x14 w16x6x5x5+b s1 p0 + k2 s2 p0", 1),
         ("relu", "4x120", 1),
         ("relu", "4x84", 1),
         ("model", "4x1x28x28 LeNet", 1),
         ("model", "4x1x28x28 LeNet fused", 1),
     ]
     assert cases[0].p["output"] == (4, 6, 28, 28)
-    assert cases[4].p["output"] == (4, 16, 10, 10)
-    # the model cases (converted, and converted with fuse=True): their layers (without the conv2d_relu
-    # fusion cases) and the linear layers' FLOPs
+    assert cases[5].p["output"] == (4, 16, 10, 10)
+    assert cases[4].p["output"] == (4, 6, 14, 14) and cases[4].p["conv_output"] == (4, 6, 28, 28)
+    # the model cases (converted, and converted with fuse=True): their layers (without the fusion
+    # cases) and the linear layers' FLOPs
     for model, fuse in zip(cases[-2:], (False, True)):
         assert model.p["fuse"] is fuse
-        assert [layer.op for layer, _ in model.p["layers"]] == [c.op for c in cases[:-2] if c.op not in ("conv2d_relu", "model")]
+        assert [layer.op for layer, _ in model.p["layers"]] == [
+            c.op for c in cases[:-2] if c.op not in ("conv2d_relu", "conv2d_relu_max_pool2d", "model")]
         assert model.p["linear_flops"] == 2 * 4 * (400 * 120 + 120 * 84 + 84 * 10)
 
 
@@ -67,6 +71,8 @@ def test_distinct_cases_of_a_small_model_with_batchnorm_and_reuse():
         ("conv2d", "2x8x16x16 w8x8x3x3+b s1 p1", 2),
         ("conv2d_relu", "2x8x16x16 w8x8x3x3+b s1 p1", 2),
         ("max_pool2d", "2x8x16x16 k3 s2 p1 ceil", 1),
+        # the pool reads the last conv's ReLU output: the fused op's case
+        ("conv2d_relu_max_pool2d", "2x8x16x16 w8x8x3x3+b s1 p1 + k3 s2 p1 ceil", 1),
         ("model", "2x3x16x16 Sequential", 1),
         ("model", "2x3x16x16 Sequential fused", 1),
     ]
@@ -129,6 +135,15 @@ def test_grouped_conv_and_pool_and_relu_by_hand():
                  dilation=(1, 1), ceil_mode=False, output=(1, 2, 2, 2))
     assert roofline.flops(pool, "fwd") == 8 * 4
     assert roofline.min_bytes(pool, "fwd", 4) == 4 * (32 + 8)
+    fused = _case("conv2d_relu_max_pool2d", input=(2, 8, 10, 10), weight=(4, 2, 3, 3), bias=True, stride=(1, 1),
+                  padding=(0, 0), dilation=(1, 1), groups=4, conv_output=(2, 4, 8, 8), output=(2, 4, 4, 4),
+                  kernel_size=(2, 2), pool_stride=(2, 2), pool_padding=(0, 0), pool_dilation=(1, 1), ceil_mode=False)
+    assert roofline.flops(fused, "fwdbwd") == 3 * roofline.flops(grouped, "fwd")  # the convolution's
+    # the pooled output (128) in place of the convolution's (512): x 1600, w 72, b 4
+    assert roofline.min_bytes(fused, "fwd", 4) == 4 * (1600 + 72 + 4 + 128)
+    assert roofline.min_bytes(fused, "bwd", 4) == 4 * (2 * 128 + 1600 + 72 + 1600 + 72 + 4)
+    # grad-weight and grad-bias sum over the convolution's output pixels, not the pooled ones
+    assert runner.reduction_lengths(fused, "fwdbwd") == [2 * 3 * 3, 1 * 3 * 3, 2 * 8 * 8, 2 * 8 * 8]
     relu = _case("relu", input=(10, 10))
     assert roofline.min_bytes(relu, "fwdbwd", 2) == 2 * (200 + 300)
     assert roofline.case_floor(relu, "fwd", 4, 1e12, 1e9) == pytest.approx(800 / 1e9)
@@ -235,7 +250,7 @@ def test_argument_errors(argv, message, capsys):
 def test_defaults():
     args = parse()
     assert args.suite == ["lenet", "mnist-cnn", "resnet-cifar"]
-    assert args.ops == ["conv2d", "max_pool2d", "relu", "conv2d_relu", "model"]
+    assert args.ops == ["conv2d", "max_pool2d", "relu", "conv2d_relu", "conv2d_relu_max_pool2d", "model"]
     assert args.direction == ["fwd", "fwdbwd"] and args.dtype == ["float32"] and args.memory_format == ["nchw"]
     assert parse("--suite", "all").suite == list(suites.SUITES)
 
@@ -279,8 +294,8 @@ def test_small_real_run_on_cpu(tmp_path, quick_timing):
     assert "lenet: geometric mean speed-up" in text and "all rows match the reference" in text
     doc = json.loads((tmp_path / "b.json").read_text())
     assert report.validate(doc) == []
-    # 10 layer cases x 2 layouts x 3 directions + 2 model cases x 2 layouts x 2 (no separate model backward)
-    assert len(doc["rows"]) == 10 * 2 * 3 + 2 * 2 * 2
+    # 12 layer cases x 2 layouts x 3 directions + 2 model cases x 2 layouts x 2 (no separate model backward)
+    assert len(doc["rows"]) == 12 * 2 * 3 + 2 * 2 * 2
     assert all(r["passed"] for r in doc["rows"])
     row = doc["rows"][0]
     assert row["speedup"] == pytest.approx(row["reference"]["median_s"] / row["cnnfast"]["median_s"])

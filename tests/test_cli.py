@@ -21,7 +21,8 @@ def test_check_prints_a_passing_table():
     code, text = run_cli("check", "--suite", "lenet", "--batch", "1")
     assert code == 0, text
     assert "max abs err" in text and "lenet conv2d" in text and "1x1x28x28 w6x1x5x5+b s1 p2" in text
-    assert text.strip().endswith("10 passed, 0 failed")
+    assert "lenet conv2d_relu_max_pool2d" in text and "+ k2 s2 p0" in text
+    assert text.strip().endswith("12 passed, 0 failed")
 
 
 def test_check_fails_on_a_wrong_kernel(monkeypatch):

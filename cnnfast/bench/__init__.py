@@ -13,7 +13,7 @@ from .._argtypes import comma_list, positive_int
 
 SUITE_NAMES = ("lenet", "mnist-cnn", "resnet-cifar", "resnet18", "resnet50")
 DEFAULT_SUITES = ("lenet", "mnist-cnn", "resnet-cifar")
-OP_NAMES = ("conv2d", "max_pool2d", "relu", "conv2d_relu", "model")
+OP_NAMES = ("conv2d", "max_pool2d", "relu", "conv2d_relu", "conv2d_relu_max_pool2d", "model")
 DIRECTIONS = ("fwd", "bwd", "fwdbwd")
 DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64")
 LAYOUTS = ("nchw", "channels_last")

@@ -186,7 +186,8 @@ def header_lines(doc):
     lines.append(f"batch: {batches};  repeat {st['repeat']} (median ± IQR/median), warm-up {st['warmup']}, "
                  f"cnnfast and torch interleaved on the same inputs")
     lines.append("reference: PyTorch's own ops (" + ("oneDNN/ATen" if env["device"] == "cpu" else "cuDNN") +
-                 "); conv2d_relu reference = torch.relu(F.conv2d(...)); model rows: cnnfast.convert(model) (\"fused\": "
+                 "); conv2d_relu reference = torch.relu(F.conv2d(...)), conv2d_relu_max_pool2d reference = "
+                 "F.max_pool2d(torch.relu(F.conv2d(...)), ...); model rows: cnnfast.convert(model) (\"fused\": "
                  "convert(model, fuse=True)) vs model, "
                  "fwd = inference forward, fwdbwd = training step (forward, loss, backward)")
     lines.append("rate: cnnfast's GFLOP/s (conv, models) or GB/s of minimal traffic (pool, relu); floor = "

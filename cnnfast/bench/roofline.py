@@ -6,6 +6,8 @@ Conventions (CUTLASS letters: input [N,C,H,W], weight [K,C/groups,R,S], output [
 - conv2d forward: ``2*N*K*P*Q*(C/groups)*R*S`` FLOPs (one multiply and one add per term; the bias
   add and, for conv2d_relu, the ReLU are not counted). Its grad-input and grad-weight each cost the
   same again, so ``bwd`` is 2x and ``fwdbwd`` 3x the forward.
+- conv2d_relu_max_pool2d: the convolution's FLOPs (the pool's comparisons not counted); its
+  minimal bytes are the convolution's with the pooled output in place of the convolution's.
 - max_pool2d: one comparison per window element, ``N*C*P*Q*R*S``, and one add per output for the
   backward; ReLU: one operation per element each way. Both are bound by memory, not arithmetic.
 - minimal bytes: every tensor a pass reads or writes, touched exactly once (inputs, weights, bias,
@@ -73,8 +75,9 @@ def flops(case, direction):
         fwd = sum(count * flops(layer, "fwd") for layer, count in case.p["layers"]) + case.p["linear_flops"]
         return {"fwd": fwd, "bwd": 2 * fwd, "fwdbwd": 3 * fwd}[direction]
     p = case.p
-    if case.op in ("conv2d", "conv2d_relu"):
-        fwd = conv_fwd_flops(p)
+    if case.op in ("conv2d", "conv2d_relu", "conv2d_relu_max_pool2d"):
+        # (a fused pool's comparisons, a few per output element, are not counted)
+        fwd = conv_fwd_flops({**p, "output": p.get("conv_output", p["output"])})
         return {"fwd": fwd, "bwd": 2 * fwd, "fwdbwd": 3 * fwd}[direction]
     if case.op == "max_pool2d":
         r, s = p["kernel_size"]
@@ -101,6 +104,15 @@ def min_bytes(case, direction, itemsize):
         fwd = x + w + b + y  # read input, weight, bias; write output
         # read grad_output, input, weight (and the output as ReLU mask); write grad_input, grad_weight, grad_bias
         bwd = y + x + w + x + w + b + (y if case.op == "conv2d_relu" else 0)
+    elif case.op == "conv2d_relu_max_pool2d":
+        # the pooled output y only: the convolution's output need never reach memory
+        w = _prod(p["weight"])
+        b = p["weight"][0] if p["bias"] else 0
+        y = _prod(p["output"])
+        fwd = x + w + b + y
+        # read grad_output, the output (ReLU mask), input and weight; write grad_input, grad_weight,
+        # grad_bias (the pool's indices not counted: they could be recomputed)
+        bwd = 2 * y + x + w + x + w + b
     elif case.op == "max_pool2d":
         y = _prod(p["output"])
         fwd = x + y  # read input, write output
@@ -140,4 +152,4 @@ def bound(case, direction, itemsize, peak_flops, peak_bytes):
 
 def is_compute_op(case):
     """Whether a case's achieved rate is best read as FLOP/s (conv, models) or bytes/s (pool, ReLU)."""
-    return case.op in ("conv2d", "conv2d_relu", "model")
+    return case.op in ("conv2d", "conv2d_relu", "conv2d_relu_max_pool2d", "model")

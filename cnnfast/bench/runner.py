@@ -40,6 +40,8 @@ class Impl:
     max_pool2d: Callable
     relu: Callable
     convert: Callable  # (model, fuse) -> model running on this side's layers
+    # (x, w, b, stride, padding, dilation, groups, kernel_size, pool_stride, pool_padding, pool_dilation, ceil_mode)
+    conv2d_relu_max_pool2d: Callable = None
 
 
 def reference_impl():
@@ -49,7 +51,11 @@ def reference_impl():
     def conv2d_relu(*args):
         return torch.relu(tF.conv2d(*args))
 
-    return Impl("torch", tF.conv2d, conv2d_relu, tF.max_pool2d, tF.relu, lambda model, fuse=False: model)
+    def conv2d_relu_max_pool2d(*args):
+        return tF.max_pool2d(torch.relu(tF.conv2d(*args[:7])), *args[7:])
+
+    return Impl("torch", tF.conv2d, conv2d_relu, tF.max_pool2d, tF.relu, lambda model, fuse=False: model,
+                conv2d_relu_max_pool2d)
 
 
 def cnnfast_impl():
@@ -57,14 +63,25 @@ def cnnfast_impl():
     import cnnfast  # noqa: PLC0415
     from cnnfast import functional as F  # noqa: PLC0415
 
+    def conv2d_relu_max_pool2d(x, w, b, stride, padding, dilation, groups, kernel_size, pool_stride, pool_padding,
+                               pool_dilation, ceil_mode):
+        return F.conv2d_relu_max_pool2d(x, w, b, stride, padding, dilation, groups, kernel_size=kernel_size,
+                                        pool_stride=pool_stride, pool_padding=pool_padding,
+                                        pool_dilation=pool_dilation, ceil_mode=ceil_mode)
+
     return Impl("cnnfast", F.conv2d, F.conv2d_relu, F.max_pool2d, F.relu,
-                lambda model, fuse=False: cnnfast.convert(model, fuse=fuse))
+                lambda model, fuse=False: cnnfast.convert(model, fuse=fuse), conv2d_relu_max_pool2d)
 
 
 def cnnfast_supported_dtypes(device):
     from cnnfast.ops import supported_dtypes  # noqa: PLC0415
 
     return tuple(supported_dtypes(device))
+
+
+# The ops whose arguments are a convolution's (input, weight, bias) and whose check compares the
+# convolution's gradients.
+CONV_OPS = ("conv2d", "conv2d_relu", "conv2d_relu_max_pool2d")
 
 
 # --- inputs ---------------------------------------------------------------------------------------
@@ -85,7 +102,7 @@ def _base_tensors(case, seed):
     g = torch.Generator().manual_seed(seed)
     p = case.p
     x = torch.randn(p["input"], generator=g, dtype=torch.float64)
-    if case.op in ("conv2d", "conv2d_relu"):
+    if case.op in CONV_OPS:
         k, cg, r, s = p["weight"]
         w = torch.randn(p["weight"], generator=g, dtype=torch.float64) / math.sqrt(cg * r * s)
         b = torch.randn(k, generator=g, dtype=torch.float64) * 0.1 if p["bias"] else None
@@ -105,6 +122,10 @@ def _op_fn(case, impl):
         return lambda x, w, b: impl.conv2d(x, w, b, p["stride"], p["padding"], p["dilation"], p["groups"])
     if case.op == "conv2d_relu":
         return lambda x, w, b: impl.conv2d_relu(x, w, b, p["stride"], p["padding"], p["dilation"], p["groups"])
+    if case.op == "conv2d_relu_max_pool2d":
+        return lambda x, w, b: impl.conv2d_relu_max_pool2d(
+            x, w, b, p["stride"], p["padding"], p["dilation"], p["groups"], p["kernel_size"], p["pool_stride"],
+            p["pool_padding"], p["pool_dilation"], p["ceil_mode"])
     if case.op == "max_pool2d":
         return lambda x: impl.max_pool2d(x, p["kernel_size"], p["stride"], p["padding"], p["dilation"], p["ceil_mode"])
     if case.op == "relu":
@@ -115,8 +136,10 @@ def _op_fn(case, impl):
 def reduction_lengths(case, direction):
     """K of every tensor the case's check compares (output, then gradients in argument order)."""
     p = case.p
-    if case.op in ("conv2d", "conv2d_relu"):
-        n, k, pp, q = p["output"]
+    if case.op in CONV_OPS:
+        # the convolution's own output: grad-weight and grad-bias sum over it (after a pool, over the
+        # elements the windows chose, at most as many)
+        n, k, pp, q = p.get("conv_output", p["output"])
         _, cg, r, s = p["weight"]
         groups = p["groups"]
         out = [cg * r * s]

@@ -21,7 +21,9 @@ SUITES = {
 }
 OPS = OP_NAMES
 assert tuple(SUITES) == SUITE_NAMES
-LAYER_OPS = ("conv2d", "max_pool2d", "relu", "conv2d_relu")
+LAYER_OPS = ("conv2d", "max_pool2d", "relu", "conv2d_relu", "conv2d_relu_max_pool2d")
+# The fusion cases: their work is already in the model's layer list as its separate ops.
+FUSED_OPS = ("conv2d_relu", "conv2d_relu_max_pool2d")
 
 
 @dataclass(frozen=True)
@@ -47,21 +49,19 @@ class Case:
         """Shape and arguments, e.g. ``64x1x28x28 w6x1x5x5+b s1 p2``."""
         p = self.p
         shape = "x".join(map(str, p["input"]))
-        if self.op in ("conv2d", "conv2d_relu"):
+        if self.op in ("conv2d", "conv2d_relu", "conv2d_relu_max_pool2d"):
             text = f"{shape} w{'x'.join(map(str, p['weight']))}{'+b' if p['bias'] else ''}"
             text += f" s{_pair_str(p['stride'])} p{_pair_str(p['padding'])}"
             if tuple(p["dilation"]) != (1, 1):
                 text += f" d{_pair_str(p['dilation'])}"
             if p["groups"] != 1:
                 text += f" g{p['groups']}"
+            if self.op == "conv2d_relu_max_pool2d":  # then the pool's window, e.g. "+ k2 s2 p0"
+                text += " + " + _pool_text(p["kernel_size"], p["pool_stride"], p["pool_padding"], p["pool_dilation"],
+                                           p["ceil_mode"])
             return text
         if self.op == "max_pool2d":
-            text = f"{shape} k{_pair_str(p['kernel_size'])} s{_pair_str(p['stride'])} p{_pair_str(p['padding'])}"
-            if tuple(p["dilation"]) != (1, 1):
-                text += f" d{_pair_str(p['dilation'])}"
-            if p["ceil_mode"]:
-                text += " ceil"
-            return text
+            return f"{shape} " + _pool_text(p["kernel_size"], p["stride"], p["padding"], p["dilation"], p["ceil_mode"])
         if self.op == "model":
             return f"{shape} {p['model']}" + (" fused" if p.get("fuse") else "")
         return shape
@@ -70,6 +70,13 @@ class Case:
     def id(self):
         """A stable name for the case (pytest ids, JSON): suite, op, shape and arguments."""
         return f"{self.suite}:{self.op}:{self.describe().replace(' ', '_')}"
+
+
+def _pool_text(kernel_size, stride, padding, dilation, ceil_mode):
+    text = f"k{_pair_str(kernel_size)} s{_pair_str(stride)} p{_pair_str(padding)}"
+    if tuple(dilation) != (1, 1):
+        text += f" d{_pair_str(dilation)}"
+    return text + (" ceil" if ceil_mode else "")
 
 
 def _pair_str(v):
@@ -108,11 +115,14 @@ def extract_cases(model, sample_shape, suite, batch):
 
     The model runs once (eval mode, no grad, batch 1) with hooks on every ``torch.nn.Conv2d``,
     ``MaxPool2d`` and ``ReLU`` (and subclasses, so cnnfast's layers count too); a ReLU module whose input
-    is exactly a convolution's output also yields a ``conv2d_relu`` case (the fusion cnnfast offers).
+    is exactly a convolution's output also yields a ``conv2d_relu`` case, and a max-pooling whose input is
+    exactly that ReLU's output a ``conv2d_relu_max_pool2d`` case (the fusions cnnfast offers).
     Shapes are then rescaled to ``batch``."""
     found = {}  # (op, params) -> count, insertion-ordered
     linear_flops = [0]
     last_conv = {}  # id(conv output) -> conv params, for conv2d_relu
+    last_relu = {}  # id(ReLU output after a conv) -> conv params, for conv2d_relu_max_pool2d
+    relu_of_conv = {}  # id(ReLU module) -> conv params while that ReLU runs on a conv's output
     handles = []
 
     def add(op, params):
@@ -158,6 +168,13 @@ def extract_cases(model, sample_shape, suite, batch):
             "output": _with_batch(out.shape, batch),
         }
         add("max_pool2d", params)
+        hit = last_relu.get(id(x))
+        if hit is not None and hit[0] is x:
+            conv = hit[1]
+            add("conv2d_relu_max_pool2d", {**conv, "conv_output": conv["output"], "output": params["output"],
+                                           "kernel_size": params["kernel_size"], "pool_stride": params["stride"],
+                                           "pool_padding": params["padding"], "pool_dilation": params["dilation"],
+                                           "ceil_mode": params["ceil_mode"]})
 
     def relu_pre_hook(module, inputs):
         x = inputs[0]
@@ -165,6 +182,14 @@ def extract_cases(model, sample_shape, suite, batch):
         if hit is not None and hit[0] is x:
             add("conv2d_relu", hit[1])
         add("relu", {"input": _with_batch(x.shape, batch)})
+        last_relu.clear()
+        if hit is not None and hit[0] is x:
+            relu_of_conv[id(module)] = hit[1]
+
+    def relu_hook(module, inputs, output):
+        conv = relu_of_conv.pop(id(module), None)
+        if conv is not None:
+            last_relu[id(output)] = (output, conv)
 
     def linear_hook(module, inputs, output):
         # 2*in*out per sample row (the bias add not counted), at the bench batch.
@@ -178,6 +203,7 @@ def extract_cases(model, sample_shape, suite, batch):
             handles.append(m.register_forward_hook(pool_hook))
         elif isinstance(m, torch.nn.ReLU):
             handles.append(m.register_forward_pre_hook(relu_pre_hook))
+            handles.append(m.register_forward_hook(relu_hook))
         elif isinstance(m, torch.nn.Linear):
             handles.append(m.register_forward_hook(linear_hook))
     was_training = model.training
@@ -194,15 +220,16 @@ def extract_cases(model, sample_shape, suite, batch):
         model.train(was_training)
 
     cases = [Case(suite, op, params, count) for (op, params), count in found.items()]
-    layers = tuple((Case(c.suite, c.op, c.params), c.count) for c in cases if c.op != "conv2d_relu")
+    layers = tuple((Case(c.suite, c.op, c.params), c.count) for c in cases if c.op not in FUSED_OPS)
     model_params = {
         "input": _with_batch((1,) + tuple(sample_shape), batch),
         "model": type(model).__name__,
         "layers": layers,
         "linear_flops": linear_flops[0],
     }
-    # Two whole-model cases: cnnfast.convert(model), and cnnfast.convert(model, fuse=True) (Conv->ReLU as
-    # one op; in inference also BatchNorm folded into the convolution), each against the unconverted model.
+    # Two whole-model cases: cnnfast.convert(model), and cnnfast.convert(model, fuse=True) (Conv->ReLU and
+    # Conv->ReLU->MaxPool as one op; in inference also BatchNorm folded into the convolution), each against
+    # the unconverted model.
     model_cases = [Case(suite, "model", tuple(sorted({**model_params, "fuse": fuse}.items()))) for fuse in (False, True)]
     return cases + model_cases
 

@@ -18,4 +18,15 @@ template <typename T>
 void conv2d_backward_impl(const Conv2dProblem& p, const T* dy, const T* x, const T* w, T* dx, T* dw, T* db,
                           Capability cap);
 
+// Sixteen images per vector (conv2d_kernel.cpp's use_batch16): the layout [ceil(N / 16), K, P, Q, 16]
+// holds image 16 b + l of block b in lane l (lanes past N computed from zero images).
+constexpr int64_t kLanes16 = 16;
+// Whether the float32 forward of p runs in that layout.
+bool conv2d_uses_lanes16(const Conv2dProblem& p, Capability cap);
+// The forward (as conv2d_forward_impl) into yb in that layout, when conv2d_uses_lanes16(p, cap).
+void conv2d_forward_lanes16(const Conv2dProblem& p, const float* x, const float* w, const float* b, float* yb,
+                            bool relu, Capability cap);
+// [ceil(N / 16), K, PQ, 16] -> [N, K, PQ].
+void lanes16_to_nchw(const float* yb, int64_t N, int64_t K, int64_t PQ, float* y, Capability cap);
+
 }  // namespace cnnfast::cpu

@@ -367,18 +367,26 @@ inline std::vector<int64_t> batch16_tap_offsets(const Conv2dProblem& p) {
 
 // Forward: one GEMM per (block of 16 images, group, output row, block of output channels),
 // y16[b, k, oh, :, :] = bias[k] + sum_r W[k, r] * (tap r's run of xb for row oh) (r = (c, kh, kw)).
+// Into yb [NB, K, P, Q, 16], the output left in the layout (conv2d.h's conv2d_forward_lanes16).
 template <typename T>
-void forward_batch16(const Conv2dProblem& p, const T* x, const T* w, const T* bias, T* y, bool relu, Capability cap) {
+void forward_batch16_lanes(const Conv2dProblem& p, const T* x, const T* w, const T* bias, T* yb, bool relu,
+                           Capability cap) {
   const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), PQ = p.P * p.Q;
   const Batch16Layout b = batch16_layout(p);
   const Buffer<T> xb = to_batch16(x, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, p.stride_h, p.stride_w, cap);
   const std::vector<int64_t> boff = batch16_tap_offsets(p);
-  Buffer<T> yb(b.NB * p.K * PQ * kBatchLanes);
   forward_items(p, b.NB, p.P, w, bias, relu, cap, [&](GemmArgs<T>& a, int64_t nb, int64_t g, int64_t oh, int64_t k0) {
     a.N = p.Q * kBatchLanes;
     a.b = xb.data() + (nb * p.C + g * Cg) * b.plane + oh * b.Wh * kBatchLanes, a.b_off = boff.data();
-    a.c = yb.data() + ((nb * p.K + g * Kg + k0) * PQ + oh * p.Q) * kBatchLanes, a.ldc = PQ * kBatchLanes;
+    a.c = yb + ((nb * p.K + g * Kg + k0) * PQ + oh * p.Q) * kBatchLanes, a.ldc = PQ * kBatchLanes;
   });
+}
+
+template <typename T>
+void forward_batch16(const Conv2dProblem& p, const T* x, const T* w, const T* bias, T* y, bool relu, Capability cap) {
+  const int64_t PQ = p.P * p.Q;
+  Buffer<T> yb(batch16_layout(p).NB * p.K * PQ * kBatchLanes);
+  forward_batch16_lanes(p, x, w, bias, yb.data(), relu, cap);
   from_batch16(yb.data(), p.N, p.K, PQ, y, cap);
 }
 
@@ -783,6 +791,19 @@ void conv2d_backward_impl(const Conv2dProblem& p, const T* dy, const T* x, const
   if (dx) grad_input_impl<T>(p, dy, w, dx, cap);
   if (dw) grad_weight_impl<T>(p, dy, x, dw, cap);
   if (db) grad_bias_impl<T>(p, dy, db);
+}
+
+bool conv2d_uses_lanes16(const Conv2dProblem& p, Capability cap) {
+  return !use_winograd(p, cap) && use_batch16(p, cap);
+}
+
+void conv2d_forward_lanes16(const Conv2dProblem& p, const float* x, const float* w, const float* b, float* yb,
+                            bool relu, Capability cap) {
+  forward_batch16_lanes(p, x, w, b, yb, relu, cap);
+}
+
+void lanes16_to_nchw(const float* yb, int64_t N, int64_t K, int64_t PQ, float* y, Capability cap) {
+  from_batch16(yb, N, K, PQ, y, cap);
 }
 
 #define CNNFAST_INSTANTIATE(T)                                                                                 \

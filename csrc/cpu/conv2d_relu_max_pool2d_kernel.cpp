@@ -1,7 +1,10 @@
 // CPU kernels of cnnfast::conv2d_relu_max_pool2d and its backward: max_pool2d(relu(conv2d(...))) as
 // one op. The convolution (with bias and ReLU in its GEMM's store, cpu/conv2d.h) writes into a pooled
 // scratch block (cpu/scratch.h) that the pooling (cpu/max_pool2d.h) reads back while it is still warm,
-// so no tensor of the convolution's size is allocated, returned or kept for the backward.
+// so no tensor of the convolution's size is allocated, returned or kept for the backward. When the
+// convolution runs with sixteen images per vector (float32, AVX-512), the pooling reads that layout as
+// it is, sixteen images per compare, and only the pooled output and indices are copied out to NCHW:
+// the convolution's output is never transposed.
 // The backward needs only the pooled output and its indices: an element the pooling chose gets
 // dy where the pooled output is > 0 (ReLU's mask, as relu(max) = max(relu)), every other element 0;
 // that gradient of the convolution's output is built in scratch (masking the pooled dy first, a
@@ -11,7 +14,10 @@
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <optional>
+#include <type_traits>
+#include <vector>
 
 #include "checks.h"
 #include "cpu/capability.h"
@@ -36,6 +42,50 @@ void dispatch_floating(at::ScalarType t, F&& f) {
   }
 }
 
+// [ceil(N / 16), K, PQ, 16] int32 -> [N, K, PQ] int64, a block of 16 images at a time by register
+// transposes that widen as they store.
+void indices_to_nchw(const int32_t* ib, int64_t N, int64_t K, int64_t PQ, int64_t* idx, Capability cap) {
+  const int64_t NB = (N + kLanes16 - 1) / kLanes16;
+  at::parallel_for(0, NB * K, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t bk = begin; bk < end; ++bk) {
+      const int64_t b = bk / K, k = bk % K, lanes = std::min(kLanes16, N - b * kLanes16);
+      const int32_t* src = ib + bk * PQ * kLanes16;
+      int64_t* dst = idx + (b * kLanes16 * K + k) * PQ;
+      if (lanes == kLanes16 && cap == Capability::kAvx512) {
+        lanes16_to_rows_i64_avx512(src, dst, K * PQ, PQ);
+        continue;
+      }
+      for (int64_t l = 0; l < lanes; ++l)
+        for (int64_t i = 0; i < PQ; ++i) dst[l * K * PQ + i] = src[i * kLanes16 + l];
+    }
+  });
+}
+
+// The forward: in the sixteen-images layout throughout when the convolution runs in it, otherwise
+// the convolution into scratch and the pooling from it.
+template <typename T>
+void forward(const ConvPoolProblem& cp, const T* x, const T* w, const T* b, T* y, int64_t* idx, Capability cap) {
+  const Conv2dProblem& p = cp.conv;
+  const Pool2dProblem& q = cp.pool;
+  if constexpr (std::is_same_v<T, float>) {
+    if (cap == Capability::kAvx512 && conv2d_uses_lanes16(p, cap)) {
+      const int64_t planes = (p.N + kLanes16 - 1) / kLanes16 * p.K, out_plane = q.P * q.Q;
+      Scratch<float> pooled(planes * out_plane * kLanes16);
+      Scratch<int32_t> arg(planes * out_plane * kLanes16);
+      Scratch<float> yb(planes * p.P * p.Q * kLanes16);
+      conv2d_forward_lanes16(p, x, w, b, yb.data(), /*relu=*/true, cap);
+      if (max_pool2d_lanes16(q, planes, yb.data(), pooled.data(), arg.data())) {
+        lanes16_to_nchw(pooled.data(), p.N, p.K, out_plane, y, cap);
+        indices_to_nchw(arg.data(), p.N, p.K, out_plane, idx, cap);
+        return;
+      }
+    }
+  }
+  Scratch<T> conv(p.output_numel());
+  conv2d_forward_impl<T>(p, x, w, b, conv.data(), /*relu=*/true, cap);
+  max_pool2d_forward_impl<T>(q, conv.data(), y, idx);
+}
+
 std::tuple<at::Tensor, at::Tensor> conv2d_relu_max_pool2d_kernel(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef kernel_size,
@@ -54,10 +104,8 @@ std::tuple<at::Tensor, at::Tensor> conv2d_relu_max_pool2d_kernel(
     const Capability cap = current_capability();
     dispatch_floating(input.scalar_type(), [&](auto zero) {
       using T = decltype(zero);
-      Scratch<T> conv(cp.conv.output_numel());
-      conv2d_forward_impl<T>(cp.conv, x.const_data_ptr<T>(), w.const_data_ptr<T>(),
-                             has_bias ? b.const_data_ptr<T>() : nullptr, conv.data(), /*relu=*/true, cap);
-      max_pool2d_forward_impl<T>(q, conv.data(), y.mutable_data_ptr<T>(), indices.mutable_data_ptr<int64_t>());
+      forward<T>(cp, x.const_data_ptr<T>(), w.const_data_ptr<T>(), has_bias ? b.const_data_ptr<T>() : nullptr,
+                 y.mutable_data_ptr<T>(), indices.mutable_data_ptr<int64_t>(), cap);
     });
   }
   return {y.contiguous(format), indices.contiguous(format)};

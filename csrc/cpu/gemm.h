@@ -81,6 +81,8 @@ void relu_mask_f32_avx2(const float* g, const float* y, float* d, int64_t n);
 // and l < 16 (conv2d_kernel.cpp's batch-of-16 layout, and grad-weight's transposed gradient).
 void rows_to_lanes16_avx512(const float* src, int64_t ld, float* dst, int64_t ldd, int64_t n);
 void lanes16_to_rows_avx512(const float* src, float* dst, int64_t ld, int64_t n);
+// lanes16_to_rows for int32 lanes widened to int64 rows (pooling indices): dst[l * ld + i] = src[i * 16 + l].
+void lanes16_to_rows_i64_avx512(const int32_t* src, int64_t* dst, int64_t ld, int64_t n);
 
 // The portable path: plain loops in blocks of 4 rows x 64 columns (the compiler vectorizes the
 // innermost loop for the baseline ISA).

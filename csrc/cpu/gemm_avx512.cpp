@@ -93,6 +93,25 @@ void lanes16_to_rows_avx512(const float* src, float* dst, int64_t ld, int64_t n)
   }
 }
 
+void lanes16_to_rows_i64_avx512(const int32_t* src, int64_t* dst, int64_t ld, int64_t n) {
+  __m512 r[16];
+  for (int64_t i = 0; i < n; i += 16) {
+    const int64_t m = std::min<int64_t>(16, n - i);
+    // the int32 bits ride through the float transpose unchanged
+    for (int t = 0; t < 16; ++t)
+      r[t] = t < m ? _mm512_castsi512_ps(_mm512_loadu_si512(src + (i + t) * 16)) : _mm512_setzero_ps();
+    avx512::transpose16(r);
+    const __mmask8 lo_mask = static_cast<__mmask8>(m >= 8 ? 0xFF : (1u << m) - 1u);
+    const __mmask8 hi_mask = static_cast<__mmask8>(m >= 16 ? 0xFF : m > 8 ? (1u << (m - 8)) - 1u : 0u);
+    for (int l = 0; l < 16; ++l) {
+      const __m512i v = _mm512_castps_si512(r[l]);
+      int64_t* d = dst + l * ld + i;
+      _mm512_mask_storeu_epi64(d, lo_mask, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v)));
+      if (hi_mask) _mm512_mask_storeu_epi64(d + 8, hi_mask, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v, 1)));
+    }
+  }
+}
+
 }  // namespace cnnfast::cpu
 
 #pragma GCC pop_options

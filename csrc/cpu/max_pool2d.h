@@ -18,4 +18,9 @@ void max_pool2d_forward_impl(const Pool2dProblem& p, const T* x, T* y, int64_t* 
 template <typename T>
 bool max_pool2d_backward_impl(const Pool2dProblem& p, const T* dy, const int64_t* indices, T* dx);
 
+// Max pooling of planes whose pixels are vectors of 16 lanes (conv2d's sixteen-images layout, one
+// image per lane): x [planes, H, W, 16] -> y and int32 indices (h * W + w) [planes, P, Q, 16], by the
+// rules of max_pool2d_forward_impl. AVX-512 only: false (nothing written) on any other path.
+bool max_pool2d_lanes16(const Pool2dProblem& p, int64_t planes, const float* x, float* y, int32_t* indices);
+
 }  // namespace cnnfast::cpu

@@ -604,6 +604,68 @@ int64_t max_pool2d_backward_plane_k2s2_avx512(const Pool2dProblem& p, const type
   return hits;
 }
 
+// Output row oh of one plane x of 16-lane pixels: for each output pixel, the window's taps in torch's order, the first one taken as it is, then
+// compare-and-blend as max_pool2d_one (a NaN wins, the last NaN kept).
+void max_pool2d_row_lanes16_avx512(const Pool2dProblem& p, int64_t oh, const float* x, float* y, int32_t* idx) {
+  int64_t kh0, kh1;
+  valid_pool_rows(p, oh, kh0, kh1);
+  // The taps of a window whose columns all lie inside the row (load offset and plane position relative
+  // to its first column), in torch's order: such windows run without a bounds check.
+  constexpr int64_t kMaxTaps = 64;
+  int64_t off[kMaxTaps];
+  int32_t pos[kMaxTaps];
+  int64_t taps = 0;
+  if ((kh1 - kh0) * p.kernel_w <= kMaxTaps) {
+    for (int64_t kh = kh0; kh < kh1; ++kh) {
+      const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dilation_h;
+      for (int64_t kw = 0; kw < p.kernel_w; ++kw, ++taps) {
+        off[taps] = (ih * p.W + kw * p.dilation_w) * 16;
+        pos[taps] = static_cast<int32_t>(ih * p.W + kw * p.dilation_w);
+      }
+    }
+  }
+  const int64_t last_tap = (p.kernel_w - 1) * p.dilation_w;
+  for (int64_t ow = 0; ow < p.Q; ++ow) {
+    const int64_t iw0 = ow * p.stride_w - p.pad_w;
+    if (taps > 0 && iw0 >= 0 && iw0 + last_tap < p.W) {
+      const float* base = x + iw0 * 16;
+      const int32_t col = static_cast<int32_t>(iw0);
+      __m512 best = _mm512_loadu_ps(base + off[0]);
+      __m512i arg = _mm512_set1_epi32(pos[0] + col);
+      for (int64_t t = 1; t < taps; ++t) {
+        const __m512 v = _mm512_loadu_ps(base + off[t]);
+        const __mmask16 take = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        best = _mm512_mask_mov_ps(best, take, v);
+        arg = _mm512_mask_mov_epi32(arg, take, _mm512_set1_epi32(pos[t] + col));
+      }
+      _mm512_storeu_ps(y + ow * 16, best);
+      _mm512_storeu_si512(idx + ow * 16, arg);
+      continue;
+    }
+    __m512 best = _mm512_setzero_ps();
+    __m512i arg = _mm512_setzero_si512();
+    bool first = true;
+    for (int64_t kh = kh0; kh < kh1; ++kh) {
+      const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dilation_h;
+      for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+        const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dilation_w;
+        if (iw < 0 || iw >= p.W) continue;
+        const int32_t at = static_cast<int32_t>(ih * p.W + iw);
+        const __m512 v = _mm512_loadu_ps(x + at * 16);
+        if (first) {
+          best = v, arg = _mm512_set1_epi32(at), first = false;
+          continue;
+        }
+        const __mmask16 take = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        best = _mm512_mask_mov_ps(best, take, v);
+        arg = _mm512_mask_mov_epi32(arg, take, _mm512_set1_epi32(at));
+      }
+    }
+    _mm512_storeu_ps(y + ow * 16, best);
+    _mm512_storeu_si512(idx + ow * 16, arg);
+  }
+}
+
 }  // namespace
 #pragma GCC pop_options
 #pragma GCC diagnostic pop
@@ -699,6 +761,23 @@ bool max_pool2d_backward_impl(const Pool2dProblem& p, const T* dy, const int64_t
   return in_range.load();
 }
 
+bool max_pool2d_lanes16(const Pool2dProblem& p, int64_t planes, const float* x, float* y, int32_t* indices) {
+#if CNNFAST_POOL_AVX512
+  if (current_capability() != Capability::kAvx512 || p.H * p.W >= kSimdPlaneLimit) return false;
+  const int64_t in_plane = p.H * p.W * 16, out_plane = p.P * p.Q * 16;
+  at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c)
+      for (int64_t oh = 0; oh < p.P; ++oh)
+        max_pool2d_row_lanes16_avx512(p, oh, x + c * in_plane, y + c * out_plane + oh * p.Q * 16,
+                                      indices + c * out_plane + oh * p.Q * 16);
+  });
+  return true;
+#else
+  (void)p, (void)planes, (void)x, (void)y, (void)indices;
+  return false;
+#endif
+}
+
 template void max_pool2d_forward_impl<float>(const Pool2dProblem&, const float*, float*, int64_t*);
 template void max_pool2d_forward_impl<double>(const Pool2dProblem&, const double*, double*, int64_t*);
 template bool max_pool2d_backward_impl<float>(const Pool2dProblem&, const float*, const int64_t*, float*);
@@ -732,8 +811,6 @@ at::Tensor max_pool2d_backward_kernel(const at::Tensor& grad_output, const at::T
   const char* op = kMaxPool2dBackward;
   const Pool2dProblem p = make_max_pool2d_backward_problem(op, grad_output, input, indices, kernel_size, stride,
                                                            padding, dilation, ceil_mode, kCpuDtypes);
-  const int64_t planes = p.planes(), in_plane = p.H * p.W, out_plane = p.P * p.Q;
-
   at::Tensor dx = input.new_empty(input.sizes());
   if (dx.numel() > 0) {
     const at::Tensor dy = grad_output.contiguous(), idx = indices.contiguous();
