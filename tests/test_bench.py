@@ -359,7 +359,7 @@ def test_pytest_benchmark_suite_runs():
         cwd=root, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    n_layer_rows = 10 * 2  # LeNet's 10 layer cases x (fwd, fwdbwd)
+    n_layer_rows = 12 * 2  # LeNet's 12 layer cases x (fwd, fwdbwd)
     assert f"{(n_layer_rows + 4) * 2} passed" in proc.stdout  # + 2 model cases x 2 rows, each cnnfast and torch
 
 

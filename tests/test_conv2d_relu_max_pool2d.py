@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import cnnfast
+from reference import assert_close_to_reference
 from test_conv2d import GRID, run_conv_case
 from test_cpu_capability import PATHS
 
@@ -192,3 +193,64 @@ def test_backward_refuses_indices_outside_the_convolution_s_plane():
         torch.ops.cnnfast.conv2d_relu_max_pool2d_backward(torch.ones_like(y), x, idx, x, w, [1, 1], [0, 0],
                                                           [1, 1], 1, [2, 2], [2, 2], [0, 0], [1, 1], False,
                                                           [True, True, True])
+
+
+# Sixteen images per vector (float32 on AVX-512; CNNFAST_CPU_BATCH16=1 takes it wherever it applies):
+# the forward pools the convolution's output in that layout, and the backward transposes the pooled
+# gradient and indices into it and builds the convolution's output gradient there. Batches with a
+# partial last block of 16, overlapping windows (added in output order), padded and dilated windows.
+LANES = [(20, 1, 28, 28, 6, 5, 1, 2, 1, 1), (32, 6, 14, 14, 16, 5, 1, 0, 1, 1), (17, 3, 13, 13, 8, 3, 1, 1, 1, 1)]
+
+
+@pytest.mark.parametrize("pool", POOLS, ids=[str(i) for i in range(len(POOLS))])
+@pytest.mark.parametrize("case", LANES, ids=["lenet1", "lenet2", "3x3"])
+def test_sixteen_images_layout(case, pool, monkeypatch):
+    monkeypatch.setenv("CNNFAST_CPU_BATCH16", "1")
+    n, c, h, w, k, kernel, stride, padding, dilation, groups = case
+    run_conv_case(functools.partial(fused, pool=pool), functools.partial(reference, pool=pool),
+                  n, c, h, w, k, kernel, stride, padding, dilation, groups)
+
+
+@pytest.mark.parametrize("batch16", ["0", "1"])
+def test_gradients_without_grad_input(batch16, monkeypatch):
+    # The first layer of a network: no grad-input, so the backward lays the gradient out unpadded.
+    monkeypatch.setenv("CNNFAST_CPU_BATCH16", batch16)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(18, 1, 28, 28, generator=g)
+    w0, b0 = torch.randn(6, 1, 5, 5, generator=g), torch.randn(6, generator=g)
+    outs = {}
+    for name, dtype, fn in [("ours", torch.float32, fused), ("torch", torch.float32, reference),
+                            ("ref", torch.float64, reference)]:
+        w, b = w0.to(dtype).requires_grad_(), b0.to(dtype).requires_grad_()
+        y = fn(x.to(dtype), w, b, pool=POOLS[0], padding=2)
+        outs[name] = torch.autograd.grad(y, (w, b), torch.ones_like(y))
+    for i, what in enumerate(["grad_weight", "grad_bias"]):
+        assert_close_to_reference(outs["ours"][i], outs["torch"][i], outs["ref"][i], 18 * 28 * 28, what)
+
+
+def test_indices_outside_their_window_take_the_general_scatter(monkeypatch):
+    # The backward op takes any index inside the plane (as max_pool2d_backward): one that names no
+    # element of its window sends the sixteen-images path back to the general scatter.
+    monkeypatch.setenv("CNNFAST_CPU_BATCH16", "1")
+    g = torch.Generator().manual_seed(6)
+    x, w = torch.randn(16, 2, 10, 10, generator=g), torch.randn(3, 2, 3, 3, generator=g)
+    args = ([1, 1], [1, 1], [1, 1], 1, [2, 2], [2, 2], [0, 0], [1, 1], False)
+    y, idx = torch.ops.cnnfast.conv2d_relu_max_pool2d(x, w, None, *args)
+    idx = idx.clone()
+    idx[3, 1, 2, 2] = 0  # the window of (2, 2) covers rows and columns 4-5
+    gy = torch.randn(y.shape, generator=g)
+    dx, dw, _ = torch.ops.cnnfast.conv2d_relu_max_pool2d_backward(gy, y, idx, x, w, *args, [True, True, False])
+    # Reference: the convolution's output gradient scattered by hand, then torch's convolution backward.
+    masked = torch.where(y > 0, gy, torch.zeros_like(gy)).double()
+    grad_conv = torch.zeros(16, 3, 100, dtype=torch.float64).scatter_add_(2, idx.flatten(2), masked.flatten(2))
+    x64, w64 = x.double().requires_grad_(), w.double().requires_grad_()
+    conv = F.conv2d(x64, w64, padding=1)
+    rx, rw = torch.autograd.grad(conv, (x64, w64), grad_conv.view(16, 3, 10, 10))
+    torch.testing.assert_close(dx, rx.float(), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(dw, rw.float(), rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("batch16", ["0", "1"])
+def test_sixteen_images_bit_identical_for_any_thread_count(batch16, monkeypatch):
+    monkeypatch.setenv("CNNFAST_CPU_BATCH16", batch16)
+    test_bit_identical_for_any_thread_count()

@@ -26,6 +26,18 @@ bool conv2d_uses_lanes16(const Conv2dProblem& p, Capability cap);
 // The forward (as conv2d_forward_impl) into yb in that layout, when conv2d_uses_lanes16(p, cap).
 void conv2d_forward_lanes16(const Conv2dProblem& p, const float* x, const float* w, const float* b, float* yb,
                             bool relu, Capability cap);
+// The backward from dyb, dy already in that layout with padding: plane floats per (block, channel),
+// rows Wh pixels apart, dy's element (h, w) at pixel (h + ph, w + pw), zero elsewhere and in the lanes
+// past N. Taken when conv2d_backward_lanes16_applies (float32, AVX-512, the paths conv2d_backward_impl
+// would take run in that layout; grad_input: whether dx is wanted, which pads the layout).
+struct Lanes16Plane {
+  int64_t ph, pw, Wh, plane;
+};
+bool conv2d_backward_lanes16_applies(const Conv2dProblem& p, bool grad_input, Capability cap);
+Lanes16Plane conv2d_backward_lanes16_layout(const Conv2dProblem& p, bool grad_input);
+// As conv2d_backward_impl (the gradients not wanted are null).
+void conv2d_backward_lanes16(const Conv2dProblem& p, const float* dyb, const float* x, const float* w, float* dx,
+                             float* dw, float* db, Capability cap);
 // [ceil(N / 16), K, PQ, 16] -> [N, K, PQ].
 void lanes16_to_nchw(const float* yb, int64_t N, int64_t K, int64_t PQ, float* y, Capability cap);
 

@@ -367,19 +367,26 @@ inline std::vector<int64_t> batch16_tap_offsets(const Conv2dProblem& p) {
 
 // Forward: one GEMM per (block of 16 images, group, output row, block of output channels),
 // y16[b, k, oh, :, :] = bias[k] + sum_r W[k, r] * (tap r's run of xb for row oh) (r = (c, kh, kw)).
+// From xb, the input already in the layout (to_batch16), into yb [NB, K, P, Q, 16].
+template <typename T>
+void forward_batch16_laid(const Conv2dProblem& p, const T* xb, const T* w, const T* bias, T* yb, bool relu,
+                          Capability cap) {
+  const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), PQ = p.P * p.Q;
+  const Batch16Layout b = batch16_layout(p);
+  const std::vector<int64_t> boff = batch16_tap_offsets(p);
+  forward_items(p, b.NB, p.P, w, bias, relu, cap, [&](GemmArgs<T>& a, int64_t nb, int64_t g, int64_t oh, int64_t k0) {
+    a.N = p.Q * kBatchLanes;
+    a.b = xb + (nb * p.C + g * Cg) * b.plane + oh * b.Wh * kBatchLanes, a.b_off = boff.data();
+    a.c = yb + ((nb * p.K + g * Kg + k0) * PQ + oh * p.Q) * kBatchLanes, a.ldc = PQ * kBatchLanes;
+  });
+}
+
 // Into yb [NB, K, P, Q, 16], the output left in the layout (conv2d.h's conv2d_forward_lanes16).
 template <typename T>
 void forward_batch16_lanes(const Conv2dProblem& p, const T* x, const T* w, const T* bias, T* yb, bool relu,
                            Capability cap) {
-  const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), PQ = p.P * p.Q;
-  const Batch16Layout b = batch16_layout(p);
   const Buffer<T> xb = to_batch16(x, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, p.stride_h, p.stride_w, cap);
-  const std::vector<int64_t> boff = batch16_tap_offsets(p);
-  forward_items(p, b.NB, p.P, w, bias, relu, cap, [&](GemmArgs<T>& a, int64_t nb, int64_t g, int64_t oh, int64_t k0) {
-    a.N = p.Q * kBatchLanes;
-    a.b = xb.data() + (nb * p.C + g * Cg) * b.plane + oh * b.Wh * kBatchLanes, a.b_off = boff.data();
-    a.c = yb + ((nb * p.K + g * Kg + k0) * PQ + oh * p.Q) * kBatchLanes, a.ldc = PQ * kBatchLanes;
-  });
+  forward_batch16_laid(p, xb.data(), w, bias, yb, relu, cap);
 }
 
 template <typename T>
@@ -440,14 +447,46 @@ inline bool grad_input_as_forward(const Conv2dProblem& p) {
          p.pad_w <= p.dilation_w * (p.S - 1);
 }
 
+// The forward convolution that grad-input is when grad_input_as_forward(p): dy as its input, padded by
+// dilation * (R - 1) - pad, into dx.
+inline Conv2dProblem grad_input_problem(const Conv2dProblem& p) {
+  Conv2dProblem q = p;
+  q.C = p.K, q.H = p.P, q.W = p.Q, q.K = p.C, q.P = p.H, q.Q = p.W;
+  q.pad_h = p.dilation_h * (p.R - 1) - p.pad_h, q.pad_w = p.dilation_w * (p.S - 1) - p.pad_w;
+  return q;
+}
+
+// Its weight: wt[g, c, k, RS - 1 - rs] = w[g, k, c, rs], in blocks of 16 output channels k: for each c
+// the block reads 16 sequential streams of w (prefetched) and writes one contiguous run of 16 * RS
+// elements of wt. (Channel by channel, the reads jumped Cg * RS elements per k, a new page each time:
+// for a 512-channel 3x3 weight that transpose took as long as a third of the GEMM.)
+template <typename T>
+Buffer<T> flipped_weight(const Conv2dProblem& p, const T* w) {
+  const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), RS = p.R * p.S;
+  Buffer<T> wt(p.weight_numel());
+  constexpr int64_t kKb = 16;
+  const int64_t kblocks = (Kg + kKb - 1) / kKb;
+  at::parallel_for(0, G * kblocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t g = item / kblocks, k0 = (item % kblocks) * kKb, k1 = std::min(Kg, k0 + kKb);
+      for (int64_t c = 0; c < Cg; ++c) {
+        T* dst = wt.data() + ((g * Cg + c) * Kg + k0) * RS + RS - 1;
+        for (int64_t k = k0; k < k1; ++k, dst += RS) {
+          const T* src = w + ((g * Kg + k) * Cg + c) * RS;
+          for (int64_t rs = 0; rs < RS; ++rs) dst[-rs] = src[rs];
+        }
+      }
+    }
+  });
+  return wt;
+}
+
 template <typename T>
 void grad_input_impl(const Conv2dProblem& p, const T* dy, const T* w, T* dx, Capability cap) {
   const int64_t PQ = p.P * p.Q, tiles = (PQ + kTile - 1) / kTile, G = p.groups;
   const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
   if (grad_input_as_forward(p)) {
-    Conv2dProblem q = p;
-    q.C = p.K, q.H = p.P, q.W = p.Q, q.K = p.C, q.P = p.H, q.Q = p.W;
-    q.pad_h = p.dilation_h * (p.R - 1) - p.pad_h, q.pad_w = p.dilation_w * (p.S - 1) - p.pad_w;
+    const Conv2dProblem q = grad_input_problem(p);
     if constexpr (std::is_same_v<T, float>) {
       // Winograd reads the forward weight in place (winograd.h's WinoWeight).
       if (use_winograd(q, cap)) {
@@ -455,26 +494,7 @@ void grad_input_impl(const Conv2dProblem& p, const T* dy, const T* w, T* dx, Cap
         return;
       }
     }
-    Buffer<T> wt(p.weight_numel());
-    const int64_t RS = p.R * p.S;
-    // wt[g, c, k, RS - 1 - rs] = w[g, k, c, rs], in blocks of 16 output channels k: for each c the block
-    // reads 16 sequential streams of w (prefetched) and writes one contiguous run of 16 * RS elements
-    // of wt. (Channel by channel, the reads jumped Cg * RS elements per k, a new page each time: for a
-    // 512-channel 3x3 weight that transpose took as long as a third of the GEMM.)
-    constexpr int64_t kKb = 16;
-    const int64_t kblocks = (Kg + kKb - 1) / kKb;
-    at::parallel_for(0, G * kblocks, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t item = begin; item < end; ++item) {
-        const int64_t g = item / kblocks, k0 = (item % kblocks) * kKb, k1 = std::min(Kg, k0 + kKb);
-        for (int64_t c = 0; c < Cg; ++c) {
-          T* dst = wt.data() + ((g * Cg + c) * Kg + k0) * RS + RS - 1;
-          for (int64_t k = k0; k < k1; ++k, dst += RS) {
-            const T* src = w + ((g * Kg + k) * Cg + c) * RS;
-            for (int64_t rs = 0; rs < RS; ++rs) dst[-rs] = src[rs];
-          }
-        }
-      }
-    });
+    const Buffer<T> wt = flipped_weight(p, w);
     forward_impl<T>(q, dy, wt.data(), nullptr, dx, false, cap);
     return;
   }
@@ -700,25 +720,37 @@ void grad_weight_dot(const Conv2dProblem& p, const float* dy, const float* x, fl
 // Grad-weight in the dot-product form on the same layout: for each block of 16 images, A's rows are
 // dy16[b, k] and B's the taps' views of xb, both running along a whole output row (16 * Q floats) and
 // stepping one row per batch step of DotArgs.
-void grad_weight_batch16(const Conv2dProblem& p, const float* dy, const float* x, float* dw, Capability cap) {
-  const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction(), PQ = p.P * p.Q;
+// dyl: the layout dyb is in, dy [N, K, P, Q] with the padding it was laid out with (ph, pw).
+void grad_weight_batch16_laid(const Conv2dProblem& p, const float* dyb, const Batch16Layout& dyl, int64_t ph,
+                              int64_t pw, const float* x, float* dw, Capability cap) {
+  const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
   const Batch16Layout b = batch16_layout(p);
   const Buffer<float> xb = to_batch16(x, p.N, p.C, p.H, p.W, p.pad_h, p.pad_w, p.stride_h, p.stride_w, cap);
-  const Buffer<float> dyb = to_batch16(dy, p.N, p.K, p.P, p.Q, 0, 0, 1, 1, cap);
   const std::vector<int64_t> boff = batch16_tap_offsets(p);
+  const int64_t first = batch16_offset(dyl, ph, pw);
   dot_grad_weight(p, cap, b.NB, dw, [&](float* acc, int64_t s0, int64_t s1, int64_t g, int64_t k0, int64_t nk) {
     for (int64_t nb = s0; nb < s1; ++nb)
       for (int64_t r0 = 0; r0 < red; r0 += kDotTaps) {
         DotArgs d;
         d.M = nk, d.N = std::min(kDotTaps, red - r0), d.K = p.Q * kBatchLanes, d.batch = p.P;
-        d.a = dyb.data() + (nb * p.K + g * Kg + k0) * PQ * kBatchLanes, d.lda = PQ * kBatchLanes;
-        d.a_bs = p.Q * kBatchLanes;
+        d.a = dyb + (nb * p.K + g * Kg + k0) * dyl.plane + first, d.lda = dyl.plane;
+        d.a_bs = dyl.Wh * kBatchLanes;
         d.b = xb.data() + (nb * p.C + g * Cg) * b.plane, d.b_off = boff.data() + r0;
         d.b_bs = b.Wh * kBatchLanes;
         d.acc = acc + r0 * dot_lanes(cap), d.ldacc = red;
         dot(cap, d);
       }
   });
+}
+
+void grad_weight_batch16(const Conv2dProblem& p, const float* dy, const float* x, float* dw, Capability cap) {
+  const Buffer<float> dyb = to_batch16(dy, p.N, p.K, p.P, p.Q, 0, 0, 1, 1, cap);
+  grad_weight_batch16_laid(p, dyb.data(), batch16_layout(p.N, p.P, p.Q, 0, 0, 1, 1), 0, 0, x, dw, cap);
+}
+
+// Whether grad_weight_impl takes grad_weight_batch16.
+inline bool grad_weight_batch16_applies(const Conv2dProblem& p, Capability cap) {
+  return !use_winograd(p, cap) && use_batch16(p, cap) && p.K_per_group() * p.reduction() <= kDotMaxWeight;
 }
 
 template <typename T>
@@ -728,7 +760,7 @@ void grad_weight_impl(const Conv2dProblem& p, const T* dy, const T* x, T* dw, Ca
       winograd_grad_weight(p, dy, x, dw, cap);
       return;
     }
-    if (use_batch16(p, cap) && p.K_per_group() * p.reduction() <= kDotMaxWeight) {
+    if (grad_weight_batch16_applies(p, cap)) {
       grad_weight_batch16(p, dy, x, dw, cap);
       return;
     }
@@ -800,6 +832,59 @@ bool conv2d_uses_lanes16(const Conv2dProblem& p, Capability cap) {
 void conv2d_forward_lanes16(const Conv2dProblem& p, const float* x, const float* w, const float* b, float* yb,
                             bool relu, Capability cap) {
   forward_batch16_lanes(p, x, w, b, yb, relu, cap);
+}
+
+// dy's layout for conv2d_backward_lanes16: stride 1, padded for grad-input's forward convolution when
+// grad-input is wanted, else not padded.
+static Batch16Layout grad_lanes16_layout(const Conv2dProblem& p, bool grad_input, int64_t& ph, int64_t& pw) {
+  ph = grad_input ? p.dilation_h * (p.R - 1) - p.pad_h : 0;
+  pw = grad_input ? p.dilation_w * (p.S - 1) - p.pad_w : 0;
+  return batch16_layout(p.N, p.P, p.Q, ph, pw, 1, 1);
+}
+
+bool conv2d_backward_lanes16_applies(const Conv2dProblem& p, bool grad_input, Capability cap) {
+  if (cap != Capability::kAvx512 || p.output_numel() == 0 || !grad_weight_batch16_applies(p, cap)) return false;
+  if (!grad_input) return true;
+  if (!grad_input_as_forward(p)) return false;
+  const Conv2dProblem q = grad_input_problem(p);
+  return !use_winograd(q, cap) && use_batch16(q, cap);
+}
+
+Lanes16Plane conv2d_backward_lanes16_layout(const Conv2dProblem& p, bool grad_input) {
+  int64_t ph, pw;
+  const Batch16Layout l = grad_lanes16_layout(p, grad_input, ph, pw);
+  return Lanes16Plane{ph, pw, l.Wh, l.plane};
+}
+
+void conv2d_backward_lanes16(const Conv2dProblem& p, const float* dyb, const float* x, const float* w, float* dx,
+                             float* dw, float* db, Capability cap) {
+  int64_t ph, pw;
+  const Batch16Layout l = grad_lanes16_layout(p, dx != nullptr, ph, pw);
+  if (dx) {
+    const Conv2dProblem q = grad_input_problem(p);
+    const Buffer<float> wt = flipped_weight(p, w);
+    Buffer<float> xb(l.NB * p.C * p.H * p.W * kBatchLanes);
+    forward_batch16_laid<float>(q, dyb, wt.data(), nullptr, xb.data(), false, cap);
+    from_batch16(xb.data(), p.N, p.C, p.H * p.W, dx, cap);
+  }
+  if (dw) grad_weight_batch16_laid(p, dyb, l, ph, pw, x, dw, cap);
+  if (db) {
+    // db[k] = the sum of its planes (padding and the lanes past N are zero), 16 lanes at a time in a
+    // fixed order, then the lanes.
+    at::parallel_for(0, p.K, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t k = begin; k < end; ++k) {
+        float lane[kBatchLanes] = {};
+        for (int64_t nb = 0; nb < l.NB; ++nb) {
+          const float* d = dyb + (nb * p.K + k) * l.plane;
+          for (int64_t i = 0; i < l.plane; i += kBatchLanes)
+            for (int64_t j = 0; j < kBatchLanes; ++j) lane[j] += d[i + j];
+        }
+        float s = 0.0f;
+        for (int64_t j = 0; j < kBatchLanes; ++j) s += lane[j];
+        db[k] = s;
+      }
+    });
+  }
 }
 
 void lanes16_to_nchw(const float* yb, int64_t N, int64_t K, int64_t PQ, float* y, Capability cap) {

@@ -8,13 +8,17 @@
 // The backward needs only the pooled output and its indices: an element the pooling chose gets
 // dy where the pooled output is > 0 (ReLU's mask, as relu(max) = max(relu)), every other element 0;
 // that gradient of the convolution's output is built in scratch (masking the pooled dy first, a
-// quarter of the elements for a 2x2 pool) and the convolution's gradients follow from it.
+// quarter of the elements for a 2x2 pool) and the convolution's gradients follow from it. When those
+// gradients run with sixteen images per vector, the masked pooled gradient and the indices are
+// transposed into that layout (not the convolution's four times larger gradient) and the pooling's
+// backward writes the convolution's output gradient straight into it, padded as grad-input reads it.
 // Layouts, threads and determinism are those of the two kernels (conv2d_kernel.cpp, max_pool2d_kernel.cpp).
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <climits>
 #include <optional>
 #include <type_traits>
 #include <vector>
@@ -86,6 +90,65 @@ void forward(const ConvPoolProblem& cp, const T* x, const T* w, const T* b, T* y
   max_pool2d_forward_impl<T>(q, conv.data(), y, idx);
 }
 
+// s[c] = the sum of x[n, c, :] over n, in 16 interleaved partial sums per channel in a fixed order.
+template <typename T>
+void channel_sums(const T* x, int64_t N, int64_t C, int64_t plane, T* s) {
+  at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      T lane[16] = {};
+      for (int64_t n = 0; n < N; ++n) {
+        const T* d = x + (n * C + c) * plane;
+        int64_t i = 0;
+        for (; i + 16 <= plane; i += 16)
+          for (int64_t j = 0; j < 16; ++j) lane[j] += d[i + j];
+        for (; i < plane; ++i) lane[i % 16] += d[i];
+      }
+      T sum = T(0);
+      for (int64_t j = 0; j < 16; ++j) sum += lane[j];
+      s[c] = sum;
+    }
+  });
+}
+
+// The backward in the sixteen-images layout (see the top of the file); false, with nothing written,
+// when the convolution's gradients do not run in it or an index names no element of its window.
+bool backward_lanes16(const ConvPoolProblem& cp, const float* masked, const int64_t* idx, const float* x,
+                      const float* w, float* dx, float* dw, Capability cap) {
+  const Conv2dProblem& p = cp.conv;
+  const Pool2dProblem& q = cp.pool;
+  if (!conv2d_backward_lanes16_applies(p, dx != nullptr, cap)) return false;
+  const Lanes16Plane l = conv2d_backward_lanes16_layout(p, dx != nullptr);
+  const int64_t NB = (p.N + kLanes16 - 1) / kLanes16, planes = NB * p.K, out_plane = q.P * q.Q;
+  Scratch<float> gl(planes * out_plane * kLanes16);
+  Scratch<int32_t> il(planes * out_plane * kLanes16);
+  at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t b = c / p.K, k = c % p.K, lanes = std::min(kLanes16, p.N - b * kLanes16);
+      const int64_t from = (b * kLanes16 * p.K + k) * out_plane, ld = p.K * out_plane;
+      float* gd = gl.data() + c * out_plane * kLanes16;
+      int32_t* id = il.data() + c * out_plane * kLanes16;
+      if (lanes == kLanes16) {
+        rows_to_lanes16_avx512(masked + from, ld, gd, kLanes16, out_plane);
+        rows_i64_to_lanes16_avx512(idx + from, ld, id, out_plane);
+        continue;
+      }
+      // The last, partial block: the lanes past N add a zero at lane 0's index (a valid one).
+      for (int64_t i = 0; i < out_plane; ++i)
+        for (int64_t j = 0; j < kLanes16; ++j) {
+          const int64_t src = from + (j < lanes ? j : 0) * ld + i;
+          gd[i * kLanes16 + j] = j < lanes ? masked[src] : 0.0f;
+          id[i * kLanes16 + j] = static_cast<int32_t>(std::clamp<int64_t>(idx[src], INT32_MIN, INT32_MAX));
+        }
+    }
+  });
+  Scratch<float> dyb(planes * l.plane);
+  if (!max_pool2d_backward_lanes16(q, planes, gl.data(), il.data(), dyb.data(), l.plane, l.Wh * kLanes16,
+                                   (l.ph * l.Wh + l.pw) * kLanes16))
+    return false;
+  conv2d_backward_lanes16(p, dyb.data(), x, w, dx, dw, nullptr, cap);
+  return true;
+}
+
 std::tuple<at::Tensor, at::Tensor> conv2d_relu_max_pool2d_kernel(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef kernel_size,
@@ -133,19 +196,30 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_relu_max_pool2d_backward_k
     using T = decltype(zero);
     const auto data = [](at::Tensor& t) { return t.defined() && t.numel() > 0 ? t.mutable_data_ptr<T>() : nullptr; };
     const int64_t pooled = q.output_numel();
+    const T *xp = x.const_data_ptr<T>(), *wp = w.const_data_ptr<T>();
     Scratch<T> g(p.output_numel());
     if (pooled > 0) {
       Scratch<T> masked(pooled);
       const T *dyp = dy.const_data_ptr<T>(), *yp = y.const_data_ptr<T>();
+      const int64_t* ip = idx.const_data_ptr<int64_t>();
       at::parallel_for(0, pooled, 32768, [&](int64_t begin, int64_t end) {
         relu_mask_span(cap, dyp + begin, yp + begin, masked.data() + begin, end - begin);
       });
-      const bool in_range = max_pool2d_backward_impl<T>(q, masked.data(), idx.const_data_ptr<int64_t>(), g.data());
+      // grad-bias: every pooled gradient lands on one element of the convolution's output, so the
+      // channel's sum is the sum of its masked pooled gradient (a quarter of the terms for a 2x2 pool).
+      if (T* db = data(grad_bias)) channel_sums(masked.data(), q.N, q.C, q.P * q.Q, db);
+      if constexpr (std::is_same_v<T, float>) {
+        if (cap == Capability::kAvx512 &&
+            backward_lanes16(cp, masked.data(), ip, xp, wp, data(grad_input), data(grad_weight), cap))
+          return;
+      }
+      const bool in_range = max_pool2d_backward_impl<T>(q, masked.data(), ip, g.data());
       TORCH_CHECK(in_range, kBackwardOp, ": indices must lie in [0, P*Q) = [0, ", q.H * q.W,
                   ") of the convolution's output plane");
+      conv2d_backward_impl<T>(p, g.data(), xp, wp, data(grad_input), data(grad_weight), nullptr, cap);
+      return;
     }
-    conv2d_backward_impl<T>(p, g.data(), x.const_data_ptr<T>(), w.const_data_ptr<T>(), data(grad_input),
-                            data(grad_weight), data(grad_bias), cap);
+    conv2d_backward_impl<T>(p, g.data(), xp, wp, data(grad_input), data(grad_weight), data(grad_bias), cap);
   });
   if (grad_input.defined()) grad_input = grad_input.contiguous(input.suggest_memory_format());
   if (grad_weight.defined()) grad_weight = grad_weight.contiguous(weight.suggest_memory_format());

@@ -83,6 +83,9 @@ void rows_to_lanes16_avx512(const float* src, int64_t ld, float* dst, int64_t ld
 void lanes16_to_rows_avx512(const float* src, float* dst, int64_t ld, int64_t n);
 // lanes16_to_rows for int32 lanes widened to int64 rows (pooling indices): dst[l * ld + i] = src[i * 16 + l].
 void lanes16_to_rows_i64_avx512(const int32_t* src, int64_t* dst, int64_t ld, int64_t n);
+// rows_to_lanes16 for int64 rows narrowed to int32 lanes with signed saturation (an index past int32
+// stays out of range): dst[i * 16 + l] = src[l * ld + i].
+void rows_i64_to_lanes16_avx512(const int64_t* src, int64_t ld, int32_t* dst, int64_t n);
 
 // The portable path: plain loops in blocks of 4 rows x 64 columns (the compiler vectorizes the
 // innermost loop for the baseline ISA).

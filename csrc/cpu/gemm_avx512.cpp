@@ -112,6 +112,23 @@ void lanes16_to_rows_i64_avx512(const int32_t* src, int64_t* dst, int64_t ld, in
   }
 }
 
+void rows_i64_to_lanes16_avx512(const int64_t* src, int64_t ld, int32_t* dst, int64_t n) {
+  __m512 r[16];
+  for (int64_t i = 0; i < n; i += 16) {
+    const int64_t m = std::min<int64_t>(16, n - i);
+    const __mmask8 lo_mask = static_cast<__mmask8>(m >= 8 ? 0xFF : (1u << m) - 1u);
+    const __mmask8 hi_mask = static_cast<__mmask8>(m >= 16 ? 0xFF : m > 8 ? (1u << (m - 8)) - 1u : 0u);
+    for (int l = 0; l < 16; ++l) {
+      const int64_t* s = src + l * ld + i;
+      const __m256i lo = _mm512_cvtsepi64_epi32(_mm512_maskz_loadu_epi64(lo_mask, s));
+      const __m256i hi = _mm512_cvtsepi64_epi32(_mm512_maskz_loadu_epi64(hi_mask, s + 8));
+      r[l] = _mm512_castsi512_ps(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+    }
+    avx512::transpose16(r);
+    for (int64_t t = 0; t < m; ++t) _mm512_storeu_ps(reinterpret_cast<float*>(dst + (i + t) * 16), r[t]);
+  }
+}
+
 }  // namespace cnnfast::cpu
 
 #pragma GCC pop_options

@@ -22,5 +22,11 @@ bool max_pool2d_backward_impl(const Pool2dProblem& p, const T* dy, const int64_t
 // image per lane): x [planes, H, W, 16] -> y and int32 indices (h * W + w) [planes, P, Q, 16], by the
 // rules of max_pool2d_forward_impl. AVX-512 only: false (nothing written) on any other path.
 bool max_pool2d_lanes16(const Pool2dProblem& p, int64_t planes, const float* x, float* y, int32_t* indices);
+// Its backward: dx planes of dx_plane floats, all zeroed, holding H rows of W 16-lane pixels dx_row
+// floats apart from dx_first (around them, e.g., a convolution's padding); each dy lane is added at its
+// index, output by output in order. False when an
+// index names no element of its window (dx is then partly written) or without AVX-512 (nothing written).
+bool max_pool2d_backward_lanes16(const Pool2dProblem& p, int64_t planes, const float* dy, const int32_t* indices,
+                                 float* dx, int64_t dx_plane, int64_t dx_row, int64_t dx_first);
 
 }  // namespace cnnfast::cpu

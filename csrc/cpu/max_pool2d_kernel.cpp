@@ -666,6 +666,39 @@ void max_pool2d_row_lanes16_avx512(const Pool2dProblem& p, int64_t oh, const flo
   }
 }
 
+// One plane of the backward in the 16-lane layout: the plane (plane floats) zeroed, then, output by
+// output in order, each dy lane added at the tap of its window its index names, dx being the plane's
+// element (0, 0) and its rows dx_row floats apart. Returns false when a lane's index names no tap of
+// its window.
+bool max_pool2d_backward_plane_lanes16_avx512(const Pool2dProblem& p, const float* dy, const int32_t* idx,
+                                              float* plane_start, int64_t plane, float* dx, int64_t dx_row) {
+  std::fill(plane_start, plane_start + plane, 0.0f);
+  bool ok = true;
+  for (int64_t oh = 0; oh < p.P; ++oh) {
+    int64_t kh0, kh1;
+    valid_pool_rows(p, oh, kh0, kh1);
+    for (int64_t ow = 0; ow < p.Q; ++ow) {
+      const __m512 g = _mm512_loadu_ps(dy + (oh * p.Q + ow) * 16);
+      const __m512i at = _mm512_loadu_si512(idx + (oh * p.Q + ow) * 16);
+      __mmask16 matched = 0;
+      for (int64_t kh = kh0; kh < kh1; ++kh) {
+        const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dilation_h;
+        for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+          const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dilation_w;
+          if (iw < 0 || iw >= p.W) continue;
+          const __mmask16 m = _mm512_cmpeq_epi32_mask(at, _mm512_set1_epi32(static_cast<int32_t>(ih * p.W + iw)));
+          if (m == 0) continue;
+          float* d = dx + ih * dx_row + iw * 16;
+          _mm512_storeu_ps(d, _mm512_mask_add_ps(_mm512_loadu_ps(d), m, _mm512_loadu_ps(d), g));
+          matched |= m;
+        }
+      }
+      ok &= matched == 0xFFFF;
+    }
+  }
+  return ok;
+}
+
 }  // namespace
 #pragma GCC pop_options
 #pragma GCC diagnostic pop
@@ -774,6 +807,25 @@ bool max_pool2d_lanes16(const Pool2dProblem& p, int64_t planes, const float* x, 
   return true;
 #else
   (void)p, (void)planes, (void)x, (void)y, (void)indices;
+  return false;
+#endif
+}
+
+bool max_pool2d_backward_lanes16(const Pool2dProblem& p, int64_t planes, const float* dy, const int32_t* indices,
+                                 float* dx, int64_t dx_plane, int64_t dx_row, int64_t dx_first) {
+#if CNNFAST_POOL_AVX512
+  if (current_capability() != Capability::kAvx512 || p.H * p.W >= kSimdPlaneLimit) return false;
+  std::atomic<bool> ok{true};
+  const int64_t out_plane = p.P * p.Q * 16;
+  at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c)
+      if (!max_pool2d_backward_plane_lanes16_avx512(p, dy + c * out_plane, indices + c * out_plane, dx + c * dx_plane,
+                                                    dx_plane, dx + c * dx_plane + dx_first, dx_row))
+        ok = false;
+  });
+  return ok.load();
+#else
+  (void)p, (void)planes, (void)dy, (void)indices, (void)dx, (void)dx_plane, (void)dx_row, (void)dx_first;
   return false;
 #endif
 }
