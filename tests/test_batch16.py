@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import cnnfast
+from reference import assert_close_to_reference
 from test_conv2d import conv, run_conv_case
 from test_conv2d_relu import fused, reference
 from test_cpu_capability import BEST, PATHS
@@ -183,3 +184,23 @@ def test_info_reports_the_algorithm_settings(monkeypatch):
     assert "Winograd F(2x2,3x3) off (CNNFAST_CPU_WINOGRAD)" in line()
     monkeypatch.setenv("CNNFAST_CPU_BATCH16", "1")
     assert "sixteen images per vector forced" in line()
+
+
+@pytest.mark.parametrize("op", ["conv2d", "conv2d_relu"])
+def test_batch16_gradients_without_grad_input(batch16, op):
+    # The first layer of a network: no grad-input, so dy is laid out unpadded, once, for grad-weight and
+    # grad-bias (for conv2d_relu masked by the output on the way). 17 images: a block of one.
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(17, 1, 28, 28, generator=g)
+    w0, b0 = torch.randn(6, 1, 5, 5, generator=g), torch.randn(6, generator=g)
+    gy = torch.randn(17, 6, 28, 28, generator=g)
+    ours_fn = conv if op == "conv2d" else fused
+    ref_fn = F.conv2d if op == "conv2d" else reference
+    outs = {}
+    for name, dtype, fn in [("ours", torch.float32, ours_fn), ("torch", torch.float32, ref_fn),
+                            ("ref", torch.float64, ref_fn)]:
+        w, b = w0.to(dtype).requires_grad_(), b0.to(dtype).requires_grad_()
+        y = fn(x.to(dtype), w, b, padding=2)
+        outs[name] = torch.autograd.grad(y, (w, b), gy.to(dtype))
+    for i, what in enumerate(["grad_weight", "grad_bias"]):
+        assert_close_to_reference(outs["ours"][i], outs["torch"][i], outs["ref"][i], 17 * 28 * 28, f"{op} {what}")

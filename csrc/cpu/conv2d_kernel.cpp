@@ -294,9 +294,11 @@ inline bool use_batch16(const Conv2dProblem& p, Capability cap) {
 // [N, C, H, W] -> the layout above (padding ph, pw; strides sh, sw), zero in the padding, in the
 // phases' slack and past the batch's end; a full block of float32 images by register transposes on
 // AVX-512 (a row at a time, through a scratch row when the columns split into phases).
+// With keep (laid out as x), the elements where keep <= 0 are laid out as 0 (a gradient masked by the
+// ReLU output that keep is).
 template <typename T>
 Buffer<T> to_batch16(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, int64_t sh,
-                     int64_t sw, Capability cap) {
+                     int64_t sw, Capability cap, const T* keep = nullptr) {
   const Batch16Layout bl = batch16_layout(N, H, W, ph, pw, sh, sw);
   const bool exact = bl.Hh * sh == H + 2 * ph && bl.Wh * sw == W + 2 * pw;
   Buffer<T> out(bl.NB * C * bl.plane);
@@ -307,15 +309,22 @@ Buffer<T> to_batch16(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int
       T* dst = out.data() + bc * bl.plane;
       const bool full = N >= (b + 1) * kBatchLanes;
       if (ph > 0 || pw > 0 || !full || !exact) std::fill(dst, dst + bl.plane, T(0));
-      const T* src = x + (b * kBatchLanes * C + c) * H * W;
+      const int64_t from = (b * kBatchLanes * C + c) * H * W;
+      const T* src = x + from;
       if constexpr (std::is_same_v<T, float>) {
         if (full && cap == Capability::kAvx512) {
+          const auto rows_to_lanes = [&](int64_t h, float* to) {
+            if (keep)
+              rows_to_lanes16_masked_avx512(src + h * W, keep + from + h * W, C * H * W, to, kBatchLanes, W);
+            else
+              rows_to_lanes16_avx512(src + h * W, C * H * W, to, kBatchLanes, W);
+          };
           for (int64_t h = 0; h < H; ++h) {
             if (sw == 1) {
-              rows_to_lanes16_avx512(src + h * W, C * H * W, dst + batch16_offset(bl, h + ph, pw), kBatchLanes, W);
+              rows_to_lanes(h, dst + batch16_offset(bl, h + ph, pw));
               continue;
             }
-            rows_to_lanes16_avx512(src + h * W, C * H * W, row.data(), kBatchLanes, W);
+            rows_to_lanes(h, row.data());
             for (int64_t w = 0; w < W; ++w)
               std::memcpy(dst + batch16_offset(bl, h + ph, w + pw), row.data() + w * kBatchLanes, kBatchLanes * sizeof(T));
           }
@@ -324,8 +333,12 @@ Buffer<T> to_batch16(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int
       }
       for (int64_t l = 0; l < kBatchLanes && b * kBatchLanes + l < N; ++l) {
         const T* sl = src + l * C * H * W;
+        const T* kl = keep ? keep + from + l * C * H * W : nullptr;
         for (int64_t h = 0; h < H; ++h)
-          for (int64_t w = 0; w < W; ++w) dst[batch16_offset(bl, h + ph, w + pw) + l] = sl[h * W + w];
+          for (int64_t w = 0; w < W; ++w) {
+            const T v = sl[h * W + w];
+            dst[batch16_offset(bl, h + ph, w + pw) + l] = kl == nullptr || kl[h * W + w] > T(0) ? v : T(0);
+          }
       }
     }
   });
@@ -938,6 +951,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(
   dispatch_floating(input.scalar_type(), [&](auto zero) {
     using T = decltype(zero);
     const auto data = [](at::Tensor& t) { return t.defined() && t.numel() > 0 ? t.mutable_data_ptr<T>() : nullptr; };
+    if constexpr (std::is_same_v<T, float>) {
+      // With sixteen images per vector, dy is laid out once for both gradients, masked by the fused
+      // op's output on the way (no separate mask pass).
+      if (cap == Capability::kAvx512 && (grad_input.defined() || grad_weight.defined()) &&
+          conv2d_backward_lanes16_applies(p, grad_input.defined(), cap)) {
+        const Lanes16Plane l = conv2d_backward_lanes16_layout(p, grad_input.defined());
+        const Buffer<float> dyb = to_batch16(dy.const_data_ptr<float>(), p.N, p.K, p.P, p.Q, l.ph, l.pw, 1, 1, cap,
+                                             output ? mask.const_data_ptr<float>() : nullptr);
+        conv2d_backward_lanes16(p, dyb.data(), x.const_data_ptr<float>(), w.const_data_ptr<float>(),
+                                data(grad_input), data(grad_weight), data(grad_bias), cap);
+        return;
+      }
+    }
     // The fused op's gradient: dy masked by its output once, then the plain convolution's gradients.
     const bool masked_needed = output && p.output_numel() > 0;
     Buffer<T> masked(masked_needed ? p.output_numel() : 0);

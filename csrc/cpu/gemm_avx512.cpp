@@ -82,6 +82,23 @@ void rows_to_lanes16_avx512(const float* src, int64_t ld, float* dst, int64_t ld
   }
 }
 
+void rows_to_lanes16_masked_avx512(const float* src, const float* keep, int64_t ld, float* dst, int64_t ldd,
+                                   int64_t n) {
+  __m512 r[16];
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    const int64_t m = std::min<int64_t>(16, n - i);
+    const __mmask16 mask = static_cast<__mmask16>(m >= 16 ? 0xFFFF : (1u << m) - 1u);
+    for (int l = 0; l < 16; ++l) {
+      const __mmask16 pos = _mm512_mask_cmp_ps_mask(mask, _mm512_maskz_loadu_ps(mask, keep + l * ld + i), zero,
+                                                    _CMP_GT_OQ);
+      r[l] = _mm512_maskz_loadu_ps(pos, src + l * ld + i);
+    }
+    avx512::transpose16(r);
+    for (int64_t t = 0; t < m; ++t) _mm512_storeu_ps(dst + (i + t) * ldd, r[t]);
+  }
+}
+
 void lanes16_to_rows_avx512(const float* src, float* dst, int64_t ld, int64_t n) {
   __m512 r[16];
   for (int64_t i = 0; i < n; i += 16) {
