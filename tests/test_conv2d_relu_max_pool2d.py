@@ -10,6 +10,7 @@ import cnnfast
 from reference import assert_close_to_reference
 from test_conv2d import GRID, run_conv_case
 from test_cpu_capability import PATHS
+from test_max_pool2d import assert_same_for_1_and_2_threads
 
 # (kernel_size, pool_stride, pool_padding, pool_dilation, ceil_mode)
 POOLS = [
@@ -100,16 +101,7 @@ def test_bit_identical_for_any_thread_count():
         y = cnnfast.functional.conv2d_relu_max_pool2d(x, w, b, kernel_size=2)
         return (y, *torch.autograd.grad(y, (x, w, b), torch.randn(y.shape, generator=torch.Generator().manual_seed(2))))
 
-    old = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        serial = run()
-        torch.set_num_threads(2)
-        parallel = run()
-    finally:
-        torch.set_num_threads(old)
-    for a, b_ in zip(serial, parallel):
-        assert torch.equal(a, b_)
+    assert_same_for_1_and_2_threads(run)
 
 
 @pytest.mark.parametrize("path", PATHS)

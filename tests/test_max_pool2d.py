@@ -15,7 +15,7 @@ from test_cpu_capability import PATHS as ALL_PATHS
 
 
 def assert_same_for_1_and_2_threads(run):
-    """run() gives (output, grad_input): both bit-identical on 1 and on 2 threads."""
+    """run() gives a tuple of tensors (an output and gradients): each bit-identical on 1 and on 2 threads."""
     old = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -24,7 +24,7 @@ def assert_same_for_1_and_2_threads(run):
         b = run()
     finally:
         torch.set_num_threads(old)
-    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
 
 
 def run_pool_case(shape, kernel, stride=None, padding=0, dilation=1, ceil_mode=False, fmt="nchw",
