@@ -119,9 +119,11 @@ def test_convert_rejects_a_non_module():
         cnnfast.convert(3)
 
 
-def test_compile_fullgraph_on_converted_model():
+@pytest.mark.parametrize("fuse", [False, True])  # fused: Conv->ReLU->MaxPool as conv2d_relu_max_pool2d
+def test_compile_fullgraph_on_converted_model(fuse):
     torch.manual_seed(0)
-    model = cnnfast.convert(LeNet())
+    model = cnnfast.convert(LeNet(), fuse=fuse)
+    assert count(model, cnnfast.nn.Conv2dReLUMaxPool2d) == (2 if fuse else 0)
     compiled = torch.compile(model, fullgraph=True, backend="aot_eager", dynamic=False)
     x = torch.randn(4, 1, 28, 28)
     expected = model(x)
