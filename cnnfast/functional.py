@@ -94,10 +94,11 @@ def conv2d_relu_max_pool2d(input, weight, bias=None, stride=1, padding=0, dilati
     pooled as it is produced and never returned or kept; the backward works from the pooled output and
     its indices. The convolution's arguments are :func:`conv2d`'s, the pooling's :func:`max_pool2d`'s
     (``pool_stride`` defaults to ``kernel_size``); ``return_indices=True`` also gives the int64 indices
-    into each plane of the convolution's output (``h * W + w``)."""
+    into each plane of the convolution's output (``h * W + w``); without it none are written (except,
+    kept inside autograd's graph, those the backward needs)."""
     kernel_size = _pair(kernel_size, "kernel_size")
     pool_args = (kernel_size, _pool_stride(pool_stride, kernel_size), _pair(pool_padding, "pool_padding"),
-                 _pair(pool_dilation, "pool_dilation"), bool(ceil_mode))
+                 _pair(pool_dilation, "pool_dilation"), bool(ceil_mode), bool(return_indices))
 
     def op(*conv_args):
         return torch.ops.cnnfast.conv2d_relu_max_pool2d(*conv_args, *pool_args)

@@ -34,7 +34,7 @@ using PoolBackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&, const a
 using ConvPoolSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
                                                         const std::optional<at::Tensor>&, at::IntArrayRef,
                                                         at::IntArrayRef, at::IntArrayRef, int64_t, at::IntArrayRef,
-                                                        at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, bool);
+                                                        at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, bool, bool);
 using ConvPoolBackwardSig = Grads3(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                    const at::Tensor&, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, int64_t,
                                    at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, bool,
@@ -141,17 +141,19 @@ struct Conv2dReluFunction : torch::autograd::Function<Conv2dReluFunction> {
 };
 
 // Saves the pooled output and its indices (not the convolution's output): the backward rebuilds the
-// convolution's output gradient from them (csrc/cpu/conv2d_relu_max_pool2d_kernel.cpp).
+// convolution's output gradient from them (csrc/cpu/conv2d_relu_max_pool2d_kernel.cpp). The indices are
+// computed whatever return_indices says; the caller gets them only when it asked.
 struct Conv2dReluMaxPool2dFunction : torch::autograd::Function<Conv2dReluMaxPool2dFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
                                const std::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
                                at::IntArrayRef dilation, int64_t groups, at::IntArrayRef kernel_size,
                                at::IntArrayRef pool_stride, at::IntArrayRef pool_padding,
-                               at::IntArrayRef pool_dilation, bool ceil_mode) {
+                               at::IntArrayRef pool_dilation, bool ceil_mode, bool return_indices) {
     auto [output, indices] = call_below_autograd(conv2d_relu_max_pool2d_op(), input, weight, bias, stride, padding,
                                                  dilation, groups, kernel_size, pool_stride, pool_padding,
-                                                 pool_dilation, ceil_mode);
-    ctx->mark_non_differentiable({indices});
+                                                 pool_dilation, ceil_mode, true);
+    at::Tensor returned = return_indices ? indices : indices.new_empty({0});
+    ctx->mark_non_differentiable({returned});
     ctx->set_materialize_grads(false);  // as MaxPool2dFunction: no zero gradient for the indices
     ctx->save_for_backward({output, indices, input, weight});
     save_conv_args(ctx, bias, stride, padding, dilation, groups);
@@ -160,11 +162,11 @@ struct Conv2dReluMaxPool2dFunction : torch::autograd::Function<Conv2dReluMaxPool
     ctx->saved_data["pool_padding"] = pool_padding.vec();
     ctx->saved_data["pool_dilation"] = pool_dilation.vec();
     ctx->saved_data["ceil_mode"] = ceil_mode;
-    return {output, indices};
+    return {output, returned};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    constexpr int kArgs = 12;
+    constexpr int kArgs = 13;
     if (!grad_outputs[0].defined()) return variable_list(kArgs);  // no gradient reached the output
     const auto& op = conv2d_relu_max_pool2d_backward_op();
     const auto saved = ctx->get_saved_variables();
@@ -242,12 +244,14 @@ at::Tensor conv2d_relu_autograd(const at::Tensor& input, const at::Tensor& weigh
 std::tuple<at::Tensor, at::Tensor> conv2d_relu_max_pool2d_autograd(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef kernel_size,
-    at::IntArrayRef pool_stride, at::IntArrayRef pool_padding, at::IntArrayRef pool_dilation, bool ceil_mode) {
+    at::IntArrayRef pool_stride, at::IntArrayRef pool_padding, at::IntArrayRef pool_dilation, bool ceil_mode,
+    bool return_indices) {
   if (!records_graph(input, weight, bias))
     return call_below_autograd(conv2d_relu_max_pool2d_op(), input, weight, bias, stride, padding, dilation, groups,
-                               kernel_size, pool_stride, pool_padding, pool_dilation, ceil_mode);
+                               kernel_size, pool_stride, pool_padding, pool_dilation, ceil_mode, return_indices);
   auto outputs = Conv2dReluMaxPool2dFunction::apply(input, weight, bias, stride, padding, dilation, groups,
-                                                    kernel_size, pool_stride, pool_padding, pool_dilation, ceil_mode);
+                                                    kernel_size, pool_stride, pool_padding, pool_dilation, ceil_mode,
+                                                    return_indices);
   return {outputs[0], outputs[1]};
 }
 

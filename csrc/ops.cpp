@@ -26,10 +26,12 @@ TORCH_LIBRARY(cnnfast, m) {
         "int[2] padding, int[2] dilation, int groups, bool[3] output_mask) -> (Tensor, Tensor, Tensor)",
         tags);
   // max_pool2d(relu(conv2d(...))) in one op: (output, indices), the indices into the planes of the
-  // convolution's [N, K, P, Q] output (h * Q + w), as max_pool2d would give on that output.
+  // convolution's [N, K, P, Q] output (h * Q + w), as max_pool2d would give on that output. Without
+  // return_indices the indices are an empty int64 tensor (none written: inference needs none; under
+  // autograd the op keeps them for its backward all the same).
   m.def("conv2d_relu_max_pool2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
         "int[2] dilation, int groups, int[2] kernel_size, int[2] pool_stride, int[2] pool_padding, "
-        "int[2] pool_dilation, bool ceil_mode) -> (Tensor, Tensor)",
+        "int[2] pool_dilation, bool ceil_mode, bool return_indices=True) -> (Tensor, Tensor)",
         tags);
   // Gradients of conv2d_relu_max_pool2d from its pooled output and indices (the ReLU mask of a chosen
   // element is output > 0), so the convolution's full output is never stored.

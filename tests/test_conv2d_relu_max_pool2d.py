@@ -129,6 +129,13 @@ def test_opcheck():
     torch.library.opcheck(op, (x, w, b, [1, 1], [1, 1], [1, 1], 2, [3, 2], [2, 2], [1, 1], [1, 1], True))
     torch.library.opcheck(op, (x.detach().contiguous(memory_format=torch.channels_last), w, None, [1, 2], [0, 1],
                                [1, 1], 2, [2, 2], [2, 2], [0, 0], [1, 1], False))
+    # Without return_indices: an empty int64 tensor in their place, also under autograd (which keeps the
+    # real ones for the backward).
+    torch.library.opcheck(op, (x, w, b, [1, 1], [1, 1], [1, 1], 2, [2, 2], [2, 2], [0, 0], [1, 1], False, False))
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            y, none = op(x, w, b, [1, 1], [1, 1], [1, 1], 2, [2, 2], [2, 2], [0, 0], [1, 1], False, False)
+        assert none.shape == (0,) and none.dtype == torch.int64 and y.requires_grad == grad
     y, idx = op(x.detach(), w.detach(), b.detach(), [1, 1], [1, 1], [1, 1], 2, [3, 2], [2, 2], [1, 1], [1, 1], True)
     for mask in ([True, True, True], [False, True, False]):
         args = (torch.randn(y.shape), y, idx, x.detach(), w.detach(), [1, 1], [1, 1], [1, 1], 2, [3, 2], [2, 2],

@@ -7,11 +7,12 @@ from .conv2d import conv2d_backward_fake
 
 @torch.library.register_fake("cnnfast::conv2d_relu_max_pool2d")
 def _conv2d_relu_max_pool2d_fake(input, weight, bias, stride, padding, dilation, groups, kernel_size, pool_stride,
-                                 pool_padding, pool_dilation, ceil_mode):
+                                 pool_padding, pool_dilation, ceil_mode, return_indices=True):
     check_same_device("cnnfast::conv2d_relu_max_pool2d", "input", input, weight=weight, bias=bias)
     conv = torch.ops.aten.convolution(input, weight, bias, stride, padding, dilation, False, [0, 0], groups)
-    return torch.ops.aten.max_pool2d_with_indices(conv, kernel_size, pool_stride, pool_padding, pool_dilation,
-                                                  ceil_mode)
+    out, indices = torch.ops.aten.max_pool2d_with_indices(conv, kernel_size, pool_stride, pool_padding,
+                                                          pool_dilation, ceil_mode)
+    return out, indices if return_indices else indices.new_empty((0,))
 
 
 @torch.library.register_fake("cnnfast::conv2d_relu_max_pool2d_backward")

@@ -69,6 +69,7 @@ void indices_to_nchw(const int32_t* ib, int64_t N, int64_t K, int64_t PQ, int64_
 // the convolution into scratch and the pooling from it.
 template <typename T>
 void forward(const ConvPoolProblem& cp, const T* x, const T* w, const T* b, T* y, int64_t* idx, Capability cap) {
+  // idx null: no indices wanted (the pools write them to scratch, the lane layout's are not copied out).
   const Conv2dProblem& p = cp.conv;
   const Pool2dProblem& q = cp.pool;
   if constexpr (std::is_same_v<T, float>) {
@@ -80,14 +81,15 @@ void forward(const ConvPoolProblem& cp, const T* x, const T* w, const T* b, T* y
       conv2d_forward_lanes16(p, x, w, b, yb.data(), /*relu=*/true, cap);
       if (max_pool2d_lanes16(q, planes, yb.data(), pooled.data(), arg.data())) {
         lanes16_to_nchw(pooled.data(), p.N, p.K, out_plane, y, cap);
-        indices_to_nchw(arg.data(), p.N, p.K, out_plane, idx, cap);
+        if (idx) indices_to_nchw(arg.data(), p.N, p.K, out_plane, idx, cap);
         return;
       }
     }
   }
   Scratch<T> conv(p.output_numel());
+  Scratch<int64_t> unused(idx ? 0 : q.output_numel());
   conv2d_forward_impl<T>(p, x, w, b, conv.data(), /*relu=*/true, cap);
-  max_pool2d_forward_impl<T>(q, conv.data(), y, idx);
+  max_pool2d_forward_impl<T>(q, conv.data(), y, idx ? idx : unused.data());
 }
 
 // s[c] = the sum of x[n, c, :] over n, in 16 interleaved partial sums per channel in a fixed order.
@@ -152,14 +154,16 @@ bool backward_lanes16(const ConvPoolProblem& cp, const float* masked, const int6
 std::tuple<at::Tensor, at::Tensor> conv2d_relu_max_pool2d_kernel(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef kernel_size,
-    at::IntArrayRef pool_stride, at::IntArrayRef pool_padding, at::IntArrayRef pool_dilation, bool ceil_mode) {
+    at::IntArrayRef pool_stride, at::IntArrayRef pool_padding, at::IntArrayRef pool_dilation, bool ceil_mode,
+    bool return_indices) {
   const ConvPoolProblem cp =
       make_conv2d_relu_max_pool2d_problem(kOp, input, weight, bias, stride, padding, dilation, groups, kernel_size,
                                           pool_stride, pool_padding, pool_dilation, ceil_mode, kCpuDtypes);
   const Pool2dProblem& q = cp.pool;
   const auto format = conv2d_memory_format(input, weight);
   at::Tensor y = input.new_empty({q.N, q.C, q.P, q.Q});
-  at::Tensor indices = input.new_empty({q.N, q.C, q.P, q.Q}, input.options().dtype(at::kLong));
+  at::Tensor indices = return_indices ? input.new_empty({q.N, q.C, q.P, q.Q}, input.options().dtype(at::kLong))
+                                      : input.new_empty({0}, input.options().dtype(at::kLong));
   if (y.numel() > 0) {
     const at::Tensor x = input.contiguous(), w = weight.contiguous();
     const bool has_bias = bias.has_value() && bias->defined();
@@ -168,9 +172,10 @@ std::tuple<at::Tensor, at::Tensor> conv2d_relu_max_pool2d_kernel(
     dispatch_floating(input.scalar_type(), [&](auto zero) {
       using T = decltype(zero);
       forward<T>(cp, x.const_data_ptr<T>(), w.const_data_ptr<T>(), has_bias ? b.const_data_ptr<T>() : nullptr,
-                 y.mutable_data_ptr<T>(), indices.mutable_data_ptr<int64_t>(), cap);
+                 y.mutable_data_ptr<T>(), return_indices ? indices.mutable_data_ptr<int64_t>() : nullptr, cap);
     });
   }
+  if (!return_indices) return {y.contiguous(format), indices};
   return {y.contiguous(format), indices.contiguous(format)};
 }
 

@@ -41,10 +41,11 @@ at::Tensor conv_autocast(const at::Tensor& input, const at::Tensor& weight, cons
 std::tuple<at::Tensor, at::Tensor> conv_pool_autocast(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef kernel_size,
-    at::IntArrayRef pool_stride, at::IntArrayRef pool_padding, at::IntArrayRef pool_dilation, bool ceil_mode) {
+    at::IntArrayRef pool_stride, at::IntArrayRef pool_padding, at::IntArrayRef pool_dilation, bool ceil_mode,
+    bool return_indices) {
   using Signature = std::tuple<at::Tensor, at::Tensor>(
       const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, at::IntArrayRef, at::IntArrayRef,
-      at::IntArrayRef, int64_t, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, bool);
+      at::IntArrayRef, int64_t, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, bool, bool);
   const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
   const at::ScalarType dtype = at::autocast::get_autocast_dtype(at::kCUDA);
   static const auto op =
@@ -52,7 +53,7 @@ std::tuple<at::Tensor, at::Tensor> conv_pool_autocast(
   std::optional<at::Tensor> b = bias;
   if (b && b->defined()) b = cast(*b, dtype);
   return op.call(cast(input, dtype), cast(weight, dtype), b, stride, padding, dilation, groups, kernel_size,
-                 pool_stride, pool_padding, pool_dilation, ceil_mode);
+                 pool_stride, pool_padding, pool_dilation, ceil_mode, return_indices);
 }
 
 constexpr char kConv2d[] = "cnnfast::conv2d";

@@ -30,7 +30,8 @@ using ConvBackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
 std::tuple<at::Tensor, at::Tensor> conv2d_relu_max_pool2d_kernel(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef kernel_size,
-    at::IntArrayRef pool_stride, at::IntArrayRef pool_padding, at::IntArrayRef pool_dilation, bool ceil_mode) {
+    at::IntArrayRef pool_stride, at::IntArrayRef pool_padding, at::IntArrayRef pool_dilation, bool ceil_mode,
+    bool return_indices) {
   const ConvPoolProblem cp =
       make_conv2d_relu_max_pool2d_problem(kOp, input, weight, bias, stride, padding, dilation, groups, kernel_size,
                                           pool_stride, pool_padding, pool_dilation, ceil_mode, kCudaDtypes);
@@ -43,9 +44,12 @@ std::tuple<at::Tensor, at::Tensor> conv2d_relu_max_pool2d_kernel(
   const at::Tensor conv = conv_relu.call(input, weight, bias, stride, padding, dilation, groups).contiguous(format);
   at::Tensor y = at::empty({q.N, q.C, q.P, q.Q}, input.options().memory_format(format));
   at::Tensor idx = at::empty({q.N, q.C, q.P, q.Q}, input.options().dtype(at::kLong).memory_format(format));
-  if (y.numel() == 0) return {y, idx};
-  C10_CUDA_CHECK(launch_max_pool2d_forward(dtype_of(conv), q, is_nhwc(format), conv.const_data_ptr(),
-                                           y.mutable_data_ptr(), idx.mutable_data_ptr<int64_t>(), current_stream()));
+  if (y.numel() > 0) {
+    // (the pooling kernel always writes indices: without return_indices they go to a temporary)
+    C10_CUDA_CHECK(launch_max_pool2d_forward(dtype_of(conv), q, is_nhwc(format), conv.const_data_ptr(),
+                                             y.mutable_data_ptr(), idx.mutable_data_ptr<int64_t>(), current_stream()));
+  }
+  if (!return_indices) return {y, at::empty({0}, input.options().dtype(at::kLong))};
   return {y, idx};
 }
 
