@@ -18,6 +18,11 @@ template <typename T>
 void conv2d_backward_impl(const Conv2dProblem& p, const T* dy, const T* x, const T* w, T* dx, T* dw, T* db,
                           Capability cap);
 
+// s[c] = the sum of x[n, c, :] over n for x [N, C, plane] (grad-bias), in 16 interleaved partial sums
+// per channel in a fixed order (vectorizable without reassociation by the compiler).
+template <typename T>
+void channel_sums(const T* x, int64_t N, int64_t C, int64_t plane, T* s);
+
 // Sixteen images per vector (conv2d_kernel.cpp's use_batch16): the layout [ceil(N / 16), K, P, Q, 16]
 // holds image 16 b + l of block b in lane l (lanes past N computed from zero images).
 constexpr int64_t kLanes16 = 16;

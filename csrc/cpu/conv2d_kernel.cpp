@@ -785,27 +785,10 @@ void grad_weight_impl(const Conv2dProblem& p, const T* dy, const T* x, T* dw, Ca
   grad_weight_direct(p, dy, x, dw, cap);
 }
 
-// db[k] = sum over samples and pixels of dy[n, k, :], in 16 interleaved partial sums per (k) in a
-// fixed order (vectorizable without reassociation by the compiler).
+// db[k] = sum over samples and pixels of dy[n, k, :] (conv2d.h's channel_sums).
 template <typename T>
 void grad_bias_impl(const Conv2dProblem& p, const T* dy, T* db) {
-  const int64_t PQ = p.P * p.Q;
-  at::parallel_for(0, p.K, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      constexpr int64_t kLanes = 16;
-      T lane[kLanes] = {};
-      for (int64_t n = 0; n < p.N; ++n) {
-        const T* d = dy + (n * p.K + k) * PQ;
-        int64_t j = 0;
-        for (; j + kLanes <= PQ; j += kLanes)
-          for (int64_t l = 0; l < kLanes; ++l) lane[l] += d[j + l];
-        for (; j < PQ; ++j) lane[j % kLanes] += d[j];
-      }
-      T s = T(0);
-      for (int64_t l = 0; l < kLanes; ++l) s += lane[l];
-      db[k] = s;
-    }
-  });
+  channel_sums(dy, p.N, p.K, p.P * p.Q, db);
 }
 
 // dy where the fused op's output is > 0, else 0 (ReLU's gradient), into out.
@@ -904,9 +887,30 @@ void lanes16_to_nchw(const float* yb, int64_t N, int64_t K, int64_t PQ, float* y
   from_batch16(yb, N, K, PQ, y, cap);
 }
 
+template <typename T>
+void channel_sums(const T* x, int64_t N, int64_t C, int64_t plane, T* s) {
+  at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      constexpr int64_t kLanes = 16;
+      T lane[kLanes] = {};
+      for (int64_t n = 0; n < N; ++n) {
+        const T* d = x + (n * C + c) * plane;
+        int64_t i = 0;
+        for (; i + kLanes <= plane; i += kLanes)
+          for (int64_t l = 0; l < kLanes; ++l) lane[l] += d[i + l];
+        for (; i < plane; ++i) lane[i % kLanes] += d[i];
+      }
+      T sum = T(0);
+      for (int64_t l = 0; l < kLanes; ++l) sum += lane[l];
+      s[c] = sum;
+    }
+  });
+}
+
 #define CNNFAST_INSTANTIATE(T)                                                                                 \
   template void conv2d_forward_impl<T>(const Conv2dProblem&, const T*, const T*, const T*, T*, bool, Capability); \
-  template void conv2d_backward_impl<T>(const Conv2dProblem&, const T*, const T*, const T*, T*, T*, T*, Capability);
+  template void conv2d_backward_impl<T>(const Conv2dProblem&, const T*, const T*, const T*, T*, T*, T*, Capability); \
+  template void channel_sums<T>(const T*, int64_t, int64_t, int64_t, T*);
 CNNFAST_INSTANTIATE(float)
 CNNFAST_INSTANTIATE(double)
 #undef CNNFAST_INSTANTIATE

@@ -21,7 +21,6 @@
 #include <climits>
 #include <optional>
 #include <type_traits>
-#include <vector>
 
 #include "checks.h"
 #include "cpu/capability.h"
@@ -90,26 +89,6 @@ void forward(const ConvPoolProblem& cp, const T* x, const T* w, const T* b, T* y
   Scratch<int64_t> unused(idx ? 0 : q.output_numel());
   conv2d_forward_impl<T>(p, x, w, b, conv.data(), /*relu=*/true, cap);
   max_pool2d_forward_impl<T>(q, conv.data(), y, idx ? idx : unused.data());
-}
-
-// s[c] = the sum of x[n, c, :] over n, in 16 interleaved partial sums per channel in a fixed order.
-template <typename T>
-void channel_sums(const T* x, int64_t N, int64_t C, int64_t plane, T* s) {
-  at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      T lane[16] = {};
-      for (int64_t n = 0; n < N; ++n) {
-        const T* d = x + (n * C + c) * plane;
-        int64_t i = 0;
-        for (; i + 16 <= plane; i += 16)
-          for (int64_t j = 0; j < 16; ++j) lane[j] += d[i + j];
-        for (; i < plane; ++i) lane[i % 16] += d[i];
-      }
-      T sum = T(0);
-      for (int64_t j = 0; j < 16; ++j) sum += lane[j];
-      s[c] = sum;
-    }
-  });
 }
 
 // The backward in the sixteen-images layout (see the top of the file); false, with nothing written,
