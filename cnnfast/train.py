@@ -168,103 +168,112 @@ def train(args):
 
     ctx = dist_util.setup(args.device)
     try:
-        out_dir = args.out or os.path.join("runs", args.model)
-        ckpt = None
-        if args.resume:
-            ckpt = load_checkpoint(args.resume, map_location=ctx.device)
-            if ckpt["model_name"] != args.model:
-                raise ValueError(f"--resume {args.resume} is a checkpoint of {ckpt['model_name']!r}, not {args.model!r}")
-        kw = ckpt["model_kwargs"] if ckpt else model_kwargs(args.model, args.blocks_per_stage)
-
-        torch.manual_seed(args.seed)
-        model = get_model(args.model, fast=args.fast, **kw).to(ctx.device)
-        if args.download:
-            if ctx.is_main:
-                data_mod.download(args.data, args.data_dir)
-            dist_util.barrier(ctx)  # the other ranks read only once rank 0 has the files
-        ds = data_mod.load(args.data, args.data_dir, shape=model.input_shape)
-        if args.subset:
-            ds.train = data_mod.Split(ds.train.images[:args.subset], ds.train.labels[:args.subset])
-            ds.test = data_mod.Split(ds.test.images[:args.subset], ds.test.labels[:args.subset])
-        if ctx.distributed and len(ds.train) < args.batch_size * ctx.world_size:
-            raise ValueError(f"{len(ds.train)} training images are fewer than one global batch "
-                             f"({args.batch_size} x {ctx.world_size} processes)")
-
-        optimizer = make_optimizer(model, args.lr, args.momentum, args.weight_decay)
-        start = 1
-        if ckpt:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            start = ckpt["epoch"] + 1
-        net = model
-        if ctx.distributed:
-            net = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-
-        metrics_path = os.path.join(out_dir, "metrics.jsonl")
-        ckpt_path = os.path.join(out_dir, "checkpoint.pt")
-        if ctx.is_main:
-            os.makedirs(out_dir, exist_ok=True)
-            if not ckpt:
-                open(metrics_path, "w").close()
-            print(f"cnnfast train: {args.model} ({'cnnfast' if args.fast else 'torch'} layers) on {args.data} "
-                  f"({len(ds.train)} train / {len(ds.test)} test images), {ctx.world_size} process(es) on "
-                  f"{ctx.device}, epochs {start}..{args.epochs}, out {out_dir}", file=sys.stderr, flush=True)
-        last = None
-        for epoch in range(start, args.epochs + 1):
-            # The data order depends only on (seed, epoch): a resumed run sees the same batches.
-            gen = torch.Generator().manual_seed(args.seed * 1_000_003 + epoch)
-            bar = None
-            if ctx.is_main and args.progress:
-                from tqdm import tqdm  # noqa: PLC0415
-
-                nsteps = len(dist_util.shard_batches(len(ds.train), args.batch_size, ctx))
-                bar = tqdm(total=nsteps, desc=f"epoch {epoch}/{args.epochs}", unit="step", file=sys.stderr,
-                           dynamic_ncols=True, leave=True)
-            lr = cosine_lr(args.lr, epoch, args.epochs)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            tr_loss, tr_acc, seen, secs = train_epoch(
-                net, optimizer, ds.train, args.batch_size, ctx, gen, bar,
-                max_shift=2 if args.augment else 0, flip=args.augment and args.data == "cifar10")
-            stats = dist_util.all_reduce_sum(ctx, torch.tensor([tr_loss * seen, tr_acc * seen, seen], dtype=torch.float64))
-            # The bare model (its weights and buffers are the same on every rank): each rank runs
-            # its own number of evaluation batches, which DDP's forward must not be asked to sync.
-            te_loss, te_acc = evaluate(model, ds.test, ctx)
-            last = {
-                "epoch": epoch, "train_loss": float(stats[0] / stats[2]), "train_acc": float(stats[1] / stats[2]),
-                "test_loss": te_loss, "test_acc": te_acc, "lr": lr, "seconds": secs,
-                "images_per_sec": float(stats[2]) / max(secs, 1e-9), "model": args.model, "data": args.data,
-                "fast": bool(args.fast), "world_size": ctx.world_size, "seed": args.seed,
-            }
-            if bar is not None:
-                bar.set_postfix_str(f"loss {last['train_loss']:.4f}, test acc {te_acc:.2%}, "
-                                    f"{last['images_per_sec']:,.0f} img/s", refresh=False)
-                bar.close()
-            if ctx.is_main:
-                _save({
-                    "format": CHECKPOINT_FORMAT, "model_name": args.model, "model_kwargs": kw,
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "epoch": epoch, "epochs": args.epochs, "lr": args.lr, "metrics": last,
-                    "data": args.data, "mean": ds.mean.tolist(), "std": ds.std.tolist(), "classes": ds.classes,
-                }, ckpt_path)
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps(last) + "\n")
-                if bar is None:
-                    print(f"epoch {epoch}/{args.epochs}: train loss {last['train_loss']:.4f}, "
-                          f"test loss {te_loss:.4f}, test acc {te_acc:.2%}", file=sys.stderr, flush=True)
-        if ctx.is_main:
-            if last is not None:
-                plot_metrics(metrics_path, os.path.join(out_dir, "curves.png"))
-            if last is None:
-                print(f"cnnfast train: {args.resume} already finished epoch {start - 1} of {args.epochs}; nothing to do",
-                      file=sys.stderr)
-            else:
-                print(f"test accuracy {last['test_acc']:.2%} after epoch {last['epoch']}; checkpoint {ckpt_path}, "
-                      f"metrics {metrics_path}")
+        # The run's model (DistributedDataParallel, its reducer and gloo work) lives in _run's frame,
+        # so it is gone before the process group is destroyed, not torn down at interpreter exit; and
+        # every rank waits for the others to be done with the group before it is destroyed.
+        last = _run(args, ctx, data_mod, get_model)
+        dist_util.barrier(ctx)
         return last
     finally:
         dist_util.cleanup(ctx)
+
+
+def _run(args, ctx, data_mod, get_model):
+    out_dir = args.out or os.path.join("runs", args.model)
+    ckpt = None
+    if args.resume:
+        ckpt = load_checkpoint(args.resume, map_location=ctx.device)
+        if ckpt["model_name"] != args.model:
+            raise ValueError(f"--resume {args.resume} is a checkpoint of {ckpt['model_name']!r}, not {args.model!r}")
+    kw = ckpt["model_kwargs"] if ckpt else model_kwargs(args.model, args.blocks_per_stage)
+
+    torch.manual_seed(args.seed)
+    model = get_model(args.model, fast=args.fast, **kw).to(ctx.device)
+    if args.download:
+        if ctx.is_main:
+            data_mod.download(args.data, args.data_dir)
+        dist_util.barrier(ctx)  # the other ranks read only once rank 0 has the files
+    ds = data_mod.load(args.data, args.data_dir, shape=model.input_shape)
+    if args.subset:
+        ds.train = data_mod.Split(ds.train.images[:args.subset], ds.train.labels[:args.subset])
+        ds.test = data_mod.Split(ds.test.images[:args.subset], ds.test.labels[:args.subset])
+    if ctx.distributed and len(ds.train) < args.batch_size * ctx.world_size:
+        raise ValueError(f"{len(ds.train)} training images are fewer than one global batch "
+                         f"({args.batch_size} x {ctx.world_size} processes)")
+
+    optimizer = make_optimizer(model, args.lr, args.momentum, args.weight_decay)
+    start = 1
+    if ckpt:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start = ckpt["epoch"] + 1
+    net = model
+    if ctx.distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+
+    metrics_path = os.path.join(out_dir, "metrics.jsonl")
+    ckpt_path = os.path.join(out_dir, "checkpoint.pt")
+    if ctx.is_main:
+        os.makedirs(out_dir, exist_ok=True)
+        if not ckpt:
+            open(metrics_path, "w").close()
+        print(f"cnnfast train: {args.model} ({'cnnfast' if args.fast else 'torch'} layers) on {args.data} "
+              f"({len(ds.train)} train / {len(ds.test)} test images), {ctx.world_size} process(es) on "
+              f"{ctx.device}, epochs {start}..{args.epochs}, out {out_dir}", file=sys.stderr, flush=True)
+    last = None
+    for epoch in range(start, args.epochs + 1):
+        # The data order depends only on (seed, epoch): a resumed run sees the same batches.
+        gen = torch.Generator().manual_seed(args.seed * 1_000_003 + epoch)
+        bar = None
+        if ctx.is_main and args.progress:
+            from tqdm import tqdm  # noqa: PLC0415
+
+            nsteps = len(dist_util.shard_batches(len(ds.train), args.batch_size, ctx))
+            bar = tqdm(total=nsteps, desc=f"epoch {epoch}/{args.epochs}", unit="step", file=sys.stderr,
+                       dynamic_ncols=True, leave=True)
+        lr = cosine_lr(args.lr, epoch, args.epochs)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        tr_loss, tr_acc, seen, secs = train_epoch(
+            net, optimizer, ds.train, args.batch_size, ctx, gen, bar,
+            max_shift=2 if args.augment else 0, flip=args.augment and args.data == "cifar10")
+        stats = dist_util.all_reduce_sum(ctx, torch.tensor([tr_loss * seen, tr_acc * seen, seen], dtype=torch.float64))
+        # The bare model (its weights and buffers are the same on every rank): each rank runs
+        # its own number of evaluation batches, which DDP's forward must not be asked to sync.
+        te_loss, te_acc = evaluate(model, ds.test, ctx)
+        last = {
+            "epoch": epoch, "train_loss": float(stats[0] / stats[2]), "train_acc": float(stats[1] / stats[2]),
+            "test_loss": te_loss, "test_acc": te_acc, "lr": lr, "seconds": secs,
+            "images_per_sec": float(stats[2]) / max(secs, 1e-9), "model": args.model, "data": args.data,
+            "fast": bool(args.fast), "world_size": ctx.world_size, "seed": args.seed,
+        }
+        if bar is not None:
+            bar.set_postfix_str(f"loss {last['train_loss']:.4f}, test acc {te_acc:.2%}, "
+                                f"{last['images_per_sec']:,.0f} img/s", refresh=False)
+            bar.close()
+        if ctx.is_main:
+            _save({
+                "format": CHECKPOINT_FORMAT, "model_name": args.model, "model_kwargs": kw,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "epoch": epoch, "epochs": args.epochs, "lr": args.lr, "metrics": last,
+                "data": args.data, "mean": ds.mean.tolist(), "std": ds.std.tolist(), "classes": ds.classes,
+            }, ckpt_path)
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(last) + "\n")
+            if bar is None:
+                print(f"epoch {epoch}/{args.epochs}: train loss {last['train_loss']:.4f}, "
+                      f"test loss {te_loss:.4f}, test acc {te_acc:.2%}", file=sys.stderr, flush=True)
+    if ctx.is_main:
+        if last is not None:
+            plot_metrics(metrics_path, os.path.join(out_dir, "curves.png"))
+        if last is None:
+            print(f"cnnfast train: {args.resume} already finished epoch {start - 1} of {args.epochs}; nothing to do",
+                  file=sys.stderr)
+        else:
+            print(f"test accuracy {last['test_acc']:.2%} after epoch {last['epoch']}; checkpoint {ckpt_path}, "
+                  f"metrics {metrics_path}")
+    return last
 
 
 def plot_metrics(metrics_path, png_path):
