@@ -29,6 +29,7 @@
 #include "checks.h"
 #include "cpu/capability.h"
 #include "cpu/conv2d.h"
+#include "cpu/dispatch.h"
 #include "cpu/conv2d_gemm.h"
 #include "cpu/gemm.h"
 #include "cpu/scratch.h"
@@ -45,16 +46,6 @@ const DtypeList kCpuDtypes = {at::kFloat, at::kDouble};
 
 // Samples per grad-weight partial sum: fixed (not derived from the thread count) for determinism.
 constexpr int64_t kWeightChunks = 8;
-
-// Dispatch float / double without ATen/Dispatch.h's weight in this file.
-template <typename F>
-void dispatch_floating(at::ScalarType t, F&& f) {
-  if (t == at::kFloat) {
-    f(float{});
-  } else {
-    f(double{});
-  }
-}
 
 // Scratch buffers (cpu/scratch.h: aligned, uninitialized, pooled per thread). Every buffer below is
 // filled by the parallel loops that use it (a zero-initialized std::vector would be a serial memset

@@ -25,6 +25,7 @@
 #include "checks.h"
 #include "cpu/capability.h"
 #include "cpu/conv2d.h"
+#include "cpu/dispatch.h"
 #include "cpu/gemm.h"
 #include "cpu/max_pool2d.h"
 #include "cpu/scratch.h"
@@ -35,15 +36,6 @@ namespace {
 constexpr const char* kOp = "cnnfast::conv2d_relu_max_pool2d";
 constexpr const char* kBackwardOp = "cnnfast::conv2d_relu_max_pool2d_backward";
 const DtypeList kCpuDtypes = {at::kFloat, at::kDouble};
-
-template <typename F>
-void dispatch_floating(at::ScalarType t, F&& f) {
-  if (t == at::kFloat) {
-    f(float{});
-  } else {
-    f(double{});
-  }
-}
 
 // [ceil(N / 16), K, PQ, 16] int32 -> [N, K, PQ] int64, a block of 16 images at a time by register
 // transposes that widen as they store.

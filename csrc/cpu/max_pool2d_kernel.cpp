@@ -41,6 +41,7 @@
 
 #include "checks.h"
 #include "cpu/capability.h"
+#include "cpu/dispatch.h"
 #include "cpu/max_pool2d.h"
 
 namespace cnnfast::cpu {
@@ -851,7 +852,7 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_kernel(const at::Tensor& input, at
       using T = decltype(zero);
       max_pool2d_forward_impl<T>(p, x.const_data_ptr<T>(), y.mutable_data_ptr<T>(), idx.mutable_data_ptr<int64_t>());
     };
-    if (input.scalar_type() == at::kFloat) run(float{}); else run(double{});
+    dispatch_floating(input.scalar_type(), run);
   }
   return {y.contiguous(format), idx.contiguous(format)};
 }
@@ -872,7 +873,7 @@ at::Tensor max_pool2d_backward_kernel(const at::Tensor& grad_output, const at::T
       in_range = max_pool2d_backward_impl<T>(p, dy.const_data_ptr<T>(), idx.const_data_ptr<int64_t>(),
                                              dx.mutable_data_ptr<T>());
     };
-    if (input.scalar_type() == at::kFloat) run(float{}); else run(double{});
+    dispatch_floating(input.scalar_type(), run);
     // dx, still private to this call, is dropped.
     TORCH_CHECK(in_range, op, ": indices must lie in [0, H*W) = [0, ", p.H * p.W, ") of the input plane");
   }
