@@ -855,23 +855,8 @@ void conv2d_backward_lanes16(const Conv2dProblem& p, const float* dyb, const flo
     from_batch16(xb.data(), p.N, p.C, p.H * p.W, dx, cap);
   }
   if (dw) grad_weight_batch16_laid(p, dyb, l, ph, pw, x, dw, cap);
-  if (db) {
-    // db[k] = the sum of its planes (padding and the lanes past N are zero), 16 lanes at a time in a
-    // fixed order, then the lanes.
-    at::parallel_for(0, p.K, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t k = begin; k < end; ++k) {
-        float lane[kBatchLanes] = {};
-        for (int64_t nb = 0; nb < l.NB; ++nb) {
-          const float* d = dyb + (nb * p.K + k) * l.plane;
-          for (int64_t i = 0; i < l.plane; i += kBatchLanes)
-            for (int64_t j = 0; j < kBatchLanes; ++j) lane[j] += d[i + j];
-        }
-        float s = 0.0f;
-        for (int64_t j = 0; j < kBatchLanes; ++j) s += lane[j];
-        db[k] = s;
-      }
-    });
-  }
+  // db[k]: the sum of channel k's planes (padding and the lanes past N are zero).
+  if (db) channel_sums(dyb, l.NB, p.K, l.plane, db);
 }
 
 void lanes16_to_nchw(const float* yb, int64_t N, int64_t K, int64_t PQ, float* y, Capability cap) {

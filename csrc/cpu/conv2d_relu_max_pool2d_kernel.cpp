@@ -173,7 +173,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_relu_max_pool2d_backward_k
     const auto data = [](at::Tensor& t) { return t.defined() && t.numel() > 0 ? t.mutable_data_ptr<T>() : nullptr; };
     const int64_t pooled = q.output_numel();
     const T *xp = x.const_data_ptr<T>(), *wp = w.const_data_ptr<T>();
-    Scratch<T> g(p.output_numel());
     if (pooled > 0) {
       Scratch<T> masked(pooled);
       const T *dyp = dy.const_data_ptr<T>(), *yp = y.const_data_ptr<T>();
@@ -189,13 +188,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_relu_max_pool2d_backward_k
             backward_lanes16(cp, masked.data(), ip, xp, wp, data(grad_input), data(grad_weight), cap))
           return;
       }
+      Scratch<T> g(p.output_numel());
       const bool in_range = max_pool2d_backward_impl<T>(q, masked.data(), ip, g.data());
       TORCH_CHECK(in_range, kBackwardOp, ": indices must lie in [0, P*Q) = [0, ", q.H * q.W,
                   ") of the convolution's output plane");
       conv2d_backward_impl<T>(p, g.data(), xp, wp, data(grad_input), data(grad_weight), nullptr, cap);
       return;
     }
-    conv2d_backward_impl<T>(p, g.data(), xp, wp, data(grad_input), data(grad_weight), data(grad_bias), cap);
+    // An empty batch: every gradient is a sum of nothing (dy is not read).
+    conv2d_backward_impl<T>(p, nullptr, xp, wp, data(grad_input), data(grad_weight), data(grad_bias), cap);
   });
   if (grad_input.defined()) grad_input = grad_input.contiguous(input.suggest_memory_format());
   if (grad_weight.defined()) grad_weight = grad_weight.contiguous(weight.suggest_memory_format());
