@@ -105,6 +105,21 @@ def test_every_path_matches_torch(monkeypatch, path, case, winograd):
     run_conv_case(conv, F.conv2d, n, c, h, w, k, kernel, stride, padding, dilation, groups)
 
 
+# The stride-2 phase split of the direct path's input (conv2d_kernel.cpp, padded_input: on AVX-512 a row's
+# columns are split by parity with permutes, 32 at a time): every parity of the padding, widths around
+# the 32-column step, and kernel widths that read both phases (3, 2) or one (1).
+PHASE_SPLIT = [(w, pad, kw) for w in (1, 2, 15, 16, 31, 32, 33, 64, 70) for pad in (0, 1, 2, 3) for kw in (1, 2, 3)
+               if w + 2 * pad >= kw]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_every_path_stride2_phase_split(monkeypatch, path):
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    monkeypatch.setenv("CNNFAST_CPU_BATCH16", "0")
+    for w, pad, kw in PHASE_SPLIT:
+        run_conv_case(conv, F.conv2d, 2, 3, 5, w, 4, (3, kw), 2, (1, pad), 1, 1, seed=w * 16 + pad * 4 + kw)
+
+
 @pytest.mark.parametrize("path", PATHS)
 def test_every_path_fused_relu_and_channels_last(monkeypatch, path):
     monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)

@@ -83,20 +83,57 @@ inline PhaseLayout phase_layout(const Conv2dProblem& p) {
 }
 
 // The input in the phase layout, plus a tile of slack past the end. Only the phases some tap reads
-// are filled (a 1x1 stride-2 convolution reads one phase of four).
+// are filled (a 1x1 stride-2 convolution reads one phase of four); every element no input element
+// lands on is zero (the padding, the phases' slack and the unread phases: GEMM tiles run past a row's
+// end into them, and grad-weight multiplies what they read there by zeros, so it must be finite).
 template <typename T>
-Buffer<T> padded_input(const Conv2dProblem& p, const T* x) {
+Buffer<T> padded_input(const Conv2dProblem& p, const T* x, Capability cap) {
   const PhaseLayout l = phase_layout(p);
   std::vector<char> used_h(l.sh, 0), used_w(l.sw, 0);
   for (int64_t kh = 0; kh < p.R; ++kh) used_h[(kh * p.dilation_h) % l.sh] = 1;
   for (int64_t kw = 0; kw < p.S; ++kw) used_w[(kw * p.dilation_w) % l.sw] = 1;
+  // Phase (a, b) row i is padded row i * sh + a, input row i * sh + a - pad_h: the rows [i0[a], i1[a])
+  // hold input; columns [j0[b], j1[b]) likewise (empty for an unread phase).
+  std::vector<int64_t> i0(l.sh), i1(l.sh), j0(l.sw), j1(l.sw);
+  const auto range = [](int64_t phase, int64_t step, int64_t pad, int64_t size, int64_t len, int64_t& lo, int64_t& hi) {
+    lo = std::min(len, std::max<int64_t>(0, (pad - phase + step - 1) / step));
+    hi = std::clamp<int64_t>((size + pad - phase + step - 1) / step, lo, len);
+  };
+  for (int64_t a = 0; a < l.sh; ++a) {
+    range(a, l.sh, p.pad_h, p.H, l.Hh, i0[a], i1[a]);
+    if (!used_h[a]) i1[a] = i0[a];
+  }
+  for (int64_t b = 0; b < l.sw; ++b) {
+    range(b, l.sw, p.pad_w, p.W, l.Wh, j0[b], j1[b]);
+    if (!used_w[b]) j1[b] = j0[b];
+  }
+  const bool split2 = std::is_same_v<T, float> && l.sw == 2 && cap == Capability::kAvx512;
   Buffer<T> xp(p.N * p.C * l.plane + kTile);
   std::fill(xp.data() + p.N * p.C * l.plane, xp.data() + p.N * p.C * l.plane + kTile, T(0));
   at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
     for (int64_t nc = begin; nc < end; ++nc) {
       const T* src = x + nc * p.H * p.W;
       T* dst = xp.data() + nc * l.plane;
-      std::fill(dst, dst + l.plane, T(0));
+      // The zeros first: each phase's rows outside [i0, i1) whole, the others outside [j0, j1) (or the
+      // whole plane in one pass when most of it is padding, or small).
+      if (2 * p.H * p.W < l.plane || l.plane < 4096) {
+        std::fill(dst, dst + l.plane, T(0));
+      } else {
+        for (int64_t a = 0; a < l.sh; ++a)
+          for (int64_t b = 0; b < l.sw; ++b) {
+            T* ph = dst + (a * l.sw + b) * l.phase;
+            if (j1[b] == j0[b]) {
+              std::fill(ph, ph + l.phase, T(0));
+              continue;
+            }
+            std::fill(ph, ph + i0[a] * l.Wh, T(0));
+            std::fill(ph + i1[a] * l.Wh, ph + l.phase, T(0));
+            for (int64_t i = i0[a]; i < i1[a]; ++i) {
+              std::fill(ph + i * l.Wh, ph + i * l.Wh + j0[b], T(0));
+              std::fill(ph + i * l.Wh + j1[b], ph + (i + 1) * l.Wh, T(0));
+            }
+          }
+      }
       for (int64_t h = 0; h < p.H; ++h) {
         const int64_t hp = h + p.pad_h;
         if (!used_h[hp % l.sh]) continue;
@@ -105,6 +142,16 @@ Buffer<T> padded_input(const Conv2dProblem& p, const T* x) {
         if (l.sw == 1) {
           std::memcpy(row + p.pad_w, srow, p.W * sizeof(T));
           continue;
+        }
+        if constexpr (std::is_same_v<T, float>) {
+          if (split2 && used_w[0] && used_w[1]) {
+            // Input column w is padded column w + pad_w: the even ones go to phase pad_w % 2 from
+            // column pad_w / 2, the odd ones to the other phase from column (pad_w + 1) / 2.
+            const int64_t pe = p.pad_w % 2;
+            split_columns2_avx512(srow, p.W, row + pe * l.phase + p.pad_w / 2,
+                                  row + (1 - pe) * l.phase + (p.pad_w + 1) / 2);
+            continue;
+          }
         }
         for (int64_t pw = 0; pw < l.sw; ++pw) {
           if (!used_w[pw]) continue;
@@ -181,7 +228,7 @@ void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, 
   const PhaseLayout l = phase_layout(p);
   const int64_t Wp = l.Wh, plane = l.plane, PQ = p.P * p.Q;
   const int64_t V = (p.P - 1) * Wp + p.Q, tiles = (V + kTile - 1) / kTile, width = tile_width(V, tiles);
-  const Buffer<T> xp = padded_input(p, x);
+  const Buffer<T> xp = padded_input(p, x, cap);
   const std::vector<int64_t> boff = tap_offsets(p);
   if (row_tiles(p)) {
     // Wide outputs: a tile is one output row, written straight into y (no dropped column computed and
@@ -293,35 +340,41 @@ Buffer<T> to_batch16(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int
   const Batch16Layout bl = batch16_layout(N, H, W, ph, pw, sh, sw);
   const bool exact = bl.Hh * sh == H + 2 * ph && bl.Wh * sw == W + 2 * pw;
   Buffer<T> out(bl.NB * C * bl.plane);
+  const int64_t Hp = bl.Hh * sh, Wp = bl.Wh * sw;  // padded plane, phases' slack included
   at::parallel_for(0, bl.NB * C, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> row(sw > 1 ? W * kBatchLanes : 0);
     for (int64_t bc = begin; bc < end; ++bc) {
       const int64_t b = bc / C, c = bc % C;
       T* dst = out.data() + bc * bl.plane;
       const bool full = N >= (b + 1) * kBatchLanes;
-      if (ph > 0 || pw > 0 || !full || !exact) std::fill(dst, dst + bl.plane, T(0));
       const int64_t from = (b * kBatchLanes * C + c) * H * W;
       const T* src = x + from;
       if constexpr (std::is_same_v<T, float>) {
         if (full && cap == Capability::kAvx512) {
-          const auto rows_to_lanes = [&](int64_t h, float* to) {
-            if (keep)
-              rows_to_lanes16_masked_avx512(src + h * W, keep + from + h * W, C * H * W, to, kBatchLanes, W);
-            else
-              rows_to_lanes16_avx512(src + h * W, C * H * W, to, kBatchLanes, W);
+          // Zero only the pixels no row writes: the padding rows whole, the padding columns of the others.
+          const auto zero = [&](int64_t hp, int64_t w0, int64_t w1) {
+            for (int64_t wp = w0; wp < w1; ++wp) std::fill_n(dst + batch16_offset(bl, hp, wp), kBatchLanes, 0.0f);
           };
-          for (int64_t h = 0; h < H; ++h) {
-            if (sw == 1) {
-              rows_to_lanes(h, dst + batch16_offset(bl, h + ph, pw));
-              continue;
+          for (int64_t hp = 0; hp < Hp; ++hp) {
+            if (hp < ph || hp >= ph + H) {
+              zero(hp, 0, Wp);
+            } else {
+              zero(hp, 0, pw);
+              zero(hp, pw + W, Wp);
             }
-            rows_to_lanes(h, row.data());
-            for (int64_t w = 0; w < W; ++w)
-              std::memcpy(dst + batch16_offset(bl, h + ph, w + pw), row.data() + w * kBatchLanes, kBatchLanes * sizeof(T));
+          }
+          // Input column w is padded column pw + w: phase (pw + w) % sw, pixel (pw + w) / sw of its row.
+          const int64_t ld = C * H * W, phase_ld = bl.Hh * bl.Wh * kBatchLanes;
+          for (int64_t h = 0; h < H; ++h) {
+            float* to = dst + batch16_offset(bl, h + ph, 0);
+            if (keep)
+              rows_to_lanes16_masked_avx512(src + h * W, keep + from + h * W, ld, to, kBatchLanes, W, sw, phase_ld, pw);
+            else
+              rows_to_lanes16_avx512(src + h * W, ld, to, kBatchLanes, W, sw, phase_ld, pw);
           }
           continue;
         }
       }
+      if (ph > 0 || pw > 0 || !full || !exact) std::fill(dst, dst + bl.plane, T(0));
       for (int64_t l = 0; l < kBatchLanes && b * kBatchLanes + l < N; ++l) {
         const T* sl = src + l * C * H * W;
         const T* kl = keep ? keep + from + l * C * H * W : nullptr;
@@ -546,7 +599,7 @@ void grad_weight_direct(const Conv2dProblem& p, const T* dy, const T* x, T* dw, 
   // they accumulate stays in cache.
   constexpr int64_t kRowsPerBlock = 96;
   const int64_t rblocks = (red + kRowsPerBlock - 1) / kRowsPerBlock;
-  const Buffer<T> xp = padded_input(p, x);
+  const Buffer<T> xp = padded_input(p, x, cap);
   const std::vector<int64_t> aoff = tap_offsets(p);
   // dy on the padded numbering, transposed: dyt[n, g, v, k], zero in the dropped columns; items are
   // (sample, group, block of 16 channels), a full block of float32 channels by register transposes.
@@ -690,7 +743,7 @@ void grad_weight_dot(const Conv2dProblem& p, const float* dy, const float* x, fl
   const PhaseLayout l = phase_layout(p);
   const int64_t Wp = l.Wh, plane = l.plane, PQ = p.P * p.Q;
   const int64_t V = (p.P - 1) * Wp + p.Q, Vr = (V + 15) / 16 * 16;  // kTile slack covers the last 15
-  const Buffer<float> xp = padded_input(p, x);
+  const Buffer<float> xp = padded_input(p, x, cap);
   const std::vector<int64_t> boff = tap_offsets(p);
   Buffer<float> dyp(p.N * p.K * Vr);
   at::parallel_for(0, p.N * p.K, 1, [&](int64_t begin, int64_t end) {

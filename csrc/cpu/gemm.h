@@ -79,10 +79,16 @@ void relu_mask_f32_avx2(const float* g, const float* y, float* d, int64_t n);
 // Sixteen rows to lanes and back (AVX-512, 16 x 16 register transposes): rows_to_lanes16 sets
 // dst[i * ldd + l] = src[l * ld + i], lanes16_to_rows sets dst[l * ld + i] = src[i * 16 + l], for i < n
 // and l < 16 (conv2d_kernel.cpp's batch-of-16 layout, and grad-weight's transposed gradient).
-void rows_to_lanes16_avx512(const float* src, int64_t ld, float* dst, int64_t ldd, int64_t n);
+// Split by stride phase (sw > 1, the columns numbered from col0): column i goes to
+// dst + (j / sw) * ldd + (j % sw) * phase_ld with j = col0 + i.
+void rows_to_lanes16_avx512(const float* src, int64_t ld, float* dst, int64_t ldd, int64_t n, int64_t sw = 1,
+                            int64_t phase_ld = 0, int64_t col0 = 0);
 // rows_to_lanes16 of src where keep > 0, 0 elsewhere (keep laid out as src: a ReLU's output as its mask).
 void rows_to_lanes16_masked_avx512(const float* src, const float* keep, int64_t ld, float* dst, int64_t ldd,
-                                   int64_t n);
+                                   int64_t n, int64_t sw = 1, int64_t phase_ld = 0, int64_t col0 = 0);
+// Columns split by parity (AVX-512 permutes): even[i] = src[2 i] for 2 i < n, odd[i] = src[2 i + 1]
+// for 2 i + 1 < n (a row of the stride-2 phase layout, conv2d_kernel.cpp's padded_input).
+void split_columns2_avx512(const float* src, int64_t n, float* even, float* odd);
 void lanes16_to_rows_avx512(const float* src, float* dst, int64_t ld, int64_t n);
 // lanes16_to_rows for int32 lanes widened to int64 rows (pooling indices): dst[l * ld + i] = src[i * 16 + l].
 void lanes16_to_rows_i64_avx512(const int32_t* src, int64_t* dst, int64_t ld, int64_t n);

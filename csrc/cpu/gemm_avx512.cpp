@@ -71,19 +71,37 @@ void relu_mask_f32_avx512(const float* g, const float* y, float* d, int64_t n) {
   }
 }
 
-void rows_to_lanes16_avx512(const float* src, int64_t ld, float* dst, int64_t ldd, int64_t n) {
+namespace {
+// Stores the m columns r[0..m) of rows_to_lanes16 from column j on (gemm.h): column j at
+// dst + (j / sw) * ldd + (j % sw) * phase_ld, stepped without a division per column.
+inline void store_lanes16_columns(const __m512* r, int64_t m, float* dst, int64_t ldd, int64_t sw, int64_t phase_ld,
+                                  int64_t j) {
+  if (sw == 1) {
+    for (int64_t t = 0; t < m; ++t) _mm512_storeu_ps(dst + (j + t) * ldd, r[t]);
+    return;
+  }
+  int64_t q = j / sw, ph = j % sw;
+  for (int64_t t = 0; t < m; ++t) {
+    _mm512_storeu_ps(dst + q * ldd + ph * phase_ld, r[t]);
+    if (++ph == sw) ph = 0, ++q;
+  }
+}
+}  // namespace
+
+void rows_to_lanes16_avx512(const float* src, int64_t ld, float* dst, int64_t ldd, int64_t n, int64_t sw,
+                            int64_t phase_ld, int64_t col0) {
   __m512 r[16];
   for (int64_t i = 0; i < n; i += 16) {
     const int64_t m = std::min<int64_t>(16, n - i);
     const __mmask16 mask = static_cast<__mmask16>(m >= 16 ? 0xFFFF : (1u << m) - 1u);
     for (int l = 0; l < 16; ++l) r[l] = _mm512_maskz_loadu_ps(mask, src + l * ld + i);
     avx512::transpose16(r);
-    for (int64_t t = 0; t < m; ++t) _mm512_storeu_ps(dst + (i + t) * ldd, r[t]);
+    store_lanes16_columns(r, m, dst, ldd, sw, phase_ld, col0 + i);
   }
 }
 
 void rows_to_lanes16_masked_avx512(const float* src, const float* keep, int64_t ld, float* dst, int64_t ldd,
-                                   int64_t n) {
+                                   int64_t n, int64_t sw, int64_t phase_ld, int64_t col0) {
   __m512 r[16];
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t i = 0; i < n; i += 16) {
@@ -95,7 +113,21 @@ void rows_to_lanes16_masked_avx512(const float* src, const float* keep, int64_t 
       r[l] = _mm512_maskz_loadu_ps(pos, src + l * ld + i);
     }
     avx512::transpose16(r);
-    for (int64_t t = 0; t < m; ++t) _mm512_storeu_ps(dst + (i + t) * ldd, r[t]);
+    store_lanes16_columns(r, m, dst, ldd, sw, phase_ld, col0 + i);
+  }
+}
+
+void split_columns2_avx512(const float* src, int64_t n, float* even, float* odd) {
+  const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  for (int64_t i = 0; i < n; i += 32) {
+    const int64_t m = std::min<int64_t>(32, n - i);  // source columns in this step
+    const __mmask16 lo = static_cast<__mmask16>(m >= 16 ? 0xFFFF : (1u << m) - 1u);
+    const __mmask16 hi = static_cast<__mmask16>(m >= 32 ? 0xFFFF : m <= 16 ? 0u : (1u << (m - 16)) - 1u);
+    const __m512 a = _mm512_maskz_loadu_ps(lo, src + i), b = _mm512_maskz_loadu_ps(hi, src + i + 16);
+    const int64_t ne = (m + 1) / 2, no = m / 2;
+    _mm512_mask_storeu_ps(even + i / 2, static_cast<__mmask16>((1u << ne) - 1u), _mm512_permutex2var_ps(a, ie, b));
+    _mm512_mask_storeu_ps(odd + i / 2, static_cast<__mmask16>((1u << no) - 1u), _mm512_permutex2var_ps(a, io, b));
   }
 }
 
