@@ -11,6 +11,13 @@ import torch
 
 __all__ = ["conv2d", "conv2d_relu", "conv2d_relu_max_pool2d", "max_pool2d", "relu", "relu_"]
 
+# The ops' overloads themselves: an OpOverload call skips the packet's overload resolution (about 0.4 µs
+# of a 3 µs ReLU call on a small tensor).
+_ops = torch.ops.cnnfast
+_CONV2D, _CONV2D_RELU = _ops.conv2d.default, _ops.conv2d_relu.default
+_CONV2D_RELU_MAX_POOL2D, _MAX_POOL2D = _ops.conv2d_relu_max_pool2d.default, _ops.max_pool2d.default
+_RELU, _RELU_ = _ops.relu.default, _ops.relu_.default
+
 
 def _pair(value, name):
     """int, or a sequence of 1 or 2 ints (torch broadcasts a single element) -> [h, w]."""
@@ -71,13 +78,13 @@ def _conv(op, name, input, weight, bias, stride, padding, dilation, groups):
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution; same arguments and results as :func:`torch.nn.functional.conv2d`."""
-    return _conv(torch.ops.cnnfast.conv2d, "conv2d", input, weight, bias, stride, padding, dilation, groups)
+    return _conv(_CONV2D, "conv2d", input, weight, bias, stride, padding, dilation, groups)
 
 
 def conv2d_relu(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """``relu(conv2d(input, weight, bias, ...))`` computed in one pass (bias and ReLU applied before the
     single store); the backward uses the stored output as the ReLU mask."""
-    return _conv(torch.ops.cnnfast.conv2d_relu, "conv2d_relu", input, weight, bias, stride, padding, dilation, groups)
+    return _conv(_CONV2D_RELU, "conv2d_relu", input, weight, bias, stride, padding, dilation, groups)
 
 
 def _pool_stride(stride, kernel_size):
@@ -101,7 +108,7 @@ def conv2d_relu_max_pool2d(input, weight, bias=None, stride=1, padding=0, dilati
                  _pair(pool_dilation, "pool_dilation"), bool(ceil_mode), bool(return_indices))
 
     def op(*conv_args):
-        return torch.ops.cnnfast.conv2d_relu_max_pool2d(*conv_args, *pool_args)
+        return _CONV2D_RELU_MAX_POOL2D(*conv_args, *pool_args)
 
     out, indices = _conv(op, "conv2d_relu_max_pool2d", input, weight, bias, stride, padding, dilation, groups)
     return (out, indices) if return_indices else out
@@ -113,7 +120,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     input, unbatched = _batched(input, "cnnfast.max_pool2d", "max_pool2d")
     kernel_size = _pair(kernel_size, "kernel_size")
     stride = _pool_stride(stride, kernel_size)
-    out, indices = torch.ops.cnnfast.max_pool2d(
+    out, indices = _MAX_POOL2D(
         input, kernel_size, stride, _pair(padding, "padding"), _pair(dilation, "dilation"), bool(ceil_mode)
     )
     if unbatched:
@@ -124,7 +131,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 def relu(input, inplace=False):
     """ReLU; same as :func:`torch.nn.functional.relu` (NaN stays NaN)."""
     if not inplace:
-        return torch.ops.cnnfast.relu(input)
+        return _RELU(input)
     return relu_(input)
 
 
@@ -133,6 +140,6 @@ def relu_(input):
     result is computed out of place and copied back, so autograd records an in-place update of
     ``input`` exactly as it does for torch's ``relu_``."""
     if torch.is_grad_enabled() and input.requires_grad:
-        return input.copy_(torch.ops.cnnfast.relu(input))
-    torch.ops.cnnfast.relu_(input)
+        return input.copy_(_RELU(input))
+    _RELU_(input)
     return input
