@@ -119,7 +119,7 @@ struct Conv2dFunction : torch::autograd::Function<Conv2dFunction> {
   }
 };
 
-// The backward takes the ReLU mask from the output (output > 0), so the pre-activation is not kept.
+// The backward takes the ReLU mask from the output (not output <= 0), so the pre-activation is not kept.
 struct Conv2dReluFunction : torch::autograd::Function<Conv2dReluFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,

@@ -21,7 +21,7 @@ TORCH_LIBRARY(cnnfast, m) {
   m.def("conv2d_relu(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
         "int[2] dilation, int groups) -> Tensor",
         tags);
-  // Gradients of conv2d_relu from its output (the ReLU mask is output > 0).
+  // Gradients of conv2d_relu from its output (the ReLU mask: output not <= 0, i.e. positive or NaN).
   m.def("conv2d_relu_backward(Tensor grad_output, Tensor output, Tensor input, Tensor weight, int[2] stride, "
         "int[2] padding, int[2] dilation, int groups, bool[3] output_mask) -> (Tensor, Tensor, Tensor)",
         tags);
@@ -34,7 +34,7 @@ TORCH_LIBRARY(cnnfast, m) {
         "int[2] pool_dilation, bool ceil_mode, bool return_indices=True) -> (Tensor, Tensor)",
         tags);
   // Gradients of conv2d_relu_max_pool2d from its pooled output and indices (the ReLU mask of a chosen
-  // element is output > 0), so the convolution's full output is never stored.
+  // element is output not <= 0), so the convolution's full output is never stored.
   m.def("conv2d_relu_max_pool2d_backward(Tensor grad_output, Tensor output, Tensor indices, Tensor input, "
         "Tensor weight, int[2] stride, int[2] padding, int[2] dilation, int groups, int[2] kernel_size, "
         "int[2] pool_stride, int[2] pool_padding, int[2] pool_dilation, bool ceil_mode, bool[3] output_mask) "
@@ -52,7 +52,8 @@ TORCH_LIBRARY(cnnfast, m) {
   m.def("relu(Tensor input) -> Tensor", tags);
   // In place; returns nothing (a custom op may not return an alias, so torch.compile can functionalize it).
   m.def("relu_(Tensor(a!) input) -> ()", tags);
-  // Gradient of relu from its output: grad_output where output > 0, else 0 (torch's threshold_backward).
+  // Gradient of relu from its output: grad_output where output is not <= 0 (positive or NaN),
+  // else 0, as torch's threshold_backward.
   m.def("relu_backward(Tensor grad_output, Tensor output) -> Tensor", tags);
   // The SIMD path the CPU kernels take now: "avx512", "avx2" or "default" (csrc/cpu/capability.h).
   m.def("cpu_capability() -> str",

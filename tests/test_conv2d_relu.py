@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import cnnfast
+from reference import assert_close_to_reference
 from test_conv2d import GRID, run_conv_case
 
 
@@ -40,3 +41,36 @@ def test_conv2d_relu_output_is_the_mask_and_nan_propagates():
     ours, theirs = cnnfast.functional.conv2d_relu(x, w, padding=1), reference(x, w, None, padding=1)
     assert torch.equal(ours.isnan(), theirs.isnan())
     assert (ours[~ours.isnan()] >= 0).all()
+
+
+@pytest.mark.parametrize("n", [2, 16])  # 16: the sixteen-images-per-vector path, where it applies
+@pytest.mark.parametrize("pool", [False, True], ids=["conv2d_relu", "conv2d_relu_max_pool2d"])
+def test_nan_output_passes_its_gradient_like_torch(n, pool):
+    # A NaN input pixel makes NaN outputs; torch's ReLU backward passes the gradient there (the output is
+    # not <= 0), so grad-bias and grad-input stay finite and must match, and grad-weight is NaN where
+    # torch's is.
+    g = torch.Generator().manual_seed(5)
+    x0 = torch.randn(n, 4, 10, 10, generator=g, dtype=torch.float64)
+    x0[0, 1, 4, 5] = float("nan")
+    w0, b0 = torch.randn(6, 4, 3, 3, generator=g, dtype=torch.float64), torch.randn(6, generator=g, dtype=torch.float64)
+    pool_kw = dict(kernel_size=2)
+
+    def ours(x, w, b):
+        if pool:
+            return cnnfast.functional.conv2d_relu_max_pool2d(x, w, b, padding=1, **pool_kw)
+        return cnnfast.functional.conv2d_relu(x, w, b, padding=1)
+
+    def theirs(x, w, b):
+        y = F.relu(F.conv2d(x, w, b, padding=1))
+        return F.max_pool2d(y, **pool_kw) if pool else y
+
+    grads = {}
+    for name, fn, dtype in (("ours", ours, torch.float32), ("torch", theirs, torch.float32), ("ref", theirs, torch.float64)):
+        leaves = [t.to(dtype).requires_grad_() for t in (x0, w0, b0)]
+        y = fn(*leaves)
+        gy = torch.linspace(-1, 2, y.numel(), dtype=torch.float64).reshape(y.shape).to(dtype)
+        grads[name] = torch.autograd.grad(y, leaves, gy)
+    for i, what, k in ((0, "grad_input", 6 * 9), (2, "grad_bias", n * 100)):  # k: the reduction length
+        assert torch.isfinite(grads["ref"][i]).all()
+        assert_close_to_reference(grads["ours"][i], grads["torch"][i], grads["ref"][i], k, f"{what}, n={n}")
+    assert torch.equal(grads["ours"][1].isnan(), grads["ref"][1].isnan())

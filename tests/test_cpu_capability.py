@@ -182,5 +182,5 @@ def test_every_path_relu_and_its_gradient_exact(monkeypatch, path, n):
     assert torch.equal(torch.nan_to_num(y), torch.nan_to_num(torch.relu(x)))
     assert torch.equal(torch.signbit(y), torch.signbit(torch.relu(x)))  # -0.0 kept, as clamp_min
     gy = torch.randn(n, generator=g)
-    expected = torch.where(torch.relu(x) > 0, gy, torch.zeros_like(gy))  # the op's rule: output > 0
+    expected = torch.ops.aten.threshold_backward(gy, torch.relu(x), 0)  # torch's rule: NaN passes, +-0 not
     assert torch.equal(torch.ops.cnnfast.relu_backward(gy, y), expected)

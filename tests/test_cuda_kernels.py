@@ -81,6 +81,8 @@ def assert_within(out, ref, bound, what):
 def test_relu(lib, dtype, n, offset):
     base = torch.randn(n + offset, dtype=torch.float32).to(dtype)
     base[::7] = 0.0
+    base[3::11] = float("nan")  # relu(NaN) = NaN, and its gradient passes (torch's threshold_backward)
+    base[5::13] = -0.0
     xs = base[offset:]  # offset 1: a misaligned pointer, the scalar path
     y = torch.empty(n + offset, dtype=dtype)[offset:]
 
@@ -88,13 +90,14 @@ def test_relu(lib, dtype, n, offset):
         lib.call("cnnfast_relu", DTYPES[dtype], ctypes.c_void_p(xs.data_ptr()), ctypes.c_void_p(y.data_ptr()), LL(n))
         return [y]
 
+    exact = dict(rtol=0, atol=0, equal_nan=True)
     (out,) = run_orders(lib, fwd)
-    assert torch.equal(out, torch.relu(xs))
+    torch.testing.assert_close(out, torch.relu(xs), **exact)
     # In place (y == x).
     z = xs.clone()
     lib.call("cnnfast_relu", DTYPES[dtype], P(z), P(z), LL(n))
-    assert torch.equal(z, torch.relu(xs))
-    # Backward: dy where y > 0.
+    torch.testing.assert_close(z, torch.relu(xs), **exact)
+    # Backward: dy where y is not <= 0 (NaN passes), as torch's own.
     dy = torch.randn(n, dtype=torch.float32).to(dtype)
     yr = torch.relu(xs).contiguous()
     dx = torch.empty(n, dtype=dtype)
@@ -104,7 +107,7 @@ def test_relu(lib, dtype, n, offset):
         return [dx]
 
     (out,) = run_orders(lib, bwd)
-    assert torch.equal(out, torch.where(yr > 0, dy, torch.zeros_like(dy)))
+    assert torch.equal(out, torch.ops.aten.threshold_backward(dy, yr, 0))
 
 
 # ---- max_pool2d ---------------------------------------------------------------------------------

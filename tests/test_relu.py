@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 import cnnfast
 from reference import to_format
+from test_cpu_capability import PATHS
 
 
 @pytest.mark.parametrize("fmt", ["nchw", "channels_last", "strided"])
@@ -25,6 +26,22 @@ def test_relu_special_values():
     assert torch.equal(y.isnan(), F.relu(x).isnan())
     assert torch.equal(y[1:], F.relu(x)[1:])
     assert torch.equal(torch.signbit(y[1:]), torch.signbit(F.relu(x)[1:]))
+
+
+SPECIAL = [float("nan"), -0.0, 0.0, -1.0, 2.0, float("inf"), -float("inf"), 1e-45, -1e-45]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("n", [9, 45, 100])  # tails of every vector width, and whole vectors
+def test_relu_gradient_at_special_values_matches_torch(monkeypatch, path, n):
+    # torch's ReLU gradient passes where the output is not <= 0: at NaN it passes, at +-0 it does not.
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    x = torch.tensor((SPECIAL * 12)[:n], dtype=torch.float32)
+    gy = torch.arange(1.0, n + 1.0)
+    xo, xt = x.clone().requires_grad_(), x.clone().requires_grad_()
+    (go,) = torch.autograd.grad(cnnfast.functional.relu(xo), xo, gy)
+    (gt,) = torch.autograd.grad(F.relu(xt), xt, gy)
+    assert torch.equal(go, gt)
 
 
 def test_relu_inplace_without_grad_writes_the_input():

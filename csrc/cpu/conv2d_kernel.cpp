@@ -381,7 +381,7 @@ Buffer<T> to_batch16(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int
         for (int64_t h = 0; h < H; ++h)
           for (int64_t w = 0; w < W; ++w) {
             const T v = sl[h * W + w];
-            dst[batch16_offset(bl, h + ph, w + pw) + l] = kl == nullptr || kl[h * W + w] > T(0) ? v : T(0);
+            dst[batch16_offset(bl, h + ph, w + pw) + l] = kl == nullptr || !(kl[h * W + w] <= T(0)) ? v : T(0);
           }
       }
     }

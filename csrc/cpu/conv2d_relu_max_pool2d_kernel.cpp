@@ -6,7 +6,7 @@
 // it is, sixteen images per compare, and only the pooled output and indices are copied out to NCHW:
 // the convolution's output is never transposed.
 // The backward needs only the pooled output and its indices: an element the pooling chose gets
-// dy where the pooled output is > 0 (ReLU's mask, as relu(max) = max(relu)), every other element 0;
+// dy where the pooled output is not <= 0 (ReLU's mask, as relu(max) = max(relu)), every other element 0;
 // that gradient of the convolution's output is built in scratch (masking the pooled dy first, a
 // quarter of the elements for a 2x2 pool) and the convolution's gradients follow from it. When those
 // gradients run with sixteen images per vector, the masked pooled gradient and the indices are

@@ -70,7 +70,7 @@ inline void dot(Capability cap, const DotArgs& d) {
   if (cap == Capability::kAvx512) sdot_avx512(d);
   else sdot_avx2(d);
 }
-// Elementwise ReLU kernels of the same ISA files: y = clamp_min(x, 0) and d = (y > 0 ? g : 0).
+// Elementwise ReLU kernels of the same ISA files: y = clamp_min(x, 0) and d = (!(y <= 0) ? g : 0).
 void relu_f32_avx512(const float* x, float* y, int64_t n);
 void relu_f32_avx2(const float* x, float* y, int64_t n);
 void relu_mask_f32_avx512(const float* g, const float* y, float* d, int64_t n);
@@ -83,7 +83,7 @@ void relu_mask_f32_avx2(const float* g, const float* y, float* d, int64_t n);
 // dst + (j / sw) * ldd + (j % sw) * phase_ld with j = col0 + i.
 void rows_to_lanes16_avx512(const float* src, int64_t ld, float* dst, int64_t ldd, int64_t n, int64_t sw = 1,
                             int64_t phase_ld = 0, int64_t col0 = 0);
-// rows_to_lanes16 of src where keep > 0, 0 elsewhere (keep laid out as src: a ReLU's output as its mask).
+// rows_to_lanes16 of src where !(keep <= 0), 0 elsewhere (keep laid out as src: a ReLU's output as its mask).
 void rows_to_lanes16_masked_avx512(const float* src, const float* keep, int64_t ld, float* dst, int64_t ldd,
                                    int64_t n, int64_t sw = 1, int64_t phase_ld = 0, int64_t col0 = 0);
 // Columns split by parity (AVX-512 permutes): even[i] = src[2 i] for 2 i < n, odd[i] = src[2 i + 1]
@@ -145,19 +145,20 @@ inline void relu_span(Capability cap, const float* x, float* y, int64_t n) {
 inline void relu_span(Capability, const double* x, double* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] < 0.0 ? 0.0 : x[i];
 }
-// ReLU's gradient from its output: d = g where y > 0, else 0 (both loads unconditional: branch-free).
+// ReLU's gradient from its output: d = g where !(y <= 0) (positive or NaN, as torch's threshold_backward),
+// else 0 (both loads unconditional: branch-free).
 inline void relu_mask_span(Capability cap, const float* g, const float* y, float* d, int64_t n) {
   if (cap == Capability::kAvx512) return relu_mask_f32_avx512(g, y, d, n);
   if (cap == Capability::kAvx2) return relu_mask_f32_avx2(g, y, d, n);
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i];
-    d[i] = y[i] > 0.0f ? gi : 0.0f;
+    d[i] = !(y[i] <= 0.0f) ? gi : 0.0f;
   }
 }
 inline void relu_mask_span(Capability, const double* g, const double* y, double* d, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const double gi = g[i];
-    d[i] = y[i] > 0.0 ? gi : 0.0;
+    d[i] = !(y[i] <= 0.0) ? gi : 0.0;
   }
 }
 

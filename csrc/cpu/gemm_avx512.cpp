@@ -56,17 +56,17 @@ void relu_f32_avx512(const float* x, float* y, int64_t n) {
   }
 }
 
-// d[i] = g[i] where y[i] > 0, else 0.
+// d[i] = g[i] where !(y[i] <= 0) (positive or NaN: torch's threshold_backward), else 0.
 void relu_mask_f32_avx512(const float* g, const float* y, float* d, int64_t n) {
   const __m512 zero = _mm512_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    const __mmask16 pos = _mm512_cmp_ps_mask(_mm512_loadu_ps(y + i), zero, _CMP_GT_OQ);
+    const __mmask16 pos = _mm512_cmp_ps_mask(_mm512_loadu_ps(y + i), zero, _CMP_NLE_UQ);
     _mm512_storeu_ps(d + i, _mm512_maskz_mov_ps(pos, _mm512_loadu_ps(g + i)));
   }
   if (i < n) {
     const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
-    const __mmask16 pos = _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m, y + i), zero, _CMP_GT_OQ);
+    const __mmask16 pos = _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m, y + i), zero, _CMP_NLE_UQ);
     _mm512_mask_storeu_ps(d + i, m, _mm512_maskz_mov_ps(pos, _mm512_maskz_loadu_ps(m, g + i)));
   }
 }
@@ -109,7 +109,7 @@ void rows_to_lanes16_masked_avx512(const float* src, const float* keep, int64_t 
     const __mmask16 mask = static_cast<__mmask16>(m >= 16 ? 0xFFFF : (1u << m) - 1u);
     for (int l = 0; l < 16; ++l) {
       const __mmask16 pos = _mm512_mask_cmp_ps_mask(mask, _mm512_maskz_loadu_ps(mask, keep + l * ld + i), zero,
-                                                    _CMP_GT_OQ);
+                                                    _CMP_NLE_UQ);
       r[l] = _mm512_maskz_loadu_ps(pos, src + l * ld + i);
     }
     avx512::transpose16(r);

@@ -150,7 +150,7 @@ CNNFAST_DEVICE void a_unit(const ConvGemmParams& P, const RowInfo& row, int64_t 
         float mv[4];
         load4(mask + idx, mv);
 #pragma unroll
-        for (int i = 0; i < 4; ++i) v[i] = mv[i] > 0.0f ? v[i] : 0.0f;
+        for (int i = 0; i < 4; ++i) v[i] = !(mv[i] <= 0.0f) ? v[i] : 0.0f;
       }
       return;
     }
@@ -178,7 +178,7 @@ CNNFAST_DEVICE void a_unit(const ConvGemmParams& P, const RowInfo& row, int64_t 
         float mv[4];
         load4(mask + idx, mv);
 #pragma unroll
-        for (int i = 0; i < 4; ++i) v[i] = mv[i] > 0.0f ? v[i] : 0.0f;
+        for (int i = 0; i < 4; ++i) v[i] = !(mv[i] <= 0.0f) ? v[i] : 0.0f;
       }
       return;
     }

@@ -113,11 +113,12 @@ CNNFAST_DEVICE void split_index(int64_t i, int64_t C, int64_t A, int64_t B, int6
   b = ab - a * static_cast<int>(B);
 }
 
-// grad_output element i, counted only where the ReLU output (when given) is > 0.
+// grad_output element i, counted only where the ReLU output (when given) is not <= 0 (positive or NaN,
+// as torch's threshold_backward).
 template <class T>
 CNNFAST_DEVICE float masked(const T* dy, const T* mask, int64_t i) {
   const float g = to_float(dy[i]);
-  return (mask == nullptr || to_float(mask[i]) > 0.0f) ? g : 0.0f;
+  return (mask == nullptr || !(to_float(mask[i]) <= 0.0f)) ? g : 0.0f;
 }
 
 // out[i] = sum over s of partial[s * n + i], s in increasing order (deterministic split-K).

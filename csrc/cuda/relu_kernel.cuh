@@ -2,7 +2,8 @@
 // Vector path: each thread moves 16 bytes per step (4 floats or 8 halves) with one 128-bit load
 // per operand, grid-stride with 64-bit indices; the last n % (16 / sizeof(T)) elements are a
 // scalar tail. The host picks the vector path when every pointer is 16-byte aligned.
-// relu(NaN) = NaN as torch; backward: dx = dy where y > 0, else 0.
+// relu(NaN) = NaN as torch; backward: dx = dy where !(y <= 0) (positive or NaN, as torch's
+// threshold_backward), else 0.
 #pragma once
 
 #include "kernel_utils.cuh"
@@ -48,13 +49,13 @@ __global__ void __launch_bounds__(kEltwiseThreads)
       const Vec16<T> o = load16(y + i * V);
       Vec16<T> d;
 #pragma unroll
-      for (int j = 0; j < V; ++j) d.v[j] = to_float(o.v[j]) > 0.0f ? g.v[j] : from_float<T>(0.0f);
+      for (int j = 0; j < V; ++j) d.v[j] = !(to_float(o.v[j]) <= 0.0f) ? g.v[j] : from_float<T>(0.0f);
       store16(dx + i * V, d);
     }
     done = nv * V;
   }
   for (int64_t i = done + tid; i < n; i += stride)
-    dx[i] = to_float(y[i]) > 0.0f ? dy[i] : from_float<T>(0.0f);
+    dx[i] = !(to_float(y[i]) <= 0.0f) ? dy[i] : from_float<T>(0.0f);
 }
 
 template <class T>
@@ -73,7 +74,7 @@ void relu(const T* x, T* y, int64_t n, Stream stream) {
   CNNFAST_LAUNCH(relu_config<T>(n), stream, relu_kernel<T>)(x, y, n, vec);
 }
 
-// dx = y > 0 ? dy : 0. n > 0.
+// dx = !(y <= 0) ? dy : 0. n > 0.
 template <class T, class Stream>
 void relu_backward(const T* dy, const T* y, T* dx, int64_t n, Stream stream) {
   const bool vec = aligned_to(dy, 16) && aligned_to(y, 16) && aligned_to(dx, 16);
