@@ -555,23 +555,82 @@ void grad_input_impl(const Conv2dProblem& p, const T* dy, const T* w, T* dx, Cap
     forward_impl<T>(q, dy, wt.data(), nullptr, dx, false, cap);
     return;
   }
+  if (p.R * p.S == 1) {
+    // A 1x1 kernel: each input pixel takes at most one tap, and col2im is a strided copy of dcol.
+    at::parallel_for(0, p.N * G, 1, [&](int64_t begin, int64_t end) {
+      Scratch<T> gcol(red * kTile);
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t g = item % G, n = item / G;
+        T* dxg = dx + (n * p.C + g * Cg) * p.H * p.W;
+        std::fill(dxg, dxg + Cg * p.H * p.W, T(0));
+        const T* dyg = dy + (n * p.K + g * Kg) * PQ;
+        for (int64_t t = 0; t < tiles; ++t) {
+          const int64_t pix0 = t * kTile, len = std::min(kTile, PQ - pix0);
+          GemmArgs<T> a;
+          a.M = red, a.N = len, a.K = Kg;
+          a.a = w + g * Kg * red, a.a_rs = 1, a.a_ks = red;
+          a.b = dyg + pix0, a.ldb = PQ;
+          a.c = gcol.data(), a.ldc = kTile;
+          gemm(cap, a);
+          col2im_tile_add(p, gcol.data(), pix0, len, dxg);
+        }
+      }
+    });
+    return;
+  }
+  // Any other stride or padding: per (sample, group), dcol = W^T dy a tile of output pixels at a time,
+  // its pixels numbered on the phase width as in forward_direct (v = oh * Wh + ow, dy zero in the
+  // dropped columns), so tap r's row of dcol adds into one contiguous run of the phase-split
+  // accumulator, at tap_offsets(p)[r] + v; then the accumulator's input pixels are copied out into dx.
+  // Each dx element sums its taps in the order (tile, c, kh, kw), whichever thread runs the item.
+  const PhaseLayout l = phase_layout(p);
+  const int64_t Wh = l.Wh, V = (p.P - 1) * Wh + p.Q, vtiles = (V + kTile - 1) / kTile, Vpad = vtiles * kTile;
+  const std::vector<int64_t> off = tap_offsets(p);
+  const bool merge2 = std::is_same_v<T, float> && l.sw == 2 && cap == Capability::kAvx512;
   at::parallel_for(0, p.N * G, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> gcol(red * kTile);
+    Scratch<T> gcol(red * kTile), dyv(Kg * Vpad), acc(Cg * l.plane + kTile);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t g = item % G, n = item / G;
-      T* dxg = dx + (n * p.C + g * Cg) * p.H * p.W;
-      std::fill(dxg, dxg + Cg * p.H * p.W, T(0));
       const T* dyg = dy + (n * p.K + g * Kg) * PQ;
-      for (int64_t t = 0; t < tiles; ++t) {
-        const int64_t pix0 = t * kTile, len = std::min(kTile, PQ - pix0);
+      // dy on the phase width, zero past each row's Q and past the last row.
+      for (int64_t k = 0; k < Kg; ++k) {
+        T* dst = dyv.data() + k * Vpad;
+        std::fill(dst, dst + Vpad, T(0));
+        for (int64_t oh = 0; oh < p.P; ++oh) std::memcpy(dst + oh * Wh, dyg + k * PQ + oh * p.Q, p.Q * sizeof(T));
+      }
+      std::fill(acc.data(), acc.data() + Cg * l.plane + kTile, T(0));
+      for (int64_t t = 0; t < vtiles; ++t) {
+        const int64_t v0 = t * kTile, len = std::min(kTile, V - v0);
         GemmArgs<T> a;
         a.M = red, a.N = len, a.K = Kg;
         a.a = w + g * Kg * red, a.a_rs = 1, a.a_ks = red;
-        a.b = dyg + pix0, a.ldb = PQ;
+        a.b = dyv.data() + v0, a.ldb = Vpad;
         a.c = gcol.data(), a.ldc = kTile;
         gemm(cap, a);
-        col2im_tile_add(p, gcol.data(), pix0, len, dxg);
+        for (int64_t r = 0; r < red; ++r) add_span(cap, gcol.data() + r * kTile, acc.data() + off[r] + v0, len);
       }
+      // dx[c, h, w] = the accumulator at padded (h + pad_h, w + pad_w): phase ((h + pad_h) % sh, (w + pad_w) % sw).
+      T* dxg = dx + (n * p.C + g * Cg) * p.H * p.W;
+      for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t h = 0; h < p.H; ++h) {
+          const int64_t hp = h + p.pad_h;
+          const T* row = acc.data() + c * l.plane + (hp % l.sh) * l.sw * l.phase + (hp / l.sh) * Wh;
+          T* out = dxg + (c * p.H + h) * p.W;
+          if constexpr (std::is_same_v<T, float>) {
+            if (merge2) {
+              const int64_t pe = p.pad_w % 2;  // phase of the even input columns (padded_input's split)
+              merge_columns2_avx512(row + pe * l.phase + p.pad_w / 2, row + (1 - pe) * l.phase + (p.pad_w + 1) / 2,
+                                    p.W, out);
+              continue;
+            }
+          }
+          // Phase b's column j is padded column j * sw + b, input column j * sw + b - pad_w.
+          for (int64_t b = 0; b < l.sw; ++b) {
+            const T* src = row + b * l.phase;
+            const int64_t first = std::max<int64_t>(0, (p.pad_w - b + l.sw - 1) / l.sw);
+            for (int64_t j = first, x = first * l.sw + b - p.pad_w; x < p.W; ++j, x += l.sw) out[x] = src[j];
+          }
+        }
     }
   });
 }

@@ -89,6 +89,11 @@ void rows_to_lanes16_masked_avx512(const float* src, const float* keep, int64_t 
 // Columns split by parity (AVX-512 permutes): even[i] = src[2 i] for 2 i < n, odd[i] = src[2 i + 1]
 // for 2 i + 1 < n (a row of the stride-2 phase layout, conv2d_kernel.cpp's padded_input).
 void split_columns2_avx512(const float* src, int64_t n, float* even, float* odd);
+// The inverse: dst[2 i] = even[i], dst[2 i + 1] = odd[i] for the n elements of dst.
+void merge_columns2_avx512(const float* even, const float* odd, int64_t n, float* dst);
+// dst[i] += src[i] for i < n.
+void add_f32_avx512(const float* src, float* dst, int64_t n);
+void add_f32_avx2(const float* src, float* dst, int64_t n);
 void lanes16_to_rows_avx512(const float* src, float* dst, int64_t ld, int64_t n);
 // lanes16_to_rows for int32 lanes widened to int64 rows (pooling indices): dst[l * ld + i] = src[i * 16 + l].
 void lanes16_to_rows_i64_avx512(const int32_t* src, int64_t* dst, int64_t ld, int64_t n);
@@ -135,6 +140,16 @@ inline void gemm(Capability cap, const GemmArgs<float>& g) {
   else gemm_portable(g);
 }
 inline void gemm(Capability, const GemmArgs<double>& g) { gemm_portable(g); }
+
+// dst[i] += src[i] over n elements: the SIMD path for float, else portable.
+inline void add_span(Capability cap, const float* src, float* dst, int64_t n) {
+  if (cap == Capability::kAvx512) return add_f32_avx512(src, dst, n);
+  if (cap == Capability::kAvx2) return add_f32_avx2(src, dst, n);
+  for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+}
+inline void add_span(Capability, const double* src, double* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+}
 
 // ReLU forward over n elements: the SIMD path for float, else portable (clamp_min semantics).
 inline void relu_span(Capability cap, const float* x, float* y, int64_t n) {

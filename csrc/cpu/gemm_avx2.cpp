@@ -65,6 +65,12 @@ void relu_mask_f32_avx2(const float* g, const float* y, float* d, int64_t n) {
   }
 }
 
+void add_f32_avx2(const float* src, float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_add_ps(_mm256_loadu_ps(dst + i), _mm256_loadu_ps(src + i)));
+  for (; i < n; ++i) dst[i] += src[i];
+}
+
 }  // namespace cnnfast::cpu
 
 #pragma GCC pop_options

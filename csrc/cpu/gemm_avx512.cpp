@@ -131,6 +131,30 @@ void split_columns2_avx512(const float* src, int64_t n, float* even, float* odd)
   }
 }
 
+void merge_columns2_avx512(const float* even, const float* odd, int64_t n, float* dst) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  for (int64_t i = 0; i < n; i += 32) {
+    const int64_t m = std::min<int64_t>(32, n - i);  // destination elements in this step
+    const int64_t ne = (m + 1) / 2, no = m / 2;
+    const __m512 e = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << ne) - 1u), even + i / 2);
+    const __m512 o = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << no) - 1u), odd + i / 2);
+    const __mmask16 m0 = static_cast<__mmask16>(m >= 16 ? 0xFFFF : (1u << m) - 1u);
+    const __mmask16 m1 = static_cast<__mmask16>(m >= 32 ? 0xFFFF : m <= 16 ? 0u : (1u << (m - 16)) - 1u);
+    _mm512_mask_storeu_ps(dst + i, m0, _mm512_permutex2var_ps(e, lo, o));
+    _mm512_mask_storeu_ps(dst + i + 16, m1, _mm512_permutex2var_ps(e, hi, o));
+  }
+}
+
+void add_f32_avx512(const float* src, float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_add_ps(_mm512_loadu_ps(dst + i), _mm512_loadu_ps(src + i)));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+    _mm512_mask_storeu_ps(dst + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst + i), _mm512_maskz_loadu_ps(m, src + i)));
+  }
+}
+
 void lanes16_to_rows_avx512(const float* src, float* dst, int64_t ld, int64_t n) {
   __m512 r[16];
   for (int64_t i = 0; i < n; i += 16) {
