@@ -351,7 +351,12 @@ Buffer<T> to_batch16(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int
       if constexpr (std::is_same_v<T, float>) {
         if (full && cap == Capability::kAvx512) {
           // Zero only the pixels no row writes: the padding rows whole, the padding columns of the others.
+          // (Without column phases a run of pixels of a row is contiguous: one fill.)
           const auto zero = [&](int64_t hp, int64_t w0, int64_t w1) {
+            if (sw == 1) {
+              if (w1 > w0) std::fill_n(dst + batch16_offset(bl, hp, w0), (w1 - w0) * kBatchLanes, 0.0f);
+              return;
+            }
             for (int64_t wp = w0; wp < w1; ++wp) std::fill_n(dst + batch16_offset(bl, hp, wp), kBatchLanes, 0.0f);
           };
           for (int64_t hp = 0; hp < Hp; ++hp) {
