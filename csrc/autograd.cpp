@@ -3,9 +3,12 @@
 // CPU, CUDA, Meta/fake or autocast kernel runs), saves what its backward op needs and the backward calls that op
 // (cnnfast::<op>_backward, schemas in csrc/ops.cpp). Being C++, a call costs a few microseconds of
 // dispatch instead of the tens that a Python autograd registration takes per forward and backward.
-// Backward ops have no autograd of their own: second derivatives are not supported (README).
+// Backward ops have no autograd of their own: second derivatives are not supported (README). A gradient
+// computed with create_graph=True is handed out through torch's DelayedError node (once_differentiable
+// below), so that differentiating it again raises instead of silently giving zero.
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/autograd/functions/basic_ops.h>
 #include <torch/library.h>
 
 #include <array>
@@ -65,7 +68,7 @@ CNNFAST_OP(relu_op, ReluSig, "cnnfast::relu")
 CNNFAST_OP(relu_backward_op, ReluBackwardSig, "cnnfast::relu_backward")
 #undef CNNFAST_OP
 
-// A forward op with the autograd keys excluded: the backend's kernel runs (CPU, CUDA, Meta, autocast).
+// An op with the autograd keys excluded: the backend's kernel runs (CPU, CUDA, Meta, autocast).
 template <typename Signature, typename... Args>
 auto call_below_autograd(const c10::TypedOperatorHandle<Signature>& op, const Args&... args) {
   const at::AutoDispatchBelowADInplaceOrView below_autograd;
@@ -77,6 +80,26 @@ auto call_below_autograd(const c10::TypedOperatorHandle<Signature>& op, const Ar
 bool records_graph(const at::Tensor& a, const at::Tensor& b = {}, const std::optional<at::Tensor>& c = {}) {
   return at::GradMode::is_enabled() &&
          (a.requires_grad() || (b.defined() && b.requires_grad()) || (c && c->defined() && c->requires_grad()));
+}
+
+// What a backward returns. Under create_graph=True (grad mode on in the backward) with a tensor that
+// requires grad, the gradients (computed below autograd, so without history) come back as outputs of
+// torch's DelayedError: the same values, and an error naming the op if anything differentiates them
+// (as torch.autograd.function.once_differentiable does).
+variable_list once_differentiable(const char* op, AutogradContext* ctx, const variable_list& grad_outputs,
+                                  variable_list grads) {
+  if (!at::GradMode::is_enabled()) return grads;
+  bool requires_grad = false;
+  for (const auto& g : grad_outputs) requires_grad = requires_grad || (g.defined() && g.requires_grad());
+  for (const auto& v : ctx->get_saved_variables()) requires_grad = requires_grad || (v.defined() && v.requires_grad());
+  if (!requires_grad) return grads;
+  for (auto& g : grads)
+    if (g.defined()) g = g.detach().requires_grad_(true);
+  auto error = std::make_shared<torch::autograd::DelayedError>(
+      std::string(op) + ": second derivatives (double backward) are not implemented; this gradient was computed "
+                        "with create_graph=True and cannot be differentiated again",
+      static_cast<int64_t>(grads.size()));
+  return error->apply(std::move(grads));
 }
 
 // The convolution arguments a backward needs besides its tensors.
@@ -110,12 +133,13 @@ struct Conv2dFunction : torch::autograd::Function<Conv2dFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    const auto& op = conv2d_backward_op();
     const auto saved = ctx->get_saved_variables();
     auto& d = ctx->saved_data;
-    return conv_grads(op.call(grad_outputs[0], saved[0], saved[1], d["stride"].toIntVector(),
-                              d["padding"].toIntVector(), d["dilation"].toIntVector(), d["groups"].toInt(),
-                              conv_output_mask(ctx)));
+    return once_differentiable(
+        "cnnfast::conv2d", ctx, grad_outputs,
+        conv_grads(call_below_autograd(conv2d_backward_op(), grad_outputs[0], saved[0], saved[1],
+                                       d["stride"].toIntVector(), d["padding"].toIntVector(),
+                                       d["dilation"].toIntVector(), d["groups"].toInt(), conv_output_mask(ctx))));
   }
 };
 
@@ -131,12 +155,13 @@ struct Conv2dReluFunction : torch::autograd::Function<Conv2dReluFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    const auto& op = conv2d_relu_backward_op();
     const auto saved = ctx->get_saved_variables();
     auto& d = ctx->saved_data;
-    return conv_grads(op.call(grad_outputs[0], saved[0], saved[1], saved[2], d["stride"].toIntVector(),
-                              d["padding"].toIntVector(), d["dilation"].toIntVector(), d["groups"].toInt(),
-                              conv_output_mask(ctx)));
+    return once_differentiable(
+        "cnnfast::conv2d_relu", ctx, grad_outputs,
+        conv_grads(call_below_autograd(conv2d_relu_backward_op(), grad_outputs[0], saved[0], saved[1], saved[2],
+                                       d["stride"].toIntVector(), d["padding"].toIntVector(),
+                                       d["dilation"].toIntVector(), d["groups"].toInt(), conv_output_mask(ctx))));
   }
 };
 
@@ -168,17 +193,16 @@ struct Conv2dReluMaxPool2dFunction : torch::autograd::Function<Conv2dReluMaxPool
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     constexpr int kArgs = 13;
     if (!grad_outputs[0].defined()) return variable_list(kArgs);  // no gradient reached the output
-    const auto& op = conv2d_relu_max_pool2d_backward_op();
     const auto saved = ctx->get_saved_variables();
     auto& d = ctx->saved_data;
     const Grads3 g =
-        op.call(grad_outputs[0], saved[0], saved[1], saved[2], saved[3], d["stride"].toIntVector(),
+        call_below_autograd(conv2d_relu_max_pool2d_backward_op(), grad_outputs[0], saved[0], saved[1], saved[2], saved[3], d["stride"].toIntVector(),
                 d["padding"].toIntVector(), d["dilation"].toIntVector(), d["groups"].toInt(),
                 d["kernel_size"].toIntVector(), d["pool_stride"].toIntVector(), d["pool_padding"].toIntVector(),
                 d["pool_dilation"].toIntVector(), d["ceil_mode"].toBool(), conv_output_mask(ctx));
     variable_list grads(kArgs);
     grads[0] = std::get<0>(g), grads[1] = std::get<1>(g), grads[2] = std::get<2>(g);
-    return grads;
+    return once_differentiable("cnnfast::conv2d_relu_max_pool2d", ctx, grad_outputs, std::move(grads));
   }
 };
 
@@ -202,14 +226,14 @@ struct MaxPool2dFunction : torch::autograd::Function<MaxPool2dFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    const auto& op = max_pool2d_backward_op();
     const auto saved = ctx->get_saved_variables();
     if (!grad_outputs[0].defined()) return variable_list(6);  // no gradient reached the output
     auto& d = ctx->saved_data;
-    at::Tensor grad_input =
-        op.call(grad_outputs[0], saved[0], saved[1], d["kernel_size"].toIntVector(), d["stride"].toIntVector(),
-                d["padding"].toIntVector(), d["dilation"].toIntVector(), d["ceil_mode"].toBool());
-    return {grad_input, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    at::Tensor grad_input = call_below_autograd(
+        max_pool2d_backward_op(), grad_outputs[0], saved[0], saved[1], d["kernel_size"].toIntVector(),
+        d["stride"].toIntVector(), d["padding"].toIntVector(), d["dilation"].toIntVector(), d["ceil_mode"].toBool());
+    return once_differentiable("cnnfast::max_pool2d", ctx, grad_outputs,
+                               {grad_input, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()});
   }
 };
 
@@ -221,8 +245,8 @@ struct ReluFunction : torch::autograd::Function<ReluFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    const auto& op = relu_backward_op();
-    return {op.call(grad_outputs[0], ctx->get_saved_variables()[0])};
+    return once_differentiable("cnnfast::relu", ctx, grad_outputs,
+                               {call_below_autograd(relu_backward_op(), grad_outputs[0], ctx->get_saved_variables()[0])});
   }
 };
 

@@ -125,3 +125,35 @@ def test_a_failed_call_writes_nothing():
         torch.ops.cnnfast.max_pool2d_backward(gy, x4(1, 1, 4, 4), torch.full((1, 1, 2, 2), 99), [2, 2], [2, 2],
                                               [0, 0], [1, 1], False)
     assert torch.equal(gy, torch.ones(1, 1, 2, 2))
+
+
+# Second derivatives are not implemented: a gradient taken with create_graph=True keeps its value, and
+# differentiating it again raises an error naming the op (never a silent zero).
+DOUBLE_BACKWARD = {
+    "conv2d": lambda x, w: cnnfast.functional.conv2d(x, w, padding=1),
+    "conv2d_relu": lambda x, w: cnnfast.functional.conv2d_relu(x, w, padding=1),
+    "conv2d_relu_max_pool2d": lambda x, w: cnnfast.functional.conv2d_relu_max_pool2d(x, w, padding=1, kernel_size=2),
+    "max_pool2d": lambda x, w: cnnfast.functional.max_pool2d(x * w.sum(), 2),
+    "relu": lambda x, w: cnnfast.functional.relu(x * w.sum()),
+}
+REFERENCE = {
+    "conv2d": lambda x, w: torch.nn.functional.conv2d(x, w, padding=1),
+    "conv2d_relu": lambda x, w: torch.relu(torch.nn.functional.conv2d(x, w, padding=1)),
+    "conv2d_relu_max_pool2d": lambda x, w: torch.nn.functional.max_pool2d(
+        torch.relu(torch.nn.functional.conv2d(x, w, padding=1)), 2),
+    "max_pool2d": lambda x, w: torch.nn.functional.max_pool2d(x * w.sum(), 2),
+    "relu": lambda x, w: torch.relu(x * w.sum()),
+}
+
+
+@pytest.mark.parametrize("op", list(DOUBLE_BACKWARD))
+def test_double_backward_raises_instead_of_a_silent_zero(op):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    (gx,) = torch.autograd.grad(DOUBLE_BACKWARD[op](x, w).pow(2).sum(), x, create_graph=True)
+    (expected,) = torch.autograd.grad(REFERENCE[op](x, w).pow(2).sum(), x)
+    torch.testing.assert_close(gx, expected)  # float64, the same sums: the first order is unchanged
+    assert gx.requires_grad
+    with pytest.raises(RuntimeError, match=f"cnnfast::{op}: second derivatives"):
+        gx.sum().backward()
