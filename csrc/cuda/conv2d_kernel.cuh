@@ -145,13 +145,7 @@ CNNFAST_DEVICE void a_unit(const ConvGemmParams& P, const RowInfo& row, int64_t 
       const int oh = th / sh, ow = tw / sw;
       if (oh >= p.P || ow >= p.Q) return;
       const int64_t idx = row.off + (static_cast<int64_t>(oh) * p.Q + ow) * p.K + kc;
-      load4(A + idx, v);
-      if (mask) {
-        float mv[4];
-        load4(mask + idx, mv);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) v[i] = !(mv[i] <= 0.0f) ? v[i] : 0.0f;
-      }
+      masked4(A, mask, idx, v);
       return;
     }
 #pragma unroll
@@ -173,13 +167,7 @@ CNNFAST_DEVICE void a_unit(const ConvGemmParams& P, const RowInfo& row, int64_t 
     const int64_t PQ = p.P * p.Q;
     if (!NHWC && P.vec_a) {  // 4 pixels of one plane (P*Q % 4 == 0), contiguous and aligned
       const int64_t n = kk / PQ, idx = row.off + n * p.K * PQ + (kk - n * PQ);
-      load4(A + idx, v);
-      if (mask) {
-        float mv[4];
-        load4(mask + idx, mv);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) v[i] = !(mv[i] <= 0.0f) ? v[i] : 0.0f;
-      }
+      masked4(A, mask, idx, v);
       return;
     }
 #pragma unroll

@@ -49,13 +49,13 @@ __global__ void __launch_bounds__(kEltwiseThreads)
       const Vec16<T> o = load16(y + i * V);
       Vec16<T> d;
 #pragma unroll
-      for (int j = 0; j < V; ++j) d.v[j] = !(to_float(o.v[j]) <= 0.0f) ? g.v[j] : from_float<T>(0.0f);
+      for (int j = 0; j < V; ++j) d.v[j] = from_float<T>(relu_passes(to_float(g.v[j]), to_float(o.v[j])));
       store16(dx + i * V, d);
     }
     done = nv * V;
   }
   for (int64_t i = done + tid; i < n; i += stride)
-    dx[i] = !(to_float(y[i]) <= 0.0f) ? dy[i] : from_float<T>(0.0f);
+    dx[i] = from_float<T>(relu_passes(to_float(dy[i]), to_float(y[i])));
 }
 
 template <class T>
