@@ -82,6 +82,17 @@ inline PhaseLayout phase_layout(const Conv2dProblem& p) {
   return l;
 }
 
+// A row of the layout with stride 2 across: input column w is padded column w + pad_w, so the even
+// input columns sit in phase pad_w % 2 from its column pad_w / 2, the odd ones in the other phase from
+// column (pad_w + 1) / 2. Their offsets from the row's start in phase 0.
+struct ParityOffsets {
+  int64_t even, odd;
+};
+inline ParityOffsets parity_offsets(const Conv2dProblem& p, const PhaseLayout& l) {
+  const int64_t pe = p.pad_w % 2;
+  return {pe * l.phase + p.pad_w / 2, (1 - pe) * l.phase + (p.pad_w + 1) / 2};
+}
+
 // The input in the phase layout, plus a tile of slack past the end. Only the phases some tap reads
 // are filled (a 1x1 stride-2 convolution reads one phase of four); every element no input element
 // lands on is zero (the padding, the phases' slack and the unread phases: GEMM tiles run past a row's
@@ -145,11 +156,8 @@ Buffer<T> padded_input(const Conv2dProblem& p, const T* x, Capability cap) {
         }
         if constexpr (std::is_same_v<T, float>) {
           if (split2 && used_w[0] && used_w[1]) {
-            // Input column w is padded column w + pad_w: the even ones go to phase pad_w % 2 from
-            // column pad_w / 2, the odd ones to the other phase from column (pad_w + 1) / 2.
-            const int64_t pe = p.pad_w % 2;
-            split_columns2_avx512(srow, p.W, row + pe * l.phase + p.pad_w / 2,
-                                  row + (1 - pe) * l.phase + (p.pad_w + 1) / 2);
+            const ParityOffsets o = parity_offsets(p, l);
+            split_columns2_avx512(srow, p.W, row + o.even, row + o.odd);
             continue;
           }
         }
@@ -623,9 +631,8 @@ void grad_input_impl(const Conv2dProblem& p, const T* dy, const T* w, T* dx, Cap
           T* out = dxg + (c * p.H + h) * p.W;
           if constexpr (std::is_same_v<T, float>) {
             if (merge2) {
-              const int64_t pe = p.pad_w % 2;  // phase of the even input columns (padded_input's split)
-              merge_columns2_avx512(row + pe * l.phase + p.pad_w / 2, row + (1 - pe) * l.phase + (p.pad_w + 1) / 2,
-                                    p.W, out);
+              const ParityOffsets o = parity_offsets(p, l);
+              merge_columns2_avx512(row + o.even, row + o.odd, p.W, out);
               continue;
             }
           }
