@@ -591,19 +591,26 @@ void grad_input_impl(const Conv2dProblem& p, const T* dy, const T* w, T* dx, Cap
     });
     return;
   }
-  // Any other stride or padding: per (sample, group), dcol = W^T dy a tile of output pixels at a time,
-  // its pixels numbered on the phase width as in forward_direct (v = oh * Wh + ow, dy zero in the
-  // dropped columns), so tap r's row of dcol adds into one contiguous run of the phase-split
-  // accumulator, at tap_offsets(p)[r] + v; then the accumulator's input pixels are copied out into dx.
-  // Each dx element sums its taps in the order (tile, c, kh, kw), whichever thread runs the item.
+  // Any other stride or padding: per (sample, group, chunk of input channels), dcol = W^T dy a tile of
+  // output pixels at a time (the chunk's rows of it), its pixels numbered on the phase width as in
+  // forward_direct (v = oh * Wh + ow, dy zero in the dropped columns), so tap r's row of dcol adds into
+  // one contiguous run of the phase-split accumulator, at tap_offsets(p)[r] + v; then the accumulator's
+  // input pixels are copied out into dx. Each dx element sums its own channel's taps in the order (tile,
+  // kh, kw), whichever thread and chunk compute it; the channels are cut into chunks only when there
+  // are fewer (sample, group) items than two per thread (batch 1).
   const PhaseLayout l = phase_layout(p);
   const int64_t Wh = l.Wh, V = (p.P - 1) * Wh + p.Q, vtiles = (V + kTile - 1) / kTile, Vpad = vtiles * kTile;
+  const int64_t RS = p.R * p.S, items = p.N * G, want = 2 * at::get_num_threads();
+  const int64_t cchunks = items >= want ? 1 : std::min(Cg, (want + items - 1) / items);
+  const int64_t cmax = (Cg + cchunks - 1) / cchunks;
   const std::vector<int64_t> off = tap_offsets(p);
   const bool merge2 = std::is_same_v<T, float> && l.sw == 2 && cap == Capability::kAvx512;
-  at::parallel_for(0, p.N * G, 1, [&](int64_t begin, int64_t end) {
-    Scratch<T> gcol(red * kTile), dyv(Kg * Vpad), acc(Cg * l.plane + kTile);
+  at::parallel_for(0, items * cchunks, 1, [&](int64_t begin, int64_t end) {
+    Scratch<T> gcol(cmax * RS * kTile), dyv(Kg * Vpad), acc(cmax * l.plane + kTile);
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t g = item % G, n = item / G;
+      const int64_t cc = item % cchunks, g = (item / cchunks) % G, n = item / (cchunks * G);
+      const int64_t c0 = cc * Cg / cchunks, cn = (cc + 1) * Cg / cchunks - c0;
+      if (cn <= 0) continue;
       const T* dyg = dy + (n * p.K + g * Kg) * PQ;
       // dy on the phase width, zero past each row's Q and past the last row.
       for (int64_t k = 0; k < Kg; ++k) {
@@ -611,23 +618,26 @@ void grad_input_impl(const Conv2dProblem& p, const T* dy, const T* w, T* dx, Cap
         std::fill(dst, dst + Vpad, T(0));
         for (int64_t oh = 0; oh < p.P; ++oh) std::memcpy(dst + oh * Wh, dyg + k * PQ + oh * p.Q, p.Q * sizeof(T));
       }
-      std::fill(acc.data(), acc.data() + Cg * l.plane + kTile, T(0));
+      // The accumulator holds channels [c0, c0 + cn): tap r of channel c lands at off[r] - c0 * plane.
+      std::fill(acc.data(), acc.data() + cn * l.plane + kTile, T(0));
+      const int64_t r0 = c0 * RS, rn = cn * RS;
       for (int64_t t = 0; t < vtiles; ++t) {
         const int64_t v0 = t * kTile, len = std::min(kTile, V - v0);
         GemmArgs<T> a;
-        a.M = red, a.N = len, a.K = Kg;
-        a.a = w + g * Kg * red, a.a_rs = 1, a.a_ks = red;
+        a.M = rn, a.N = len, a.K = Kg;
+        a.a = w + g * Kg * red + r0, a.a_rs = 1, a.a_ks = red;
         a.b = dyv.data() + v0, a.ldb = Vpad;
         a.c = gcol.data(), a.ldc = kTile;
         gemm(cap, a);
-        for (int64_t r = 0; r < red; ++r) add_span(cap, gcol.data() + r * kTile, acc.data() + off[r] + v0, len);
+        for (int64_t r = 0; r < rn; ++r)
+          add_span(cap, gcol.data() + r * kTile, acc.data() + off[r0 + r] - c0 * l.plane + v0, len);
       }
       // dx[c, h, w] = the accumulator at padded (h + pad_h, w + pad_w): phase ((h + pad_h) % sh, (w + pad_w) % sw).
       T* dxg = dx + (n * p.C + g * Cg) * p.H * p.W;
-      for (int64_t c = 0; c < Cg; ++c)
+      for (int64_t c = c0; c < c0 + cn; ++c)
         for (int64_t h = 0; h < p.H; ++h) {
           const int64_t hp = h + p.pad_h;
-          const T* row = acc.data() + c * l.plane + (hp % l.sh) * l.sw * l.phase + (hp / l.sh) * Wh;
+          const T* row = acc.data() + (c - c0) * l.plane + (hp % l.sh) * l.sw * l.phase + (hp / l.sh) * Wh;
           T* out = dxg + (c * p.H + h) * p.W;
           if constexpr (std::is_same_v<T, float>) {
             if (merge2) {
