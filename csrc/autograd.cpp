@@ -13,6 +13,7 @@
 
 #include <array>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace cnnfast {
@@ -80,6 +81,17 @@ auto call_below_autograd(const c10::TypedOperatorHandle<Signature>& op, const Ar
 bool records_graph(const at::Tensor& a, const at::Tensor& b = {}, const std::optional<at::Tensor>& c = {}) {
   return at::GradMode::is_enabled() &&
          (a.requires_grad() || (b.defined() && b.requires_grad()) || (c && c->defined() && c->requires_grad()));
+}
+
+// The pooling arguments a backward needs, under keys prefix + "kernel_size", "stride", ... (the fused op
+// keeps its convolution's stride, padding and dilation under the plain keys, so its pooling's take "pool_").
+void save_pool_args(AutogradContext* ctx, const std::string& prefix, at::IntArrayRef kernel_size,
+                    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
+  ctx->saved_data["kernel_size"] = kernel_size.vec();
+  ctx->saved_data[prefix + "stride"] = stride.vec();
+  ctx->saved_data[prefix + "padding"] = padding.vec();
+  ctx->saved_data[prefix + "dilation"] = dilation.vec();
+  ctx->saved_data["ceil_mode"] = ceil_mode;
 }
 
 // What a backward returns. Under create_graph=True (grad mode on in the backward) with a tensor that
@@ -182,11 +194,7 @@ struct Conv2dReluMaxPool2dFunction : torch::autograd::Function<Conv2dReluMaxPool
     ctx->set_materialize_grads(false);  // as MaxPool2dFunction: no zero gradient for the indices
     ctx->save_for_backward({output, indices, input, weight});
     save_conv_args(ctx, bias, stride, padding, dilation, groups);
-    ctx->saved_data["kernel_size"] = kernel_size.vec();
-    ctx->saved_data["pool_stride"] = pool_stride.vec();
-    ctx->saved_data["pool_padding"] = pool_padding.vec();
-    ctx->saved_data["pool_dilation"] = pool_dilation.vec();
-    ctx->saved_data["ceil_mode"] = ceil_mode;
+    save_pool_args(ctx, "pool_", kernel_size, pool_stride, pool_padding, pool_dilation, ceil_mode);
     return {output, returned};
   }
 
@@ -195,11 +203,11 @@ struct Conv2dReluMaxPool2dFunction : torch::autograd::Function<Conv2dReluMaxPool
     if (!grad_outputs[0].defined()) return variable_list(kArgs);  // no gradient reached the output
     const auto saved = ctx->get_saved_variables();
     auto& d = ctx->saved_data;
-    const Grads3 g =
-        call_below_autograd(conv2d_relu_max_pool2d_backward_op(), grad_outputs[0], saved[0], saved[1], saved[2], saved[3], d["stride"].toIntVector(),
-                d["padding"].toIntVector(), d["dilation"].toIntVector(), d["groups"].toInt(),
-                d["kernel_size"].toIntVector(), d["pool_stride"].toIntVector(), d["pool_padding"].toIntVector(),
-                d["pool_dilation"].toIntVector(), d["ceil_mode"].toBool(), conv_output_mask(ctx));
+    const Grads3 g = call_below_autograd(
+        conv2d_relu_max_pool2d_backward_op(), grad_outputs[0], saved[0], saved[1], saved[2], saved[3],
+        d["stride"].toIntVector(), d["padding"].toIntVector(), d["dilation"].toIntVector(), d["groups"].toInt(),
+        d["kernel_size"].toIntVector(), d["pool_stride"].toIntVector(), d["pool_padding"].toIntVector(),
+        d["pool_dilation"].toIntVector(), d["ceil_mode"].toBool(), conv_output_mask(ctx));
     variable_list grads(kArgs);
     grads[0] = std::get<0>(g), grads[1] = std::get<1>(g), grads[2] = std::get<2>(g);
     return once_differentiable("cnnfast::conv2d_relu_max_pool2d", ctx, grad_outputs, std::move(grads));
@@ -217,11 +225,7 @@ struct MaxPool2dFunction : torch::autograd::Function<MaxPool2dFunction> {
     // every backward (tens of microseconds for a small pool).
     ctx->set_materialize_grads(false);
     ctx->save_for_backward({input, indices});
-    ctx->saved_data["kernel_size"] = kernel_size.vec();
-    ctx->saved_data["stride"] = stride.vec();
-    ctx->saved_data["padding"] = padding.vec();
-    ctx->saved_data["dilation"] = dilation.vec();
-    ctx->saved_data["ceil_mode"] = ceil_mode;
+    save_pool_args(ctx, "", kernel_size, stride, padding, dilation, ceil_mode);
     return {output, indices};
   }
 
@@ -245,8 +249,9 @@ struct ReluFunction : torch::autograd::Function<ReluFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const at::Tensor output = ctx->get_saved_variables()[0];
     return once_differentiable("cnnfast::relu", ctx, grad_outputs,
-                               {call_below_autograd(relu_backward_op(), grad_outputs[0], ctx->get_saved_variables()[0])});
+                               {call_below_autograd(relu_backward_op(), grad_outputs[0], output)});
   }
 };
 
