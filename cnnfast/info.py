@@ -26,10 +26,20 @@ def info_lines():
         f"CPU capability (cnnfast's): {torch.ops.cnnfast.cpu_capability()} "
         "(avx512, avx2 or default; lower it with CNNFAST_CPU_CAPABILITY)",
         f"CPU capability (torch's): {torch.backends.cpu.get_cpu_capability()}",
+        "CPU output cache: " + _cache_line(),
         "CPU conv2d algorithms: " + ", ".join(
             f"{name} {_algorithm_setting(var)} ({var})" for name, var in _CPU_ALGORITHMS),
     ]
     return lines
+
+
+def _cache_line():
+    import cnnfast
+
+    s = cnnfast.cpu_cache_stats()
+    if s["limit_bytes"] == 0:
+        return "off (CNNFAST_CPU_CACHE_MB=0)"
+    return f"up to {s['limit_bytes'] >> 20} MB of freed outputs kept for reuse (CNNFAST_CPU_CACHE_MB)"
 
 
 # The CPU convolution's algorithm switches (csrc/cpu/conv2d_kernel.cpp), each read at every call:

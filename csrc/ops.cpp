@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cpu/capability.h"
+#include "cpu/output_cache.h"
 
 TORCH_LIBRARY(cnnfast, m) {
   const std::vector<at::Tag> tags{at::Tag::pt2_compliant_tag};
@@ -58,4 +59,11 @@ TORCH_LIBRARY(cnnfast, m) {
   // The SIMD path the CPU kernels take now: "avx512", "avx2" or "default" (csrc/cpu/capability.h).
   m.def("cpu_capability() -> str",
         []() -> std::string { return cnnfast::cpu::capability_name(cnnfast::cpu::current_capability()); });
+  // The CPU output cache (csrc/cpu/output_cache.h): [held bytes, limit in bytes, hits, misses].
+  m.def("cpu_cache_stats() -> int[]", []() -> std::vector<int64_t> {
+    const auto s = cnnfast::cpu::output_cache_stats();
+    return {s.cached_bytes, s.limit_bytes, s.hits, s.misses};
+  });
+  // Frees the blocks the CPU output cache holds.
+  m.def("empty_cpu_cache() -> ()", []() { cnnfast::cpu::empty_output_cache(); });
 }

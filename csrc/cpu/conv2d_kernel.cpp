@@ -32,6 +32,7 @@
 #include "cpu/dispatch.h"
 #include "cpu/conv2d_gemm.h"
 #include "cpu/gemm.h"
+#include "cpu/output_cache.h"
 #include "cpu/scratch.h"
 #include "cpu/winograd.h"
 
@@ -1033,7 +1034,7 @@ at::Tensor conv2d_forward(const char* op, bool relu, const at::Tensor& input, co
   const Conv2dProblem p =
       make_conv2d_problem(op, input, weight, bias, stride, padding, dilation, groups, kCpuDtypes);
   const auto format = conv2d_memory_format(input, weight);
-  at::Tensor y = input.new_empty({p.N, p.K, p.P, p.Q});
+  at::Tensor y = new_output({p.N, p.K, p.P, p.Q}, input.scalar_type());
   if (y.numel() > 0) {
     const at::Tensor x = input.contiguous(), w = weight.contiguous();
     const bool has_bias = bias.has_value() && bias->defined();
@@ -1055,9 +1056,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(
   const Conv2dProblem p = make_conv2d_backward_problem(op, grad_output, output, input, weight, stride, padding,
                                                        dilation, groups, kCpuDtypes);
   at::Tensor grad_input, grad_weight, grad_bias;
-  if (output_mask[0]) grad_input = input.new_empty(input.sizes());
-  if (output_mask[1]) grad_weight = weight.new_empty(weight.sizes());
-  if (output_mask[2]) grad_bias = weight.new_empty({p.K});
+  if (output_mask[0]) grad_input = new_output(input.sizes(), input.scalar_type());
+  if (output_mask[1]) grad_weight = new_output(weight.sizes(), weight.scalar_type());
+  if (output_mask[2]) grad_bias = new_output({p.K}, weight.scalar_type());
 
   const at::Tensor dy = grad_output.contiguous(), x = input.contiguous(), w = weight.contiguous();
   const at::Tensor mask = output ? output->contiguous() : at::Tensor();

@@ -27,6 +27,7 @@
 #include "cpu/conv2d.h"
 #include "cpu/dispatch.h"
 #include "cpu/gemm.h"
+#include "cpu/output_cache.h"
 #include "cpu/max_pool2d.h"
 #include "cpu/scratch.h"
 
@@ -132,8 +133,8 @@ std::tuple<at::Tensor, at::Tensor> conv2d_relu_max_pool2d_kernel(
                                           pool_stride, pool_padding, pool_dilation, ceil_mode, kCpuDtypes);
   const Pool2dProblem& q = cp.pool;
   const auto format = conv2d_memory_format(input, weight);
-  at::Tensor y = input.new_empty({q.N, q.C, q.P, q.Q});
-  at::Tensor indices = return_indices ? input.new_empty({q.N, q.C, q.P, q.Q}, input.options().dtype(at::kLong))
+  at::Tensor y = new_output({q.N, q.C, q.P, q.Q}, input.scalar_type());
+  at::Tensor indices = return_indices ? new_output({q.N, q.C, q.P, q.Q}, at::kLong)
                                       : input.new_empty({0}, input.options().dtype(at::kLong));
   if (y.numel() > 0) {
     const at::Tensor x = input.contiguous(), w = weight.contiguous();
@@ -161,9 +162,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_relu_max_pool2d_backward_k
   const Conv2dProblem& p = cp.conv;
   const Pool2dProblem& q = cp.pool;
   at::Tensor grad_input, grad_weight, grad_bias;
-  if (output_mask[0]) grad_input = input.new_empty(input.sizes());
-  if (output_mask[1]) grad_weight = weight.new_empty(weight.sizes());
-  if (output_mask[2]) grad_bias = weight.new_empty({p.K});
+  if (output_mask[0]) grad_input = new_output(input.sizes(), input.scalar_type());
+  if (output_mask[1]) grad_weight = new_output(weight.sizes(), weight.scalar_type());
+  if (output_mask[2]) grad_bias = new_output({p.K}, weight.scalar_type());
 
   const at::Tensor dy = grad_output.contiguous(), y = output.contiguous(), idx = indices.contiguous();
   const at::Tensor x = input.contiguous(), w = weight.contiguous();

@@ -43,6 +43,7 @@
 #include "cpu/capability.h"
 #include "cpu/dispatch.h"
 #include "cpu/max_pool2d.h"
+#include "cpu/output_cache.h"
 
 namespace cnnfast::cpu {
 namespace {
@@ -844,8 +845,8 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_kernel(const at::Tensor& input, at
   const Pool2dProblem p =
       make_max_pool2d_problem(kMaxPool2d, input, kernel_size, stride, padding, dilation, ceil_mode, kCpuDtypes);
   const auto format = input.suggest_memory_format();
-  at::Tensor y = input.new_empty({p.N, p.C, p.P, p.Q});
-  at::Tensor idx = input.new_empty({p.N, p.C, p.P, p.Q}, input.options().dtype(at::kLong));
+  at::Tensor y = new_output({p.N, p.C, p.P, p.Q}, input.scalar_type());
+  at::Tensor idx = new_output({p.N, p.C, p.P, p.Q}, at::kLong);
   if (y.numel() > 0) {
     const at::Tensor x = input.contiguous();
     const auto run = [&](auto zero) {
@@ -864,7 +865,7 @@ at::Tensor max_pool2d_backward_kernel(const at::Tensor& grad_output, const at::T
   const char* op = kMaxPool2dBackward;
   const Pool2dProblem p = make_max_pool2d_backward_problem(op, grad_output, input, indices, kernel_size, stride,
                                                            padding, dilation, ceil_mode, kCpuDtypes);
-  at::Tensor dx = input.new_empty(input.sizes());
+  at::Tensor dx = new_output(input.sizes(), input.scalar_type());
   if (dx.numel() > 0) {
     const at::Tensor dy = grad_output.contiguous(), idx = indices.contiguous();
     bool in_range = true;

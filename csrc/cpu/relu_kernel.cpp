@@ -3,13 +3,13 @@
 // A tensor with gaps or overlaps is computed through a contiguous copy.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
 #include "checks.h"
 #include "cpu/capability.h"
 #include "cpu/conv2d_gemm.h"
 #include "cpu/gemm.h"
+#include "cpu/output_cache.h"
 
 namespace cnnfast::cpu {
 namespace {
@@ -36,7 +36,7 @@ void relu_dense(const at::Tensor& in, at::Tensor& out) {
 at::Tensor relu_kernel(const at::Tensor& input) {
   check_supported_dtype("cnnfast::relu", "input", input, kCpuDtypes);
   const at::Tensor x = input.is_non_overlapping_and_dense() ? input : input.contiguous(input.suggest_memory_format());
-  at::Tensor y = at::empty_like(x);
+  at::Tensor y = new_output_like(x);
   if (y.numel() > 0) relu_dense(x, y);
   return y;
 }
@@ -58,8 +58,8 @@ at::Tensor relu_backward_kernel(const at::Tensor& grad_output, const at::Tensor&
   check_relu_backward(op, grad_output, output, kCpuDtypes);
   // Both read through one layout: the output's when dense, else contiguous.
   const at::Tensor out = output.is_non_overlapping_and_dense() ? output : output.contiguous(output.suggest_memory_format());
-  const at::Tensor dy = grad_output.strides() == out.strides() ? grad_output : at::empty_like(out).copy_(grad_output);
-  at::Tensor dx = at::empty_like(out);
+  const at::Tensor dy = grad_output.strides() == out.strides() ? grad_output : new_output_like(out).copy_(grad_output);
+  at::Tensor dx = new_output_like(out);
   if (dx.numel() > 0) {
     dispatch(out, [&](auto zero) {
       using T = decltype(zero);
