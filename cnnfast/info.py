@@ -23,7 +23,7 @@ def info_lines():
         f"CUDA kernels: {'built for ' + build.cuda_archs if build.cuda else 'not built'} ({build.cuda_reason})",
         f"CUDA device present: {torch.cuda.is_available()}",
         f"CPU kernels: float32, float64; threads: {torch.get_num_threads()} (ATen parallel_for)",
-        f"CPU capability (cnnfast's): {torch.ops.cnnfast.cpu_capability()} "
+        f"CPU capability (cnnfast's): {_capability()} "
         "(avx512, avx2 or default; lower it with CNNFAST_CPU_CAPABILITY)",
         f"CPU capability (torch's): {torch.backends.cpu.get_cpu_capability()}",
         "CPU output cache: " + _cache_line(),
@@ -33,10 +33,22 @@ def info_lines():
     return lines
 
 
+def _capability():
+    import torch
+
+    try:
+        return torch.ops.cnnfast.cpu_capability()
+    except ValueError as e:  # a bad CNNFAST_CPU_CAPABILITY: every op call raises this
+        return f"invalid ({e})"
+
+
 def _cache_line():
     import cnnfast
 
-    s = cnnfast.cpu_cache_stats()
+    try:
+        s = cnnfast.cpu_cache_stats()
+    except ValueError as e:  # a bad CNNFAST_CPU_CACHE_MB
+        return f"invalid ({e})"
     if s["limit_bytes"] == 0:
         return "off (CNNFAST_CPU_CACHE_MB=0)"
     return f"up to {s['limit_bytes'] >> 20} MB of freed outputs kept for reuse (CNNFAST_CPU_CACHE_MB)"
@@ -54,7 +66,7 @@ def _algorithm_setting(var):
     import os
 
     value = os.environ.get(var, "auto") or "auto"
-    return {"0": "off", "1": "forced", "auto": "auto"}.get(value, f"auto (unrecognized {value!r})")
+    return {"0": "off", "1": "forced", "auto": "auto"}.get(value, f"invalid value {value!r} (an op call raises)")
 
 
 def run(args, out=None):

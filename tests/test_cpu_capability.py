@@ -41,14 +41,23 @@ def test_best_capability_is_known_and_matches_the_cpu():
         assert BEST == "avx2"
 
 
-@pytest.mark.parametrize("want", ORDER + ["AVX2", "bogus", ""])
+@pytest.mark.parametrize("want", ORDER + ["AVX2", ""])
 def test_env_var_lowers_but_never_raises_the_path(monkeypatch, want):
     monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", want)
     got = torch.ops.cnnfast.cpu_capability()
     if want.lower() in ORDER:
         assert got == ORDER[min(ORDER.index(want.lower()), ORDER.index(BEST))]
-    else:  # unknown or empty: the best the CPU supports
+    else:  # empty: the best the CPU supports
         assert got == BEST
+
+
+def test_an_unknown_value_is_an_error_and_info_shows_it(monkeypatch):
+    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", "bogus")
+    with pytest.raises(ValueError, match="CNNFAST_CPU_CAPABILITY must be avx512, avx2 or default.*'bogus'"):
+        torch.ops.cnnfast.cpu_capability()
+    from cnnfast.info import info_lines
+    line = next(ln for ln in info_lines() if ln.startswith("CPU capability (cnnfast's)"))
+    assert "invalid" in line and "'bogus'" in line
 
 
 def test_info_shows_the_chosen_capability(monkeypatch):

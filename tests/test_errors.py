@@ -157,3 +157,37 @@ def test_double_backward_raises_instead_of_a_silent_zero(op):
     assert gx.requires_grad
     with pytest.raises(RuntimeError, match=f"cnnfast::{op}: second derivatives"):
         gx.sum().backward()
+
+
+# The environment switches are read at each call: a value outside the documented ones is an error
+# (ValueError) naming the variable and the value, on the paths it would steer (never silently the
+# default).
+ENV_CALLS = {
+    "winograd-eligible conv2d": lambda: F.conv2d(x4(2, 16, 8, 8), x4(16, 16, 3, 3), padding=1),
+    "small-image conv2d": lambda: F.conv2d(x4(16, 1, 12, 12), x4(4, 1, 5, 5)),
+    "relu": lambda: F.relu(x4(4, 4)),
+}
+
+
+@pytest.mark.parametrize("var, value, words, calls", [
+    ("CNNFAST_CPU_CAPABILITY", "sse2", ["avx512, avx2 or default", "'sse2'"], list(ENV_CALLS)),
+    ("CNNFAST_CPU_CAPABILITY", "avx-512", ["'avx-512'"], ["relu"]),
+    ("CNNFAST_CPU_WINOGRAD", "yes", ["CNNFAST_CPU_WINOGRAD", "0 (never), 1", "'yes'"],
+     ["winograd-eligible conv2d", "small-image conv2d"]),
+    ("CNNFAST_CPU_BATCH16", "2", ["CNNFAST_CPU_BATCH16", "'2'"], ["small-image conv2d"]),
+])
+def test_a_bad_environment_switch_is_a_clear_error(monkeypatch, var, value, words, calls):
+    monkeypatch.setenv(var, value)
+    for name in calls:
+        with pytest.raises(ValueError) as e:
+            ENV_CALLS[name]()
+        for w in words:
+            assert w in str(e.value), (name, str(e.value))
+
+
+@pytest.mark.parametrize("var, value", [("CNNFAST_CPU_CAPABILITY", "AVX2"), ("CNNFAST_CPU_WINOGRAD", "auto"),
+                                        ("CNNFAST_CPU_BATCH16", ""), ("CNNFAST_CPU_WINOGRAD", "0")])
+def test_documented_environment_values_are_accepted(monkeypatch, var, value):
+    monkeypatch.setenv(var, value)
+    for call in ENV_CALLS.values():
+        call()

@@ -183,5 +183,6 @@ def test_a_bad_limit_is_a_clear_error(value):
         cnnfast.functional.relu(torch.randn(1 << 18))
     """, CNNFAST_CPU_CACHE_MB=value)
     assert out.returncode != 0
+    assert "ValueError" in out.stderr
     assert "CNNFAST_CPU_CACHE_MB must be a whole number of megabytes >= 0" in out.stderr
     assert f"got '{value}'" in out.stderr

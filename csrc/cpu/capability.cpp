@@ -1,7 +1,11 @@
 #include "cpu/capability.h"
 
+#include <strings.h>
+
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 namespace cnnfast::cpu {
 
@@ -31,11 +35,23 @@ Capability current_capability() {
   const Capability best = supported_capability();
   const char* env = std::getenv("CNNFAST_CPU_CAPABILITY");
   if (env == nullptr || *env == '\0') return best;
-  Capability want = best;
-  if (std::strcmp(env, "avx512") == 0 || std::strcmp(env, "AVX512") == 0) want = Capability::kAvx512;
-  else if (std::strcmp(env, "avx2") == 0 || std::strcmp(env, "AVX2") == 0) want = Capability::kAvx2;
-  else if (std::strcmp(env, "default") == 0 || std::strcmp(env, "DEFAULT") == 0) want = Capability::kDefault;
+  Capability want;
+  if (strcasecmp(env, "avx512") == 0) want = Capability::kAvx512;
+  else if (strcasecmp(env, "avx2") == 0) want = Capability::kAvx2;
+  else if (strcasecmp(env, "default") == 0) want = Capability::kDefault;
+  else
+    throw std::invalid_argument(std::string("cnnfast: the environment variable CNNFAST_CPU_CAPABILITY must be "
+                                            "avx512, avx2 or default (or unset), got '") + env + "'");
   return static_cast<int>(want) < static_cast<int>(best) ? want : best;
+}
+
+Switch env_switch(const char* name) {
+  const char* env = std::getenv(name);
+  if (env == nullptr || *env == '\0' || std::strcmp(env, "auto") == 0) return Switch::kAuto;
+  if (std::strcmp(env, "0") == 0) return Switch::kOff;
+  if (std::strcmp(env, "1") == 0) return Switch::kOn;
+  throw std::invalid_argument(std::string("cnnfast: the environment variable ") + name +
+                              " must be 0 (never), 1 (wherever it applies) or auto (or unset), got '" + env + "'");
 }
 
 const char* capability_name(Capability c) {

@@ -325,10 +325,9 @@ constexpr double kBatch16MinGain = 0.10;
 // Float32, on a SIMD path (the dot-product grad-weight has none other), at least 16 images.
 // CNNFAST_CPU_BATCH16 (read at each call): 0 never, 1 whenever it applies, unset or auto the rule.
 inline bool use_batch16(const Conv2dProblem& p, Capability cap) {
+  const Switch set = env_switch("CNNFAST_CPU_BATCH16");  // read first: a bad value is an error on any path
   if (dot_lanes(cap) == 0 || p.P == 0 || p.Q == 0) return false;
-  const char* env = std::getenv("CNNFAST_CPU_BATCH16");
-  if (env != nullptr && std::strcmp(env, "0") == 0) return false;
-  if (env != nullptr && std::strcmp(env, "1") == 0) return true;
+  if (set != Switch::kAuto) return set == Switch::kOn;
   if (p.N < kBatchLanes || row_tiles(p)) return false;
   // forward_direct's columns: V on the phase width, in equal tiles of a multiple of 16.
   const int64_t V = (p.P - 1) * phase_layout(p).Wh + p.Q, tiles = (V + kTile - 1) / kTile;
@@ -475,10 +474,9 @@ void forward_batch16(const Conv2dProblem& p, const T* x, const T* w, const T* bi
 constexpr int64_t kWinogradMinChannels = 16;
 
 inline bool use_winograd(const Conv2dProblem& p, Capability cap) {
+  const Switch set = env_switch("CNNFAST_CPU_WINOGRAD");  // read first: a bad value is an error on any path
   if (!winograd_applies(p)) return false;
-  const char* env = std::getenv("CNNFAST_CPU_WINOGRAD");
-  if (env != nullptr && std::strcmp(env, "0") == 0) return false;
-  if (env != nullptr && std::strcmp(env, "1") == 0) return true;
+  if (set != Switch::kAuto) return set == Switch::kOn;
   return cap == Capability::kAvx512 && p.C_per_group() >= kWinogradMinChannels &&
          p.K_per_group() >= kWinogradMinChannels;
 }

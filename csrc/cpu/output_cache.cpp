@@ -33,7 +33,7 @@ int64_t limit_from_env() {
   errno = 0;
   char* end = nullptr;
   const long long mb = std::strtoll(v, &end, 10);
-  TORCH_CHECK(errno == 0 && *end == '\0' && mb >= 0 && mb <= (int64_t(1) << 30),
+  TORCH_CHECK_VALUE(errno == 0 && *end == '\0' && mb >= 0 && mb <= (int64_t(1) << 30),
               "cnnfast: the environment variable CNNFAST_CPU_CACHE_MB must be a whole number of megabytes "
               ">= 0 (0 turns the CPU output cache off), got '", v, "'");
   return static_cast<int64_t>(mb) << 20;
