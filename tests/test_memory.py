@@ -186,3 +186,29 @@ def test_a_bad_limit_is_a_clear_error(value):
     assert "ValueError" in out.stderr
     assert "CNNFAST_CPU_CACHE_MB must be a whole number of megabytes >= 0" in out.stderr
     assert f"got '{value}'" in out.stderr
+
+
+def _relu_in_child(q):
+    # One thread, as DataLoader's workers: GNU OpenMP cannot run a parallel region in a child forked
+    # after the parent ran one (torch.relu hangs there too).
+    torch.set_num_threads(1)
+    x = torch.randn(1 << 18)
+    for _ in range(3):
+        y = F.relu(x)
+        ok = torch.equal(y, torch.relu(x))
+        del y
+    q.put(ok and cnnfast.cpu_cache_stats()["hits"] >= 2)
+
+
+def test_a_forked_child_uses_and_frees_cached_outputs():
+    # The child inherits the cache (the parent's held blocks included) with its lock released.
+    import multiprocessing as mp
+    y = F.relu(torch.randn(1 << 18))
+    del y  # one held block of that size in the parent
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_relu_in_child, args=(q,))
+    p.start()
+    p.join(timeout=120)
+    assert p.exitcode == 0
+    assert q.get(timeout=1) is True

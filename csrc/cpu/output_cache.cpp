@@ -2,6 +2,8 @@
 // next request of that size. One mutex guards it (a block may be freed on any thread).
 #include "cpu/output_cache.h"
 
+#include <pthread.h>
+
 #include <ATen/EmptyTensor.h>
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
@@ -59,6 +61,9 @@ class OutputCache final : public c10::Allocator {
   void copy_data(void* dest, const void* src, std::size_t count) const override {
     default_copy_data(dest, src, count);
   }
+
+  void lock() { mutex_.lock(); }
+  void unlock() { mutex_.unlock(); }
 
   OutputCacheStats stats() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -130,9 +135,15 @@ class OutputCache final : public c10::Allocator {
   int64_t cached_bytes_ = 0, hits_ = 0, misses_ = 0;
 };
 
-// Never destroyed: tensors that outlive static destruction still give their blocks back.
+// Never destroyed: tensors that outlive static destruction still give their blocks back. A fork
+// waits for the mutex (prepare) and releases it on both sides, so a child (a DataLoader worker) never
+// inherits it locked by a thread it does not have.
 OutputCache& cache() {
-  static OutputCache* c = new OutputCache();
+  static OutputCache* c = [] {
+    auto* made = new OutputCache();
+    pthread_atfork([] { cache().lock(); }, [] { cache().unlock(); }, [] { cache().unlock(); });
+    return made;
+  }();
   return *c;
 }
 
