@@ -134,6 +134,13 @@ def test_tensors_on_cached_blocks_resize_and_serialize_as_any_tensor():
     buf.seek(0)
     torch.testing.assert_close(torch.load(buf), torch.relu(x), rtol=0, atol=0)
     assert (F.relu(x).numpy() == torch.relu(x).numpy()).all()
+    with torch.inference_mode():  # an inference tensor, as torch's own output there
+        assert F.relu(x).is_inference() and torch.relu(x).is_inference()
+    xc = torch.randn(4, 16, 32, 32).to(memory_format=torch.channels_last)  # 256 KB, the layout kept
+    assert F.relu(xc).stride() == torch.relu(xc).stride()
+    y = F.relu(x)
+    y.add_(1)  # an ordinary version counter
+    assert y._version == 1
 
 
 def test_the_limit_is_kept_and_the_oldest_blocks_go_first():
