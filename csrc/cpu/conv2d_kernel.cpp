@@ -673,7 +673,11 @@ void grad_weight_direct(const Conv2dProblem& p, const T* dy, const T* x, T* dw, 
   const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
   const PhaseLayout l = phase_layout(p);
   const int64_t Wp = l.Wh, plane = l.plane, PQ = p.P * p.Q;
-  const int64_t V = (p.P - 1) * Wp + p.Q, tiles = (V + kTile - 1) / kTile;
+  // Tiles of the reduction over V: V / kTile of them rounded to the nearest (at least one), of equal
+  // lengths (at most 1.5 kTile): a short last tile (7 of CIFAR-ResNet's 71 columns at 8x8) ran its
+  // GEMM for a few steps at the price of a whole load and store of its block of sums.
+  const int64_t V = (p.P - 1) * Wp + p.Q, tiles = std::max<int64_t>(1, (V + kTile / 2) / kTile);
+  const int64_t tile_len = (V + tiles - 1) / tiles;
   const int64_t pixel_items = p.N * tiles, chunks = weight_chunks(p, pixel_items), wsize = p.weight_numel();
   // Items own blocks of 96 taps (rows of dwT) over all of their chunk's tiles, so the block of dwT
   // they accumulate stays in cache.
@@ -683,7 +687,7 @@ void grad_weight_direct(const Conv2dProblem& p, const T* dy, const T* x, T* dw, 
   const std::vector<int64_t> aoff = tap_offsets(p);
   // dy on the padded numbering, transposed: dyt[n, g, v, k], zero in the dropped columns; items are
   // (sample, group, block of 16 channels), a full block of float32 channels by register transposes.
-  const int64_t Vpad = tiles * kTile;
+  const int64_t Vpad = tiles * tile_len;
   constexpr int64_t kKt = 16;
   const int64_t kt_blocks = (Kg + kKt - 1) / kKt;
   Buffer<T> dyt(p.N * G * Vpad * Kg);
@@ -720,7 +724,7 @@ void grad_weight_direct(const Conv2dProblem& p, const T* dy, const T* x, T* dw, 
       std::fill(acc, acc + (r1 - r0) * Kg, T(0));
       for (int64_t it = chunk * pixel_items / chunks; it < (chunk + 1) * pixel_items / chunks; ++it) {
         const int64_t n = it / tiles, t = it % tiles;
-        const int64_t v0 = t * kTile, len = std::min(kTile, V - v0);
+        const int64_t v0 = t * tile_len, len = std::min(tile_len, V - v0);
         GemmArgs<T> a;
         a.M = r1 - r0, a.N = Kg, a.K = len;
         a.a = xp.data() + (n * p.C + g * Cg) * plane + v0, a.a_off = aoff.data() + r0, a.a_ks = 1;
