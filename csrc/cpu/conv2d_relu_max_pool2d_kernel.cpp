@@ -27,8 +27,8 @@
 #include "cpu/conv2d.h"
 #include "cpu/dispatch.h"
 #include "cpu/gemm.h"
-#include "cpu/output_cache.h"
 #include "cpu/max_pool2d.h"
+#include "cpu/output_cache.h"
 #include "cpu/scratch.h"
 
 namespace cnnfast::cpu {
