@@ -36,8 +36,8 @@ int64_t limit_from_env() {
   char* end = nullptr;
   const long long mb = std::strtoll(v, &end, 10);
   TORCH_CHECK_VALUE(errno == 0 && *end == '\0' && mb >= 0 && mb <= (int64_t(1) << 30),
-              "cnnfast: the environment variable CNNFAST_CPU_CACHE_MB must be a whole number of megabytes "
-              ">= 0 (0 turns the CPU output cache off), got '", v, "'");
+                    "cnnfast: the environment variable CNNFAST_CPU_CACHE_MB must be a whole number of "
+                    "megabytes >= 0 (0 turns the CPU output cache off), got '", v, "'");
   return static_cast<int64_t>(mb) << 20;
 }
 
@@ -103,8 +103,10 @@ class OutputCache final : public c10::Allocator {
     return base;
   }
 
-  // The deleter of every block: keeps it unless it alone exceeds the limit.
+  // The deleter of every block (hands it to keep).
   static void release(void* base);
+  // Holds a freed block, first freeing the oldest held ones while the limit would be passed; a block
+  // larger than the limit on its own is freed instead.
   void keep(void* base, std::size_t cap) {
     std::vector<void*> dropped;
     {
