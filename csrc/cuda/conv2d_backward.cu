@@ -1,7 +1,8 @@
 // nvcc translation unit of the conv2d grad-input and grad-weight (split-K) implicit GEMMs, for
 // float (FFMA, or TF32 tensor cores), half and bfloat16 (tensor cores), and their depthwise kernels.
+#include "common/dispatch.cuh"
+#include "conv2d.h"
 #include "conv2d_wmma_kernel.cuh"
-#include "dispatch.cuh"
 
 namespace cnnfast {
 namespace cuda {

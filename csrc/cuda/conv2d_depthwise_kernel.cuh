@@ -12,7 +12,7 @@
 //   tree; the splits are added in order by splitk_reduce_kernel: deterministic, no atomics.
 #pragma once
 
-#include "kernel_utils.cuh"
+#include "common/kernel_utils.cuh"
 #include "problem.h"
 
 namespace cnnfast {

@@ -1,7 +1,8 @@
 // nvcc translation unit of the conv2d forward (implicit GEMM with the bias + ReLU epilogue: FFMA for
 // float, WMMA tensor cores for half, bfloat16 and TF32) and of grad-bias, for float, half and bfloat16.
+#include "common/dispatch.cuh"
+#include "conv2d.h"
 #include "conv2d_wmma_kernel.cuh"
-#include "dispatch.cuh"
 
 namespace cnnfast {
 namespace cuda {

@@ -33,8 +33,8 @@
 // (conv2d_forward, conv2d_grad_input, conv2d_grad_weight) that choose the engine.
 #pragma once
 
+#include "common/kernel_utils.cuh"
 #include "conv2d_depthwise_kernel.cuh"
-#include "kernel_utils.cuh"
 #include "problem.h"
 
 namespace cnnfast {

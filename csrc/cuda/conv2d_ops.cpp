@@ -1,4 +1,4 @@
-// ATen glue of the CUDA conv2d kernels (csrc/cuda/conv2d_kernel.cuh): cnnfast::conv2d,
+// ATen glue of the CUDA conv2d kernels (csrc/cuda/conv2d.h, conv2d_kernel.cuh): cnnfast::conv2d,
 // conv2d_relu and their backwards. Argument checks are the CPU path's (csrc/checks.h); the glue
 // adds the device guard, the current stream, the storage order (channels_last -> the NHWC
 // kernels, weight as K R S C/G), the scratch buffers, the early return on empty tensors, the launch
@@ -11,7 +11,8 @@
 #include <optional>
 #include <vector>
 
-#include "cuda/glue.h"
+#include "cuda/common/glue.h"
+#include "cuda/conv2d.h"
 
 namespace cnnfast {
 namespace cuda {

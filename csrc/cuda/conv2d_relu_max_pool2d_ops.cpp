@@ -12,7 +12,9 @@
 #include <array>
 #include <optional>
 
-#include "cuda/glue.h"
+#include "cuda/common/glue.h"
+#include "cuda/max_pool2d.h"
+#include "cuda/relu.h"
 
 namespace cnnfast {
 namespace cuda {

@@ -19,7 +19,7 @@
 // caller passes).
 #pragma once
 
-#include "kernel_utils.cuh"
+#include "common/kernel_utils.cuh"
 #include "problem.h"
 
 namespace cnnfast {

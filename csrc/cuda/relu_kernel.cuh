@@ -6,7 +6,7 @@
 // threshold_backward), else 0.
 #pragma once
 
-#include "kernel_utils.cuh"
+#include "common/kernel_utils.cuh"
 
 namespace cnnfast {
 namespace cuda {

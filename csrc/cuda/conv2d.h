@@ -1,36 +1,14 @@
-// The host entry points of cnnfast's CUDA kernels, compiled by nvcc (csrc/cuda/*.cu) and called
-// by the ATen glue (csrc/cuda/*_glue.cpp). Framework-free: raw pointers, sizes, problem structs
-// and a stream. Every function launches on `stream` and returns cudaGetLastError() after its
-// launches; sizes are nonzero (the glue returns early on empty tensors).
+// Host launchers of the CUDA conv2d kernels (implicit GEMM, csrc/cuda/conv2d_kernel.cuh,
+// conv2d_wmma_kernel.cuh, conv2d_depthwise_kernel.cuh; compiled in conv2d_forward.cu and
+// conv2d_backward.cu): every tensor NCHW, or every tensor NHWC with the weight as K R S C/G; the
+// convention of csrc/cuda/common/launcher.h.
 #pragma once
 
-#include <cuda_runtime_api.h>
-
-#include <cstddef>
-#include <cstdint>
-
-#include "problem.h"
+#include "common/launcher.h"
 
 namespace cnnfast {
 namespace cuda {
 
-// Storage type of the tensors of one call.
-enum class Dtype : int { f32 = 0, f16 = 1, bf16 = 2 };
-
-// ---- relu (dense storage of n elements) -------------------------------------------------------
-cudaError_t launch_relu(Dtype t, const void* x, void* y, int64_t n, cudaStream_t stream);
-cudaError_t launch_relu_backward(Dtype t, const void* dy, const void* y, void* dx, int64_t n,
-                                 cudaStream_t stream);
-
-// ---- max_pool2d (NCHW or NHWC storage for every tensor of the call) ---------------------------
-cudaError_t launch_max_pool2d_forward(Dtype t, const Pool2dProblem& p, bool nhwc, const void* x, void* y,
-                                      int64_t* indices, cudaStream_t stream);
-// gather: one thread per input element over its windows (needs every field of p); otherwise one
-// thread per plane scattering in output order (needs only the sizes N, C, H, W, P, Q).
-cudaError_t launch_max_pool2d_backward(Dtype t, const Pool2dProblem& p, bool nhwc, bool gather, const void* dy,
-                                       const int64_t* indices, void* dx, cudaStream_t stream);
-
-// ---- conv2d (implicit GEMM; every tensor NCHW, or every tensor NHWC with the weight as K R S C/G) --
 // y = conv2d(x, w) + bias (bias may be null), then ReLU when relu. float16/bfloat16 on tensor cores;
 // float on tensor cores as TF32 when allow_tf32, else FFMA (the same for the backward passes).
 cudaError_t launch_conv2d_forward(Dtype t, const Conv2dProblem& p, bool nhwc, const void* x, const void* w,

@@ -1,28 +1,11 @@
-// nvcc translation unit of the memory-bound kernels: relu (forward, in place, backward) and
-// max_pool2d (forward, backward), for float, half and bfloat16.
-#include "dispatch.cuh"
+// nvcc translation unit of the max_pool2d kernels (forward, backward) for float, half and bfloat16:
+// the launchers of max_pool2d.h.
+#include "common/dispatch.cuh"
+#include "max_pool2d.h"
 #include "max_pool2d_kernel.cuh"
-#include "relu_kernel.cuh"
 
 namespace cnnfast {
 namespace cuda {
-
-cudaError_t launch_relu(Dtype t, const void* x, void* y, int64_t n, cudaStream_t stream) {
-  with_type(t, [&](auto* tag) {
-    using T = CNNFAST_TYPE_OF(tag);
-    relu(static_cast<const T*>(x), static_cast<T*>(y), n, stream);
-  });
-  return cudaGetLastError();
-}
-
-cudaError_t launch_relu_backward(Dtype t, const void* dy, const void* y, void* dx, int64_t n,
-                                 cudaStream_t stream) {
-  with_type(t, [&](auto* tag) {
-    using T = CNNFAST_TYPE_OF(tag);
-    relu_backward(static_cast<const T*>(dy), static_cast<const T*>(y), static_cast<T*>(dx), n, stream);
-  });
-  return cudaGetLastError();
-}
 
 cudaError_t launch_max_pool2d_forward(Dtype t, const Pool2dProblem& p, bool nhwc, const void* x, void* y,
                                       int64_t* indices, cudaStream_t stream) {

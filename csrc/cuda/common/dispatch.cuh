@@ -4,7 +4,7 @@
 #include <type_traits>
 
 #include "kernel_utils.cuh"
-#include "launchers.h"
+#include "launcher.h"
 
 namespace cnnfast {
 namespace cuda {

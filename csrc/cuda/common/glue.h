@@ -1,5 +1,5 @@
-// Shared pieces of the ATen glue of the CUDA kernels (g++ only, thin headers: no
-// torch/extension.h, no ATen/cuda/CUDAContext.h).
+// Shared pieces of the ATen glue of the CUDA kernels (csrc/cuda/<op>_ops.cpp; g++ only, thin
+// headers: no torch/extension.h, no ATen/cuda/CUDAContext.h).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -8,7 +8,7 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include "checks.h"
-#include "cuda/launchers.h"
+#include "cuda/common/launcher.h"
 
 namespace cnnfast {
 namespace cuda {

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "common/launch.cuh"
+#include "launch.cuh"
 
 #if defined(__CUDACC__)
 #include <cuda_bf16.h>
