@@ -23,20 +23,6 @@ constexpr const char* kConv2dBackward = "cnnfast::conv2d_backward";
 constexpr const char* kConv2dRelu = "cnnfast::conv2d_relu";
 constexpr const char* kConv2dReluBackward = "cnnfast::conv2d_relu_backward";
 
-// Element offsets are 64-bit throughout; these products are held in 32 bits inside the kernels
-// (or bound a grid dimension).
-void check_conv_sizes(const char* op, const Conv2dProblem& p) {
-  constexpr int64_t kMax = (int64_t{1} << 31) - 1;
-  const int64_t RS = p.R * p.S;
-  TORCH_CHECK(p.H * p.W <= kMax && p.P * p.Q <= kMax && p.C_per_group() * RS <= kMax &&
-                  p.K_per_group() * RS <= kMax,
-              op, ": the CUDA kernels need H*W, P*Q, C/groups*kH*kW and K/groups*kH*kW below 2^31");
-  TORCH_CHECK(p.N * p.C <= kMax && p.N * p.K <= kMax, op, ": the CUDA kernels need N*C and N*K below 2^31");
-  TORCH_CHECK(p.groups <= 65535, op, ": the CUDA kernels support at most 65535 groups, but got groups=", p.groups);
-  TORCH_CHECK((p.C_per_group() * RS + 63) / 64 <= 65535 && (p.K_per_group() + 63) / 64 <= 65535, op,
-              ": the CUDA kernels need C/groups*kH*kW and K/groups below 65535*64");
-}
-
 at::Tensor forward(const char* op, bool relu, const at::Tensor& input, const at::Tensor& weight,
                    const std::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
                    at::IntArrayRef dilation, int64_t groups) {
@@ -48,12 +34,10 @@ at::Tensor forward(const char* op, bool relu, const at::Tensor& input, const at:
   at::Tensor y = at::empty({p.N, p.K, p.P, p.Q}, input.options().memory_format(format));
   if (y.numel() == 0) return y;
   const at::Tensor x = input.contiguous(format), w = weight.contiguous(format);
-  const bool has_bias = bias.has_value() && bias->defined();
-  const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
+  const at::Tensor b = contiguous_if_given(bias);
   C10_CUDA_CHECK(launch_conv2d_forward(dtype_of(x), p, is_nhwc(format), x.const_data_ptr(), w.const_data_ptr(),
-                                       has_bias ? b.const_data_ptr() : nullptr, relu,
-                                       /*allow_tf32=*/at::globalContext().allowTF32CuDNN(), y.mutable_data_ptr(),
-                                       current_stream()));
+                                       data_or_null(b), relu, /*allow_tf32=*/at::globalContext().allowTF32CuDNN(),
+                                       y.mutable_data_ptr(), current_stream()));
   return y;
 }
 

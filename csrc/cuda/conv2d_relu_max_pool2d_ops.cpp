@@ -1,9 +1,8 @@
-// CUDA glue of cnnfast::conv2d_relu_max_pool2d and its backward. On CUDA the op runs the fused
-// conv2d + bias + ReLU kernel (cnnfast::conv2d_relu, csrc/cuda/conv2d_ops.cpp) and then the max_pool2d
-// kernel on its output, in one op; there is no pooling epilogue inside the convolution kernel yet.
-// The backward, as on the CPU, starts from the pooled output and its indices: the ReLU mask of the
-// pooled gradient (relu_backward kernel), the pooling's gather into the convolution's output gradient
-// (max_pool2d backward kernel), then cnnfast::conv2d_backward.
+// CUDA glue of cnnfast::conv2d_relu_max_pool2d and its backward (the launchers of
+// csrc/cuda/conv2d_relu_max_pool2d.h): the checks shared with the CPU path, a device guard, the
+// output and scratch allocations, and the launches. The backward's last step is
+// cnnfast::conv2d_backward on the convolution's output gradient, as on the CPU.
+#include <ATen/Context.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
@@ -13,8 +12,7 @@
 #include <optional>
 
 #include "cuda/common/glue.h"
-#include "cuda/max_pool2d.h"
-#include "cuda/relu.h"
+#include "cuda/conv2d_relu_max_pool2d.h"
 
 namespace cnnfast {
 namespace cuda {
@@ -23,8 +21,6 @@ namespace {
 constexpr const char* kOp = "cnnfast::conv2d_relu_max_pool2d";
 constexpr const char* kBackwardOp = "cnnfast::conv2d_relu_max_pool2d_backward";
 
-using ConvSig = at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, at::IntArrayRef,
-                           at::IntArrayRef, at::IntArrayRef, int64_t);
 using ConvBackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
     const at::Tensor&, const at::Tensor&, const at::Tensor&, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef,
     int64_t, std::array<bool, 3>);
@@ -37,19 +33,23 @@ std::tuple<at::Tensor, at::Tensor> conv2d_relu_max_pool2d_kernel(
   const ConvPoolProblem cp =
       make_conv2d_relu_max_pool2d_problem(kOp, input, weight, bias, stride, padding, dilation, groups, kernel_size,
                                           pool_stride, pool_padding, pool_dilation, ceil_mode, kCudaDtypes);
+  const Conv2dProblem& p = cp.conv;
   const Pool2dProblem& q = cp.pool;
+  check_conv_sizes(kOp, p);
   check_pool_sizes(kOp, q.N, q.C, q.H, q.W);
   const c10::cuda::CUDAGuard guard(input.device());
-  static const auto conv_relu =
-      c10::Dispatcher::singleton().findSchemaOrThrow("cnnfast::conv2d_relu", "").typed<ConvSig>();
   const auto format = conv2d_memory_format(input, weight);
-  const at::Tensor conv = conv_relu.call(input, weight, bias, stride, padding, dilation, groups).contiguous(format);
   at::Tensor y = at::empty({q.N, q.C, q.P, q.Q}, input.options().memory_format(format));
+  // (the pooling kernel always writes indices: without return_indices they go to a temporary)
   at::Tensor idx = at::empty({q.N, q.C, q.P, q.Q}, input.options().dtype(at::kLong).memory_format(format));
   if (y.numel() > 0) {
-    // (the pooling kernel always writes indices: without return_indices they go to a temporary)
-    C10_CUDA_CHECK(launch_max_pool2d_forward(dtype_of(conv), q, is_nhwc(format), conv.const_data_ptr(),
-                                             y.mutable_data_ptr(), idx.mutable_data_ptr<int64_t>(), current_stream()));
+    const at::Tensor x = input.contiguous(format), w = weight.contiguous(format);
+    const at::Tensor b = contiguous_if_given(bias);
+    at::Tensor conv = at::empty({p.N, p.K, p.P, p.Q}, input.options().memory_format(format));
+    C10_CUDA_CHECK(launch_conv2d_relu_max_pool2d_forward(
+        dtype_of(x), p, q, is_nhwc(format), x.const_data_ptr(), w.const_data_ptr(),
+        data_or_null(b), /*allow_tf32=*/at::globalContext().allowTF32CuDNN(),
+        conv.mutable_data_ptr(), y.mutable_data_ptr(), idx.mutable_data_ptr<int64_t>(), current_stream()));
   }
   if (!return_indices) return {y, at::empty({0}, input.options().dtype(at::kLong))};
   return {y, idx};
@@ -73,11 +73,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_relu_max_pool2d_backward_k
     const at::Tensor dy = grad_output.contiguous(format), y = output.contiguous(format);
     const at::Tensor idx = indices.contiguous(format);
     at::Tensor masked = at::empty_like(y);
-    C10_CUDA_CHECK(launch_relu_backward(dtype_of(y), dy.const_data_ptr(), y.const_data_ptr(),
-                                        masked.mutable_data_ptr(), y.numel(), current_stream()));
-    C10_CUDA_CHECK(launch_max_pool2d_backward(dtype_of(y), q, is_nhwc(format), /*gather=*/true,
-                                              masked.const_data_ptr(), idx.const_data_ptr<int64_t>(),
-                                              g.mutable_data_ptr(), current_stream()));
+    C10_CUDA_CHECK(launch_conv2d_relu_max_pool2d_grad_conv_output(
+        dtype_of(y), q, is_nhwc(format), dy.const_data_ptr(), y.const_data_ptr(), idx.const_data_ptr<int64_t>(),
+        masked.mutable_data_ptr(), g.mutable_data_ptr(), current_stream()));
   }
   static const auto conv_backward =
       c10::Dispatcher::singleton().findSchemaOrThrow("cnnfast::conv2d_backward", "").typed<ConvBackwardSig>();

@@ -7,6 +7,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include <optional>
+
 #include "checks.h"
 #include "cuda/common/launcher.h"
 
@@ -25,6 +27,12 @@ inline Dtype dtype_of(const at::Tensor& t) {
   }
 }
 
+// A contiguous optional argument (an undefined tensor when it is absent) and its data (or null).
+inline at::Tensor contiguous_if_given(const std::optional<at::Tensor>& t) {
+  return t.has_value() && t->defined() ? t->contiguous() : at::Tensor();
+}
+inline const void* data_or_null(const at::Tensor& t) { return t.defined() ? t.const_data_ptr() : nullptr; }
+
 inline cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
 
 // Channels-last storage (NHWC) when torch suggests it for `t`.
@@ -35,6 +43,20 @@ inline void check_pool_sizes(const char* op, int64_t N, int64_t C, int64_t H, in
   constexpr int64_t kMax = int64_t{1} << 31;
   TORCH_CHECK(N * C < kMax && H * W < kMax, op, ": the CUDA kernel needs N * C and H * W below 2^31, but got ",
               "N * C = ", N * C, " and H * W = ", H * W);
+}
+
+// Element offsets are 64-bit throughout; these products are held in 32 bits inside the conv2d
+// kernels (or bound a grid dimension).
+inline void check_conv_sizes(const char* op, const Conv2dProblem& p) {
+  constexpr int64_t kMax = (int64_t{1} << 31) - 1;
+  const int64_t RS = p.R * p.S;
+  TORCH_CHECK(p.H * p.W <= kMax && p.P * p.Q <= kMax && p.C_per_group() * RS <= kMax &&
+                  p.K_per_group() * RS <= kMax,
+              op, ": the CUDA kernels need H*W, P*Q, C/groups*kH*kW and K/groups*kH*kW below 2^31");
+  TORCH_CHECK(p.N * p.C <= kMax && p.N * p.K <= kMax, op, ": the CUDA kernels need N*C and N*K below 2^31");
+  TORCH_CHECK(p.groups <= 65535, op, ": the CUDA kernels support at most 65535 groups, but got groups=", p.groups);
+  TORCH_CHECK((p.C_per_group() * RS + 63) / 64 <= 65535 && (p.K_per_group() + 63) / 64 <= 65535, op,
+              ": the CUDA kernels need C/groups*kH*kW and K/groups below 65535*64");
 }
 
 }  // namespace cuda
