@@ -1,9 +1,9 @@
 // Depthwise conv2d (groups == C == K: one filter per channel), where the implicit GEMM would be a
 // 1-wide matrix product. Direct kernels, float accumulation, NCHW and NHWC storage (the weight is
 // [C, 1, R, S], the same bytes in both):
-// - forward: one thread per output element sums its R*S taps, then bias and ReLU in registers;
-//   consecutive threads take consecutive channels (NHWC) or output columns (NCHW), so loads and the
-//   one store are coalesced.
+// - forward: one thread per output element sums its R*S taps, then bias and ReLU in registers
+//   (common/epilogue.cuh); consecutive threads take consecutive channels (NHWC) or output columns
+//   (NCHW), so loads and the one store are coalesced.
 // - grad-input: one thread per input element gathers the taps whose window covers it (a tap counts
 //   when (h + pad - r*dil) is a multiple of the stride and lands inside the output); grad_output may
 //   be masked by a ReLU output.
@@ -12,6 +12,7 @@
 //   tree; the splits are added in order by splitk_reduce_kernel: deterministic, no atomics.
 #pragma once
 
+#include "common/epilogue.cuh"
 #include "common/kernel_utils.cuh"
 #include "problem.h"
 
@@ -29,6 +30,7 @@ __global__ void __launch_bounds__(kDepthwiseThreads)
   const int64_t total = p.output_numel();
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int R = static_cast<int>(p.R), S = static_cast<int>(p.S);
+  const BiasReluEpilogue<T> epilogue{bias, relu};
   for (int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += stride) {
     int64_t n;
     int c, oh, ow;
@@ -47,9 +49,7 @@ __global__ void __launch_bounds__(kDepthwiseThreads)
         acc = fmaf(to_float(x[xi]), to_float(wc[r * S + s]), acc);
       }
     }
-    if (bias) acc += to_float(bias[c]);
-    if (relu) acc = acc < 0.0f ? 0.0f : acc;
-    y[o] = from_float<T>(acc);
+    epilogue.store(y, o, acc, c);
   }
 }
 

@@ -1,6 +1,7 @@
 // conv2d as implicit GEMM on CUDA cores (FFMA, float accumulation): forward (with the fused
-// bias + ReLU epilogue), grad-input, grad-weight (deterministic split-K), grad-bias. NCHW
-// (contiguous) and NHWC (channels_last) storage, any stride, padding, dilation and groups.
+// bias + ReLU epilogue of common/epilogue.cuh), grad-input, grad-weight (deterministic split-K),
+// grad-bias. NCHW (contiguous) and NHWC (channels_last) storage, any stride, padding, dilation and
+// groups.
 //
 // The three passes are one GEMM C[M x Ng] = A[M x Kr] * B[Kr x Ng] per group, whose operands are
 // gathered from the tensors on the fly (no im2col buffer in global memory):
@@ -33,6 +34,7 @@
 // (conv2d_forward, conv2d_grad_input, conv2d_grad_weight) that choose the engine.
 #pragma once
 
+#include "common/epilogue.cuh"
 #include "common/kernel_utils.cuh"
 #include "conv2d_depthwise_kernel.cuh"
 #include "problem.h"
@@ -58,6 +60,14 @@ struct ConvGemmParams {
   bool relu = false;           // fprop: ReLU in the epilogue
   bool vec_a = false, vec_b = false;
 };
+
+// The epilogue of a pass (common/epilogue.cuh): the forward's bias and ReLU; the backward passes
+// store their sums as they are.
+template <class T, int MODE>
+CNNFAST_DEVICE BiasReluEpilogue<T> conv_epilogue(const ConvGemmParams& P) {
+  if constexpr (MODE != kFprop) return {};
+  return {static_cast<const T*>(P.bias), P.relu};
+}
 
 // The fixed part of one operand row's addressing, computed once before the main loop.
 struct RowInfo {
@@ -332,6 +342,7 @@ __global__ void __launch_bounds__(kConvThreads) conv2d_gemm_kernel(ConvGemmParam
 
   // Epilogue: bias and ReLU in registers, one store per output.
   const Conv2dProblem& p = P.p;
+  const BiasReluEpilogue<T> epilogue = conv_epilogue<T, MODE>(P);
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
     const int64_t m = m0 + (i < 4 ? tm * 4 + i : 64 + tm * 4 + (i - 4));
@@ -352,15 +363,10 @@ __global__ void __launch_bounds__(kConvThreads) conv2d_gemm_kernel(ConvGemmParam
     for (int j = 0; j < 8; ++j) {
       const int64_t n = n0 + (j < 4 ? tn * 4 + j : 32 + tn * 4 + (j - 4));
       if (n >= P.Ng) continue;
-      float v = acc[i][j];
-      if (MODE == kFprop) {
-        if (P.bias) v += to_float(static_cast<const T*>(P.bias)[g * p.K_per_group() + n]);
-        if (P.relu) v = v < 0.0f ? 0.0f : v;
-      }
       if (MODE == kWgrad)
-        static_cast<float*>(P.out)[base + n] = v;
-      else
-        static_cast<T*>(P.out)[base + n * step] = from_float<T>(v);
+        static_cast<float*>(P.out)[base + n] = acc[i][j];
+      else  // the forward's channel is filter g * K/G + n (bias and ReLU); dgrad has neither
+        epilogue.store(static_cast<T*>(P.out), base + n * step, acc[i][j], g * p.K_per_group() + n);
     }
   }
 }

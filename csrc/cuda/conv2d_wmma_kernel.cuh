@@ -8,9 +8,9 @@
 //   A slice goes global -> registers (4 units of 4 per operand per thread, 64/128-bit loads where
 //   contiguous) -> shared memory in the tensor-core input type (row-major A, column-major B, rows
 //   padded by 16 bytes), double-buffered with one barrier per slice.
-//   Epilogue: fragments -> shared float tile (over the operand buffers) -> bias and ReLU (forward)
-//   -> one store per output, mapped so consecutive threads write consecutive addresses (channels
-//   in NHWC, pixels in NCHW, taps in the grad-weight partials).
+//   Epilogue: fragments -> shared float tile (over the operand buffers) -> bias and ReLU (forward,
+//   common/epilogue.cuh) -> one store per output, mapped so consecutive threads write consecutive
+//   addresses (channels in NHWC, pixels in NCHW, taps in the grad-weight partials).
 #pragma once
 
 #include <type_traits>
@@ -130,23 +130,22 @@ __global__ void __launch_bounds__(kWmmaThreads) conv2d_wmma_kernel(ConvGemmParam
   __syncthreads();
 
   const Conv2dProblem& p = P.p;
+  const BiasReluEpilogue<T> epilogue = conv_epilogue<T, MODE>(P);
   // Consecutive threads take consecutive n (NHWC outputs, grad-weight partials) or m (NCHW outputs).
   constexpr bool kAlongN = NHWC || MODE == kWgrad;
   for (int e = tid; e < BM * BN; e += kWmmaThreads) {
     const int r = kAlongN ? e / BN : e % BM, c = kAlongN ? e % BN : e / BM;
     const int64_t m = m0 + r, n = n0 + c;
     if (m >= P.M || n >= P.Ng) continue;
-    float v = Cs[r][c];
+    const float v = Cs[r][c];
     if (MODE == kFprop) {
       const int64_t PQ = p.P * p.Q, k = g * p.K_per_group() + n;
-      if (P.bias) v += to_float(static_cast<const T*>(P.bias)[k]);
-      if (P.relu) v = v < 0.0f ? 0.0f : v;
       const int64_t img = m / PQ, pq = m - img * PQ;
-      static_cast<T*>(P.out)[NHWC ? m * p.K + k : (img * p.K + k) * PQ + pq] = from_float<T>(v);
+      epilogue.store(static_cast<T*>(P.out), NHWC ? m * p.K + k : (img * p.K + k) * PQ + pq, v, k);
     } else if (MODE == kDgrad) {
       const int64_t HW = p.H * p.W, c_in = g * p.C_per_group() + n;
       const int64_t img = m / HW, hw = m - img * HW;
-      static_cast<T*>(P.out)[NHWC ? m * p.C + c_in : (img * p.C + c_in) * HW + hw] = from_float<T>(v);
+      epilogue.store(static_cast<T*>(P.out), NHWC ? m * p.C + c_in : (img * p.C + c_in) * HW + hw, v, c_in);
     } else {
       static_cast<float*>(P.out)[((static_cast<int64_t>(split) * G + g) * P.M + m) * P.Ng + n] = v;
     }
