@@ -20,6 +20,7 @@ namespace cnnfast {
 namespace cuda {
 
 constexpr int kDepthwiseThreads = 256;
+constexpr int64_t kDepthwiseMaxBlocks = 8192;
 
 // The problems these kernels take (host side: which path to launch).
 inline bool is_depthwise(const Conv2dProblem& p) { return p.groups == p.C && p.K == p.C && p.C > 1; }
@@ -118,21 +119,24 @@ __global__ void __launch_bounds__(kDepthwiseThreads)
 
 inline LaunchConfig depthwise_config(int64_t work) {
   int64_t blocks = (work + kDepthwiseThreads - 1) / kDepthwiseThreads;
-  if (blocks > 8192) blocks = 8192;
+  if (blocks > kDepthwiseMaxBlocks) blocks = kDepthwiseMaxBlocks;
   if (blocks < 1) blocks = 1;
   return {dim3(static_cast<unsigned>(blocks)), dim3(kDepthwiseThreads), 0};
 }
 
-// Splits of the grad-weight reduction over N*P*Q (each at least 4096 long, at most 64).
-inline int64_t depthwise_split_len(const Conv2dProblem& p) {
+// The split of a reduction over the N*P*Q output pixels into at most kMaxPixelSplits splits of at
+// least kPixelSplitRows each (fewer where there are fewer rows): the length of one split, and how
+// many. Used by the depthwise grad-weight and by grad-bias (conv2d_kernel.cuh).
+constexpr int64_t kPixelSplitRows = 4096, kMaxPixelSplits = 64;
+inline int64_t pixel_split_len(const Conv2dProblem& p) {
   const int64_t rows = p.N * p.P * p.Q;
-  int64_t splits = (rows + 4095) / 4096;
-  if (splits > 64) splits = 64;
+  int64_t splits = (rows + kPixelSplitRows - 1) / kPixelSplitRows;
+  if (splits > kMaxPixelSplits) splits = kMaxPixelSplits;
   if (splits < 1) splits = 1;
   return (rows + splits - 1) / splits;
 }
-inline int64_t depthwise_splits(const Conv2dProblem& p) {
-  const int64_t rows = p.N * p.P * p.Q, len = depthwise_split_len(p);
+inline int64_t pixel_splits(const Conv2dProblem& p) {
+  const int64_t rows = p.N * p.P * p.Q, len = pixel_split_len(p);
   return (rows + len - 1) / len;
 }
 
@@ -156,11 +160,11 @@ void conv2d_depthwise_grad_input(const Conv2dProblem& p, bool nhwc, const T* dy,
     CNNFAST_LAUNCH(c, stream, conv2d_depthwise_grad_input_kernel<T, false>)(p, dy, mask, w, dx);
 }
 
-// workspace: depthwise_splits(p) * C * R * S floats.
+// workspace: pixel_splits(p) * C * R * S floats.
 template <class T, class Stream>
 void conv2d_depthwise_grad_weight(const Conv2dProblem& p, bool nhwc, const T* dy, const T* mask, const T* x, T* dw,
                                   float* workspace, Stream stream) {
-  const int64_t taps = p.C * p.R * p.S, splits = depthwise_splits(p), len = depthwise_split_len(p);
+  const int64_t taps = p.C * p.R * p.S, splits = pixel_splits(p), len = pixel_split_len(p);
   const LaunchConfig c{dim3(static_cast<unsigned>(taps), static_cast<unsigned>(splits)), dim3(kDepthwiseThreads), 0};
   if (nhwc)
     CNNFAST_LAUNCH(c, stream, conv2d_depthwise_grad_weight_kernel<T, true>)(p, dy, mask, x, len, workspace);

@@ -17,7 +17,7 @@ cudaError_t launch_conv2d_forward(Dtype t, const Conv2dProblem& p, bool nhwc, co
   return cudaGetLastError();
 }
 
-int64_t conv2d_grad_bias_workspace(const Conv2dProblem& p) { return bias_grad_splits(p) * p.K; }
+int64_t conv2d_grad_bias_workspace(const Conv2dProblem& p) { return pixel_splits(p) * p.K; }
 
 cudaError_t launch_conv2d_grad_bias(Dtype t, const Conv2dProblem& p, bool nhwc, const void* dy,
                                     const void* relu_out, void* db, float* workspace, cudaStream_t stream) {

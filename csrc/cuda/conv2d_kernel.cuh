@@ -45,6 +45,12 @@ namespace cuda {
 enum ConvMode : int { kFprop = 0, kDgrad = 1, kWgrad = 2 };
 
 constexpr int kConvBM = 128, kConvBN = 64, kConvBK = 8, kConvThreads = 128;
+// A thread's kConvRegs x kConvRegs register block: kConvHalfRegs rows (columns) in each half of the
+// tile's rows (columns); threads tile each half as kConvThreadRows x kConvThreadCols.
+constexpr int kConvRegs = 8, kConvHalfRegs = kConvRegs / 2;
+constexpr int kConvHalfBM = kConvBM / 2, kConvHalfBN = kConvBN / 2;
+constexpr int kConvThreadCols = kConvHalfBN / kConvHalfRegs, kConvThreadRows = kConvHalfBM / kConvHalfRegs;
+static_assert(kConvThreadRows * kConvThreadCols == kConvThreads, "one register block per thread");
 
 // Everything a conv2d_gemm_kernel launch needs (passed by value).
 struct ConvGemmParams {
@@ -291,12 +297,12 @@ __global__ void __launch_bounds__(kConvThreads) conv2d_gemm_kernel(ConvGemmParam
   float ra[8], rb[4];
 
   // Compute mapping: 8 x 8 outputs per thread.
-  const int tm = tid / 8, tn = tid % 8;
-  float acc[8][8];
+  const int tm = tid / kConvThreadCols, tn = tid % kConvThreadCols;
+  float acc[kConvRegs][kConvRegs];
 #pragma unroll
-  for (int i = 0; i < 8; ++i)
+  for (int i = 0; i < kConvRegs; ++i)
 #pragma unroll
-    for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
+    for (int j = 0; j < kConvRegs; ++j) acc[i][j] = 0.0f;
 
   a_unit<T, MODE, NHWC>(P, arow, k_begin, k_end, ra);
   a_unit<T, MODE, NHWC>(P, arow, k_begin + 4, k_end, ra + 4);
@@ -317,18 +323,18 @@ __global__ void __launch_bounds__(kConvThreads) conv2d_gemm_kernel(ConvGemmParam
     }
 #pragma unroll
     for (int kk = 0; kk < BK; ++kk) {
-      float a[8], b[8];
+      float a[kConvRegs], b[kConvRegs];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        a[i] = As[buf][kk][tm * 4 + i];
-        a[4 + i] = As[buf][kk][64 + tm * 4 + i];
-        b[i] = Bs[buf][kk][tn * 4 + i];
-        b[4 + i] = Bs[buf][kk][32 + tn * 4 + i];
+      for (int i = 0; i < kConvHalfRegs; ++i) {
+        a[i] = As[buf][kk][tm * kConvHalfRegs + i];
+        a[kConvHalfRegs + i] = As[buf][kk][kConvHalfBM + tm * kConvHalfRegs + i];
+        b[i] = Bs[buf][kk][tn * kConvHalfRegs + i];
+        b[kConvHalfRegs + i] = Bs[buf][kk][kConvHalfBN + tn * kConvHalfRegs + i];
       }
 #pragma unroll
-      for (int i = 0; i < 8; ++i)
+      for (int i = 0; i < kConvRegs; ++i)
 #pragma unroll
-        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        for (int j = 0; j < kConvRegs; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
     }
     if (has_next) {
 #pragma unroll
@@ -344,8 +350,8 @@ __global__ void __launch_bounds__(kConvThreads) conv2d_gemm_kernel(ConvGemmParam
   const Conv2dProblem& p = P.p;
   const BiasReluEpilogue<T> epilogue = conv_epilogue<T, MODE>(P);
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const int64_t m = m0 + (i < 4 ? tm * 4 + i : 64 + tm * 4 + (i - 4));
+  for (int i = 0; i < kConvRegs; ++i) {
+    const int64_t m = m0 + tm * kConvHalfRegs + (i < kConvHalfRegs ? i : kConvHalfBM + i - kConvHalfRegs);
     if (m >= P.M) continue;
     int64_t base = 0, step = 1;  // output (m, n) at base + n * step
     if (MODE == kFprop) {
@@ -360,8 +366,8 @@ __global__ void __launch_bounds__(kConvThreads) conv2d_gemm_kernel(ConvGemmParam
       base = ((static_cast<int64_t>(split) * G + g) * P.M + m) * P.Ng;
     }
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int64_t n = n0 + (j < 4 ? tn * 4 + j : 32 + tn * 4 + (j - 4));
+    for (int j = 0; j < kConvRegs; ++j) {
+      const int64_t n = n0 + tn * kConvHalfRegs + (j < kConvHalfRegs ? j : kConvHalfBN + j - kConvHalfRegs);
       if (n >= P.Ng) continue;
       if (MODE == kWgrad)
         static_cast<float*>(P.out)[base + n] = acc[i][j];
@@ -372,24 +378,27 @@ __global__ void __launch_bounds__(kConvThreads) conv2d_gemm_kernel(ConvGemmParam
 }
 
 // ---- grad-bias: sums of grad_output per channel, per split (then splitk_reduce_kernel) -----------
+constexpr int kBiasGradThreads = 256;
+constexpr int kBiasGradChannels = 32, kBiasGradLanes = kBiasGradThreads / kBiasGradChannels;  // NHWC block
+
 // NHWC: a block is 32 channels x 8 row lanes; lanes stride over the split's rows (coalesced along
 // channels), then the 8 lane sums are added in lane order.
 template <class T>
-__global__ void __launch_bounds__(256)
+__global__ void __launch_bounds__(kBiasGradThreads)
     bias_grad_nhwc_kernel(const T* dy, const T* mask, int64_t rows, int64_t K, int64_t split_len, float* partial) {
-  __shared__ float sums[8][33];
-  const int lane = threadIdx.x % 32, ry = threadIdx.x / 32;
-  const int64_t k = static_cast<int64_t>(blockIdx.x) * 32 + lane;
+  __shared__ float sums[kBiasGradLanes][kBiasGradChannels + 1];
+  const int lane = threadIdx.x % kBiasGradChannels, ry = threadIdx.x / kBiasGradChannels;
+  const int64_t k = static_cast<int64_t>(blockIdx.x) * kBiasGradChannels + lane;
   const int64_t begin = static_cast<int64_t>(blockIdx.y) * split_len;
   const int64_t end = begin + split_len < rows ? begin + split_len : rows;
   float s = 0.0f;
   if (k < K)
-    for (int64_t r = begin + ry; r < end; r += 8) s += masked(dy, mask, r * K + k);
+    for (int64_t r = begin + ry; r < end; r += kBiasGradLanes) s += masked(dy, mask, r * K + k);
   sums[ry][lane] = s;
   __syncthreads();
   if (ry == 0 && k < K) {
     float t = 0.0f;
-    for (int i = 0; i < 8; ++i) t += sums[i][lane];
+    for (int i = 0; i < kBiasGradLanes; ++i) t += sums[i][lane];
     partial[blockIdx.y * K + k] = t;
   }
 }
@@ -397,21 +406,21 @@ __global__ void __launch_bounds__(256)
 // NCHW: a block per (channel, split); 256 threads stride over the split's (n, pixel) pairs, then a
 // fixed-shape tree adds the thread sums.
 template <class T>
-__global__ void __launch_bounds__(256)
+__global__ void __launch_bounds__(kBiasGradThreads)
     bias_grad_nchw_kernel(const T* dy, const T* mask, int64_t rows, int64_t K, int64_t PQ, int64_t split_len,
                           float* partial) {
-  __shared__ float sums[256];
+  __shared__ float sums[kBiasGradThreads];
   const int64_t k = blockIdx.x;
   const int64_t begin = static_cast<int64_t>(blockIdx.y) * split_len;
   const int64_t end = begin + split_len < rows ? begin + split_len : rows;
   float s = 0.0f;
-  for (int64_t j = begin + threadIdx.x; j < end; j += 256) {
+  for (int64_t j = begin + threadIdx.x; j < end; j += kBiasGradThreads) {
     const int64_t n = j / PQ;
     s += masked(dy, mask, (n * K + k) * PQ + (j - n * PQ));
   }
   sums[threadIdx.x] = s;
   __syncthreads();
-  for (int w = 128; w > 0; w /= 2) {
+  for (int w = kBiasGradThreads / 2; w > 0; w /= 2) {
     if (static_cast<int>(threadIdx.x) < w) sums[threadIdx.x] += sums[threadIdx.x + w];
     __syncthreads();
   }
@@ -448,7 +457,7 @@ inline ConvGemmParams conv_gemm_params(const Conv2dProblem& p, int mode) {
 
 // Float elements of the wgrad workspace (the splits' partial weight gradients).
 inline int64_t conv_wgrad_workspace(const Conv2dProblem& p) {
-  if (is_depthwise(p)) return depthwise_splits(p) * p.C * p.R * p.S;
+  if (is_depthwise(p)) return pixel_splits(p) * p.C * p.R * p.S;
   const ConvGemmParams P = conv_gemm_params(p, kWgrad);
   return static_cast<int64_t>(P.splits) * p.groups * P.M * P.Ng;
 }
@@ -500,29 +509,17 @@ inline ConvGemmParams conv_grad_weight_params(const Conv2dProblem& p, bool nhwc,
   return P;
 }
 
-// Split of the grad-bias reduction over N*P*Q rows.
-inline int64_t bias_grad_split_len(const Conv2dProblem& p) {
-  const int64_t rows = p.N * p.P * p.Q;
-  int64_t splits = (rows + 4095) / 4096;
-  if (splits > 64) splits = 64;
-  if (splits < 1) splits = 1;
-  return (rows + splits - 1) / splits;
-}
-inline int64_t bias_grad_splits(const Conv2dProblem& p) {
-  const int64_t rows = p.N * p.P * p.Q, len = bias_grad_split_len(p);
-  return (rows + len - 1) / len;
-}
-
-// db[k] = sum of dy (masked) over n, p, q; workspace holds bias_grad_splits(p) * K floats.
+// db[k] = sum of dy (masked) over n, p, q; workspace holds pixel_splits(p) * K floats.
 template <class T, class Stream>
 void conv2d_grad_bias(const Conv2dProblem& p, bool nhwc, const T* dy, const T* relu_out, T* db, float* workspace,
                       Stream stream) {
-  const int64_t rows = p.N * p.P * p.Q, len = bias_grad_split_len(p), splits = bias_grad_splits(p);
+  const int64_t rows = p.N * p.P * p.Q, len = pixel_split_len(p), splits = pixel_splits(p);
   if (nhwc) {
-    const LaunchConfig c{dim3(ceil_div(p.K, 32), static_cast<unsigned>(splits)), dim3(256), 0};
+    const LaunchConfig c{dim3(ceil_div(p.K, kBiasGradChannels), static_cast<unsigned>(splits)),
+                         dim3(kBiasGradThreads), 0};
     CNNFAST_LAUNCH(c, stream, bias_grad_nhwc_kernel<T>)(dy, relu_out, rows, p.K, len, workspace);
   } else {
-    const LaunchConfig c{dim3(static_cast<unsigned>(p.K), static_cast<unsigned>(splits)), dim3(256), 0};
+    const LaunchConfig c{dim3(static_cast<unsigned>(p.K), static_cast<unsigned>(splits)), dim3(kBiasGradThreads), 0};
     CNNFAST_LAUNCH(c, stream, bias_grad_nchw_kernel<T>)(dy, relu_out, rows, p.K, p.P * p.Q, len, workspace);
   }
   splitk_reduce(workspace, static_cast<int>(splits), p.K, db, stream);

@@ -112,7 +112,7 @@ long long cnnfast_conv2d_wgrad_workspace(const long long* sizes) {
 
 long long cnnfast_conv2d_bias_workspace(const long long* sizes) {
   const cnnfast::Conv2dProblem p = conv_problem(sizes);
-  return cnnfast::cuda::bias_grad_splits(p) * p.K;
+  return cnnfast::cuda::pixel_splits(p) * p.K;
 }
 
 int cnnfast_conv2d_grad_weight(int dtype, const long long* sizes, int nhwc, const void* dy, const void* relu_out,

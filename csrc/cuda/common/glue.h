@@ -55,7 +55,10 @@ inline void check_conv_sizes(const char* op, const Conv2dProblem& p) {
               op, ": the CUDA kernels need H*W, P*Q, C/groups*kH*kW and K/groups*kH*kW below 2^31");
   TORCH_CHECK(p.N * p.C <= kMax && p.N * p.K <= kMax, op, ": the CUDA kernels need N*C and N*K below 2^31");
   TORCH_CHECK(p.groups <= 65535, op, ": the CUDA kernels support at most 65535 groups, but got groups=", p.groups);
-  TORCH_CHECK((p.C_per_group() * RS + 63) / 64 <= 65535 && (p.K_per_group() + 63) / 64 <= 65535, op,
+  constexpr int64_t kTileN = 64;  // the GEMM column tile of both engines (grid.y = ceil(columns / kTileN))
+  const int64_t wgrad_tiles = (p.C_per_group() * RS + kTileN - 1) / kTileN;
+  const int64_t fprop_tiles = (p.K_per_group() + kTileN - 1) / kTileN;
+  TORCH_CHECK(wgrad_tiles <= 65535 && fprop_tiles <= 65535, op,
               ": the CUDA kernels need C/groups*kH*kW and K/groups below 65535*64");
 }
 

@@ -133,8 +133,12 @@ CNNFAST_DEVICE void masked4(const T* dy, const T* mask, int64_t i, float v[4]) {
 }
 
 // out[i] = sum over s of partial[s * n + i], s in increasing order (deterministic split-K).
+constexpr int kSplitkThreads = 256;
+constexpr unsigned kSplitkMaxBlocks = 4096;
+
 template <class T>
-__global__ void __launch_bounds__(256) splitk_reduce_kernel(const float* partial, int splits, int64_t n, T* out) {
+__global__ void __launch_bounds__(kSplitkThreads)
+    splitk_reduce_kernel(const float* partial, int splits, int64_t n, T* out) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
     float s = 0.0f;
@@ -145,8 +149,10 @@ __global__ void __launch_bounds__(256) splitk_reduce_kernel(const float* partial
 
 template <class T, class Stream>
 void splitk_reduce(const float* partial, int splits, int64_t n, T* out, Stream stream) {
-  const unsigned blocks = ceil_div(n, 256) < 4096 ? ceil_div(n, 256) : 4096;
-  CNNFAST_LAUNCH((LaunchConfig{dim3(blocks), dim3(256), 0}), stream, splitk_reduce_kernel<T>)(partial, splits, n, out);
+  const unsigned wanted = ceil_div(n, kSplitkThreads);
+  const unsigned blocks = wanted < kSplitkMaxBlocks ? wanted : kSplitkMaxBlocks;
+  CNNFAST_LAUNCH((LaunchConfig{dim3(blocks), dim3(kSplitkThreads), 0}), stream, splitk_reduce_kernel<T>)(
+      partial, splits, n, out);
 }
 
 // Whether a pointer is aligned to `bytes` (host side, to choose the vector path).
