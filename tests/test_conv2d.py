@@ -210,3 +210,202 @@ def test_conv2d_random_arguments(n, cg, kg, groups, h, w, kh, kw, sh, sw, ph, pw
     w = max(w, dw * (kw - 1) + 1 - 2 * pw)
     run_conv_case(conv, F.conv2d, n, cg * groups, h, w, kg * groups, (kh, kw), (sh, sw), (ph, pw), (dh, dw), groups,
                   bias=bias, fmt=fmt)
+
+
+# ---- CUDA kernels through the CUDA-on-CPU harness, and on a real device --------------------------
+# The conv2d kernels (csrc/cuda/conv2d_kernel.cuh, conv2d_wmma_kernel.cuh, conv2d_depthwise_kernel.cuh:
+# forward with the bias + ReLU epilogue, grad-input, grad-weight, grad-bias) run on the CPU through the
+# harness, and cnnfast::conv2d / conv2d_relu on a CUDA device where there is one; the helpers are
+# tests/cuda_harness.py's.
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from cuda_harness import (  # noqa: E402,F401  (lib: a fixture)
+    DTYPES, EPS, EPS_ACC, P, assert_within, from_nhwc, harness, lib, needs_cuda, nhwc, run_orders, sizes_arg)
+
+
+CONV_CASES = [
+    # N, C, H, W, K, R, S, stride, padding, dilation, groups
+    (1, 1, 5, 5, 1, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    (3, 3, 9, 7, 5, 3, 3, (2, 2), (1, 1), (1, 1), 1),
+    (2, 8, 6, 6, 8, 3, 3, (1, 1), (2, 2), (2, 2), 2),
+    (2, 6, 7, 7, 6, 3, 3, (1, 1), (1, 1), (1, 1), 6),
+    (1, 4, 12, 12, 70, 1, 1, (1, 1), (0, 0), (1, 1), 1),
+    (2, 16, 5, 9, 12, 2, 3, (2, 1), (0, 2), (1, 2), 4),
+    (2, 4, 12, 12, 8, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    (1, 5, 9, 8, 5, 3, 3, (2, 2), (1, 1), (2, 1), 5),
+    (2, 3, 48, 48, 3, 3, 3, (1, 1), (1, 1), (1, 1), 3),
+]
+CONV_IDS = ["1x1x5x5k1", "3x3x9x7k5s2", "2x8x6x6g2d2", "dw6", "k70-1x1", "g4-asym", "wgrad-splits", "dw5-s2d2",
+            "dw3-splits"]
+
+
+def conv_sizes(case):
+    N, C, H, W, K, R, S, st, pad, dil, g = case
+    return sizes_arg([N, C, H, W, K, R, S, *st, *pad, *dil, g])
+
+
+def rounded_inputs(case, dtype, seed=0):
+    N, C, H, W, K, R, S, st, pad, dil, g = case
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(N, C, H, W, generator=gen).to(dtype)
+    w = torch.randn(K, C // g, R, S, generator=gen).to(dtype)
+    b = torch.randn(K, generator=gen).to(dtype)
+    return x, w, b
+
+
+def conv_ref(x, w, b, case):
+    _, _, _, _, _, _, _, st, pad, dil, g = case
+    return F.conv2d(x, w, b, st, pad, dil, g)
+
+
+@harness
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
+def test_cuda_kernel_conv2d_forward(lib, dtype, layout, case):
+    x, w, b = rounded_inputs(case, dtype)
+    st, pad, dil, g = case[7:]
+    Kr = w.shape[1] * w.shape[2] * w.shape[3]
+    is_nhwc = layout == "nhwc"
+    ref = conv_ref(x.double(), w.double(), b.double(), case)
+    mag = F.conv2d(x.double().abs(), w.double().abs(), b.double().abs(), st, pad, dil, g)
+    xs, ws = (nhwc(x), nhwc(w)) if is_nhwc else (x.contiguous(), w.contiguous())
+    N, K, Pq, Qq = ref.shape
+    y = torch.empty((N, Pq, Qq, K) if is_nhwc else (N, K, Pq, Qq), dtype=dtype)
+    # float: FFMA, and TF32 tensor cores (inputs rounded to 10 mantissa bits); half types: tensor cores.
+    for tf32 in (0, 1) if dtype == torch.float32 else (0,):
+        for relu, bias in ((False, None), (True, b)):
+            def fwd():
+                lib.call("cnnfast_conv2d_forward", DTYPES[dtype], conv_sizes(case), int(is_nhwc), P(xs), P(ws),
+                         P(bias) if bias is not None else None, int(relu), tf32, P(y))
+                return [y]
+
+            (out,) = run_orders(lib, fwd)
+            out = from_nhwc(out) if is_nhwc else out
+            expect = conv_ref(x.double(), w.double(), None if bias is None else b.double(), case)
+            if relu:
+                expect = expect.relu()
+            input_rounding = 2 * 2.0**-11 * mag if tf32 else 0
+            bound = EPS_ACC * (Kr + 2) * mag + input_rounding + EPS[dtype] * expect.abs() + 1e-30
+            assert_within(out, expect, bound, f"conv2d forward relu={relu} tf32={tf32}")
+
+
+@harness
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
+def test_cuda_kernel_conv2d_backward(lib, dtype, layout, case):
+    x, w, b = rounded_inputs(case, dtype, seed=1)
+    st, pad, dil, g = case[7:]
+    is_nhwc = layout == "nhwc"
+    sizes = conv_sizes(case)
+    out_ref = conv_ref(x.double(), w.double(), b.double(), case)
+    gen = torch.Generator().manual_seed(2)
+    dy = torch.randn(out_ref.shape, generator=gen).to(dtype)
+    relu_out = out_ref.relu().to(dtype)
+    conv = lambda a: a.permute(0, 2, 3, 1).contiguous() if is_nhwc else a.contiguous()  # noqa: E731
+    back = lambda a: from_nhwc(a) if is_nhwc else a  # noqa: E731
+    xs, ws, dys, ros = conv(x), conv(w), conv(dy), conv(relu_out)
+    # float: FFMA and TF32 tensor cores; half types: tensor cores.
+    for tf32, masked in [(t, m) for t in ((0, 1) if dtype == torch.float32 else (0,)) for m in (False, True)]:
+        rounding = 2 * 2.0**-11 if tf32 else 0.0  # TF32 inputs: 10 mantissa bits
+        dyr = dy.double() * (relu_out.double() > 0) if masked else dy.double()
+        mask_ptr = P(ros) if masked else None
+        # grad_input
+        ref = torch.nn.grad.conv2d_input(x.shape, w.double(), dyr, st, pad, dil, g)
+        mag = torch.nn.grad.conv2d_input(x.shape, w.double().abs(), dyr.abs(), st, pad, dil, g)
+        Kr = w.shape[0] // g * w.shape[2] * w.shape[3]
+        dx = torch.empty(xs.shape, dtype=dtype)
+
+        def dgrad():
+            lib.call("cnnfast_conv2d_grad_input", DTYPES[dtype], sizes, int(is_nhwc), P(dys), mask_ptr, P(ws), tf32,
+                     P(dx))
+            return [dx]
+
+        (out,) = run_orders(lib, dgrad)
+        assert_within(back(out), ref, (EPS_ACC * (Kr + 2) + rounding) * mag + EPS[dtype] * ref.abs() + 1e-30,
+                      f"conv2d grad_input masked={masked} tf32={tf32}")
+        # grad_weight (split-K)
+        ref = torch.nn.grad.conv2d_weight(x.double(), w.shape, dyr, st, pad, dil, g)
+        mag = torch.nn.grad.conv2d_weight(x.double().abs(), w.shape, dyr.abs(), st, pad, dil, g)
+        Kr = x.shape[0] * dy.shape[2] * dy.shape[3]
+        dw = torch.empty(ws.shape, dtype=dtype)
+        work = torch.empty(lib.cnnfast_conv2d_wgrad_workspace(sizes), dtype=torch.float32)
+
+        def wgrad():
+            lib.call("cnnfast_conv2d_grad_weight", DTYPES[dtype], sizes, int(is_nhwc), P(dys), mask_ptr, P(xs), tf32,
+                     P(dw), P(work))
+            return [dw]
+
+        (out,) = run_orders(lib, wgrad)
+        assert_within(back(out), ref, (EPS_ACC * (Kr + 2) + rounding) * mag + EPS[dtype] * ref.abs() + 1e-30,
+                      f"conv2d grad_weight masked={masked} tf32={tf32}")
+        if tf32:
+            continue  # grad-bias has no GEMM
+        # grad_bias
+        ref = dyr.sum((0, 2, 3))
+        mag = dyr.abs().sum((0, 2, 3))
+        db = torch.empty(w.shape[0], dtype=dtype)
+        work = torch.empty(lib.cnnfast_conv2d_bias_workspace(sizes), dtype=torch.float32)
+
+        def bgrad():
+            lib.call("cnnfast_conv2d_grad_bias", DTYPES[dtype], sizes, int(is_nhwc), P(dys), mask_ptr, P(db), P(work))
+            return [db]
+
+        (out,) = run_orders(lib, bgrad)
+        assert_within(out, ref, EPS_ACC * (Kr + 2) * mag + EPS[dtype] * ref.abs() + 1e-30,
+                      f"conv2d grad_bias masked={masked}")
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
+def test_cuda_conv2d_against_cudnn(dtype, channels_last, case, monkeypatch):
+    import cnnfast  # noqa: F401  (registers the ops)
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # float32 on FFMA, cuDNN without TF32
+    x, w, b = (t.cuda() for t in rounded_inputs(case, dtype))
+    if channels_last:
+        x, w = x.to(memory_format=torch.channels_last), w.to(memory_format=torch.channels_last)
+    st, pad, dil, g = case[7:]
+    x.requires_grad_()
+    w.requires_grad_()
+    b.requires_grad_()
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    for op, post in ((torch.ops.cnnfast.conv2d, lambda t: t), (torch.ops.cnnfast.conv2d_relu, torch.relu)):
+        out = op(x, w, b, list(st), list(pad), list(dil), g)
+        ref = post(F.conv2d(x, w, b, st, pad, dil, g))
+        torch.testing.assert_close(out, ref, **tol)
+        dy = torch.randn_like(ref)
+        got = torch.autograd.grad(out, (x, w, b), dy)
+        exp = torch.autograd.grad(ref, (x, w, b), dy)
+        for a, e in zip(got, exp):
+            torch.testing.assert_close(a, e, **tol)
+        again = torch.autograd.grad(op(x, w, b, list(st), list(pad), list(dil), g), (x, w, b), dy)
+        for a, e in zip(got, again):
+            assert torch.equal(a, e), "repeated backward differs (must be deterministic)"
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("tf32", [False, True])
+def test_cuda_tf32_switch(tf32):
+    """float32 runs on tensor cores (TF32) only when torch.backends.cudnn.allow_tf32 is on."""
+    import cnnfast  # noqa: F401
+
+    x = torch.randn(2, 16, 12, 12, device="cuda")
+    w = torch.randn(32, 16, 3, 3, device="cuda")
+    old = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = tf32
+        out = torch.ops.cnnfast.conv2d(x, w, None, [1, 1], [1, 1], [1, 1], 1)
+    finally:
+        torch.backends.cudnn.allow_tf32 = old
+    ref = F.conv2d(x.double(), w.double(), None, 1, 1)
+    err = (out.double() - ref).abs().max().item()
+    assert err < (5e-2 if tf32 else 1e-3)

@@ -74,3 +74,32 @@ def test_nan_output_passes_its_gradient_like_torch(n, pool):
         assert torch.isfinite(grads["ref"][i]).all()
         assert_close_to_reference(grads["ours"][i], grads["torch"][i], grads["ref"][i], k, f"{what}, n={n}")
     assert torch.equal(grads["ours"][1].isnan(), grads["ref"][1].isnan())
+
+
+# ---- CUDA: torch.autocast on a real device -------------------------------------------------------
+# The conv2d_relu kernel itself runs through the CUDA-on-CPU harness with conv2d's
+# (tests/test_conv2d.py, relu=True); here its autocast registration, where there is a CUDA device.
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from cuda_harness import needs_cuda  # noqa: E402
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_autocast_casts_like_torch(dtype):
+    import cnnfast  # noqa: F401
+
+    x = torch.randn(2, 3, 9, 9, device="cuda", requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, device="cuda", requires_grad=True)
+    b = torch.randn(4, device="cuda", requires_grad=True)
+    with torch.autocast("cuda", dtype=dtype):
+        out = torch.ops.cnnfast.conv2d_relu(x, w, b, [1, 1], [1, 1], [1, 1], 1)
+        ref = F.conv2d(x, w, b, 1, 1).relu()
+    assert out.dtype == ref.dtype == dtype
+    torch.testing.assert_close(out, ref, rtol=2e-2, atol=2e-2)
+    out.float().sum().backward()
+    assert x.grad.dtype == w.grad.dtype == b.grad.dtype == torch.float32

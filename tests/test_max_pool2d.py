@@ -265,3 +265,105 @@ def test_max_pool2d_simd_paths_bit_identical_for_any_thread_count(args):
         return y, torch.autograd.grad(y, x, torch.randn(y.shape, generator=torch.Generator().manual_seed(0)))[0]
 
     assert_same_for_1_and_2_threads(run)
+
+
+# ---- CUDA kernels through the CUDA-on-CPU harness, and on a real device --------------------------
+# The max_pool2d kernels (csrc/cuda/max_pool2d_kernel.cuh) run on the CPU through the harness, and
+# the ops on a CUDA device where there is one (with relu's, on the same shapes); the helpers are
+# tests/cuda_harness.py's.
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from cuda_harness import (  # noqa: E402,F401  (lib: a fixture)
+    DTYPES, EPS, P, assert_within, from_nhwc, harness, lib, needs_cuda, nhwc, run_orders, sizes_arg)
+
+
+POOL_CASES = [
+    # N, C, H, W, kernel, stride, padding, dilation, ceil_mode
+    (1, 1, 4, 4, (2, 2), (2, 2), (0, 0), (1, 1), False),
+    (3, 3, 9, 7, (3, 3), (2, 2), (1, 1), (1, 1), False),
+    (2, 5, 8, 11, (3, 2), (1, 2), (1, 0), (2, 1), True),
+    (1, 4, 7, 7, (3, 3), (2, 2), (1, 1), (1, 1), True),
+]
+
+
+@harness
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: "x".join(map(str, c[:4])) + f"k{c[4][0]}{c[4][1]}s{c[5][0]}{c[5][1]}")
+def test_cuda_kernel_max_pool2d(lib, dtype, layout, case):
+    N, C, H, W, k, s, pad, d, ceil = case
+    x = torch.randn(N, C, H, W).to(dtype)
+    x[0, 0, 0, :2] = float("nan") if N * C > 2 else x[0, 0, 0, :2]
+    ref, ref_idx = F.max_pool2d(x.float(), k, s, pad, d, ceil_mode=ceil, return_indices=True)
+    Pq, Qq = ref.shape[2:]
+    sizes = sizes_arg([N, C, H, W, Pq, Qq, *k, *s, *pad, *d])
+    is_nhwc = layout == "nhwc"
+    xs = nhwc(x) if is_nhwc else x.contiguous()
+    shape = (N, Pq, Qq, C) if is_nhwc else (N, C, Pq, Qq)
+    y = torch.empty(shape, dtype=dtype)
+    idx = torch.empty(shape, dtype=torch.int64)
+
+    def fwd():
+        lib.call("cnnfast_max_pool2d", DTYPES[dtype], sizes, int(is_nhwc), P(xs), P(y), P(idx))
+        return [y, idx]
+
+    yo, io = run_orders(lib, fwd)
+    if is_nhwc:
+        yo, io = from_nhwc(yo), from_nhwc(io)
+    torch.testing.assert_close(yo.float(), ref, rtol=0, atol=0, equal_nan=True)
+    assert torch.equal(io, ref_idx)
+
+    # Backward, both kernels (gather over windows, per-plane scatter), against torch's.
+    dy = torch.randn(N, C, Pq, Qq).to(dtype)
+    xr = x.double().requires_grad_()
+    yr, _ = F.max_pool2d(xr, k, s, pad, d, ceil_mode=ceil, return_indices=True)
+    yr.backward(dy.double())
+    ref_dx = xr.grad
+    xm = x.double().requires_grad_()
+    F.max_pool2d(xm, k, s, pad, d, ceil_mode=ceil).backward(dy.double().abs())
+    mag = xm.grad  # the sum of |dy| each element receives
+    dys = nhwc(dy) if is_nhwc else dy.contiguous()
+    idxs = nhwc(ref_idx) if is_nhwc else ref_idx.contiguous()
+    for gather in (1, 0):
+        dx = torch.empty(xs.shape, dtype=dtype)
+
+        def bwd():
+            lib.call("cnnfast_max_pool2d_backward", DTYPES[dtype], sizes, int(is_nhwc), gather, P(dys), P(idxs), P(dx))
+            return [dx]
+
+        (out,) = run_orders(lib, bwd)
+        out = from_nhwc(out) if is_nhwc else out
+        # Up to 4 windows overlap here: each sum is rounded once per add in the storage type.
+        bound = 4 * EPS[dtype] * mag + 1e-30
+        assert_within(out, ref_dx, bound, f"max_pool2d backward (gather={gather})")
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: "x".join(map(str, c[:4])))
+def test_cuda_max_pool2d_and_relu(dtype, channels_last, case):
+    import cnnfast  # noqa: F401
+
+    N, C, H, W, k, s, pad, d, ceil = case
+    x = torch.randn(N, C, H, W, device="cuda", dtype=dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    y, idx = torch.ops.cnnfast.max_pool2d(x, list(k), list(s), list(pad), list(d), ceil)
+    ry, ridx = F.max_pool2d(x, k, s, pad, d, ceil_mode=ceil, return_indices=True)
+    assert torch.equal(y, ry) and torch.equal(idx, ridx)
+    dy = torch.randn_like(y)
+    dx = torch.ops.cnnfast.max_pool2d_backward(dy, x, idx, list(k), list(s), list(pad), list(d), ceil)
+    xr = x.detach().requires_grad_()
+    F.max_pool2d(xr, k, s, pad, d, ceil_mode=ceil).backward(dy)
+    torch.testing.assert_close(dx, xr.grad)
+    assert torch.equal(torch.ops.cnnfast.relu(x), torch.relu(x))
+    z = x.clone()
+    torch.ops.cnnfast.relu_(z)
+    assert torch.equal(z, torch.relu(x))
+    out = torch.relu(x)
+    assert torch.equal(torch.ops.cnnfast.relu_backward(dy.new_ones(x.shape), out), (out > 0).to(dtype))

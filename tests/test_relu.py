@@ -88,3 +88,51 @@ def test_relu_opcheck_and_gradcheck():
 def test_relu_empty():
     x = torch.randn(0, 3, 4, 4)
     assert cnnfast.functional.relu(x).shape == x.shape
+
+
+# ---- CUDA kernels through the CUDA-on-CPU harness, and on a real device --------------------------
+# The relu kernels (csrc/cuda/relu_kernel.cuh) run on the CPU through the harness; the helpers are
+# tests/cuda_harness.py's. The real-device test of relu runs with max_pool2d's, on its shapes
+# (tests/test_max_pool2d.py, test_cuda_max_pool2d_and_relu).
+
+import ctypes  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from cuda_harness import DTYPES, LL, P, harness, lib, run_orders  # noqa: E402,F401  (lib: a fixture)
+
+
+@harness
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("n, offset", [(1, 0), (37, 0), (4096 + 13, 0), (100, 1)])
+def test_cuda_kernel_relu(lib, dtype, n, offset):
+    base = torch.randn(n + offset, dtype=torch.float32).to(dtype)
+    base[::7] = 0.0
+    base[3::11] = float("nan")  # relu(NaN) = NaN, and its gradient passes (torch's threshold_backward)
+    base[5::13] = -0.0
+    xs = base[offset:]  # offset 1: a misaligned pointer, the scalar path
+    y = torch.empty(n + offset, dtype=dtype)[offset:]
+
+    def fwd():
+        lib.call("cnnfast_relu", DTYPES[dtype], ctypes.c_void_p(xs.data_ptr()), ctypes.c_void_p(y.data_ptr()), LL(n))
+        return [y]
+
+    exact = dict(rtol=0, atol=0, equal_nan=True)
+    (out,) = run_orders(lib, fwd)
+    torch.testing.assert_close(out, torch.relu(xs), **exact)
+    # In place (y == x).
+    z = xs.clone()
+    lib.call("cnnfast_relu", DTYPES[dtype], P(z), P(z), LL(n))
+    torch.testing.assert_close(z, torch.relu(xs), **exact)
+    # Backward: dy where y is not <= 0 (NaN passes), as torch's own.
+    dy = torch.randn(n, dtype=torch.float32).to(dtype)
+    yr = torch.relu(xs).contiguous()
+    dx = torch.empty(n, dtype=dtype)
+
+    def bwd():
+        lib.call("cnnfast_relu_backward", DTYPES[dtype], P(dy), P(yr), P(dx), LL(n))
+        return [dx]
+
+    (out,) = run_orders(lib, bwd)
+    assert torch.equal(out, torch.ops.aten.threshold_backward(dy, yr, 0))
