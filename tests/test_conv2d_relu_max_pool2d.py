@@ -253,3 +253,41 @@ def test_indices_outside_their_window_take_the_general_scatter(monkeypatch):
 def test_sixteen_images_bit_identical_for_any_thread_count(batch16, monkeypatch):
     monkeypatch.setenv("CNNFAST_CPU_BATCH16", batch16)
     test_bit_identical_for_any_thread_count()
+
+
+# ---- CUDA: the composed op on a real device -------------------------------------------------------
+# On CUDA the op composes the conv2d kernels (bias + ReLU epilogue) and the max_pool2d kernels on a
+# scratch buffer (csrc/cuda/conv2d_relu_max_pool2d.cu); each runs through the CUDA-on-CPU harness in
+# tests/test_conv2d.py and tests/test_max_pool2d.py. Here the composition, where there is a CUDA
+# device: the same bits as cnnfast::conv2d_relu followed by torch's max_pool2d, and torch's results.
+
+from cuda_harness import needs_cuda  # noqa: E402
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("pool", POOLS[:3], ids=[str(i) for i in range(3)])
+def test_cuda_conv2d_relu_max_pool2d_against_torch(dtype, channels_last, pool, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # float32 on FFMA, cuDNN without TF32
+    kernel_size, pool_stride, pool_padding, pool_dilation, ceil_mode = pool
+    gen = torch.Generator().manual_seed(0)
+    x, w, b = (torch.randn(*s, generator=gen).to(dtype).cuda() for s in [(2, 3, 13, 11), (8, 3, 3, 3), (8,)])
+    if channels_last:
+        x, w = x.to(memory_format=torch.channels_last), w.to(memory_format=torch.channels_last)
+    for t in (x, w, b):
+        t.requires_grad_()
+    y, idx = cnnfast.functional.conv2d_relu_max_pool2d(
+        x, w, b, padding=1, kernel_size=kernel_size, pool_stride=pool_stride, pool_padding=pool_padding,
+        pool_dilation=pool_dilation, ceil_mode=ceil_mode, return_indices=True)
+    conv = cnnfast.functional.conv2d_relu(x, w, b, padding=1)
+    ry, ridx = F.max_pool2d(conv, kernel_size, pool_stride, pool_padding, pool_dilation, ceil_mode, return_indices=True)
+    assert torch.equal(y, ry) and torch.equal(idx, ridx)  # the same kernels on the same values
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(y, reference(x, w, b, pool, padding=1), **tol)
+    dy = torch.randn_like(y)
+    got = torch.autograd.grad(y, (x, w, b), dy)
+    exp = torch.autograd.grad(ry, (x, w, b), dy)
+    for a, e in zip(got, exp):
+        torch.testing.assert_close(a, e, **tol)
