@@ -1,5 +1,6 @@
-// C entry points of cnnfast's CUDA kernels built for the CPU harness (g++, no torch header), for
-// tests/test_cuda_kernels.py through ctypes. dtype: 0 float, 1 half, 2 bfloat16 (storage types).
+// C entry points of cnnfast's CUDA kernels built for the CPU harness (g++, no torch header), for the
+// per-op tests (tests/test_<op>.py, through tests/cuda_harness.py and ctypes). dtype: 0 float,
+// 1 half, 2 bfloat16 (storage types).
 #include "cuda/conv2d_wmma_kernel.cuh"
 #include "cuda/max_pool2d_kernel.cuh"
 #include "cuda/relu_kernel.cuh"
@@ -82,7 +83,6 @@ int cnnfast_max_pool2d_backward(int dtype, const long long* sizes, int nhwc, int
 
 // conv2d passes; nhwc: every tensor in channels_last storage (weight as K R S C/G); tf32: float on
 // tensor cores as TF32 (else FFMA); the half types always run on tensor cores.
-// tf32: float on tensor cores as TF32 (else FFMA); half types always use tensor cores.
 int cnnfast_conv2d_forward(int dtype, const long long* sizes, int nhwc, const void* x, const void* w,
                            const void* bias, int relu, int tf32, void* y) {
   return guarded([&] {
