@@ -1,4 +1,4 @@
-"""The CPU convolution path with sixteen images per vector (csrc/cpu/conv2d_kernel.cpp, "Sixteen images per
+"""The CPU convolution path with sixteen images per vector (csrc/cpu/conv2d/images_per_vector.h, "Sixteen images per
 vector"): forward, the fused ReLU, the stride-1 grad-input (a forward convolution of dy) and grad-weight
 (the dot-product form) through it, against torch with the project's one tolerance rule
 (tests/reference.py), on every SIMD path, bit-identical for any thread count; and the rule that

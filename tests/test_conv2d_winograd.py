@@ -1,4 +1,4 @@
-"""The CPU Winograd F(2x2, 3x3) convolution (csrc/cpu/winograd.*): forward, the fused ReLU, the stride-1
+"""The CPU Winograd F(2x2, 3x3) convolution (csrc/cpu/conv2d/winograd.*): forward, the fused ReLU, the stride-1
 grad-input (a forward convolution of dy) and grad-weight through it, against torch with the project's
 one tolerance rule (tests/reference.py), on every SIMD path, in each of its work orders (forward:
 tile-major and channel-major; grad-weight: all tiles at once or chunks of tiles), bit-identical for

@@ -138,7 +138,7 @@ def test_every_path_matches_torch(monkeypatch, path, case, winograd):
     run_conv_case(conv, F.conv2d, n, c, h, w, k, kernel, stride, padding, dilation, groups)
 
 
-# The stride-2 phase split of the direct path's input (conv2d_kernel.cpp, padded_input: on AVX-512 a row's
+# The stride-2 phase split of the direct path's input (csrc/cpu/conv2d/direct.cpp, padded_input: on AVX-512 a row's
 # columns are split by parity with permutes, 32 at a time): every parity of the padding, widths around
 # the 32-column step, and kernel widths that read both phases (3, 2) or one (1).
 PHASE_SPLIT = [(w, pad, kw) for w in (1, 2, 15, 16, 31, 32, 33, 64, 70) for pad in (0, 1, 2, 3) for kw in (1, 2, 3)

@@ -144,7 +144,7 @@ def test_max_pool2d_window_of_padding_only_is_refused():
         cnnfast.functional.max_pool2d(x, (2, 1), 1, (1, 0), (2, 1))
 
 
-# The SIMD paths (csrc/cpu/max_pool2d_kernel.cpp): the AVX-512 forward (window column stride 1 or 2,
+# The SIMD paths (csrc/cpu/max_pool2d/max_pool2d_avx512.cpp): the AVX-512 forward (window column stride 1 or 2,
 # L = 16 float / 8 double outputs per vector, output rows gathered 4 at a time across planes, rows of
 # at most 8 float outputs two to a vector, loads masked only at the ends of the tensor) and the
 # AVX-512 write-once backward (2-wide, stride-2 column windows that do not overlap, rows of more than

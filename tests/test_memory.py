@@ -1,4 +1,4 @@
-"""The CPU output cache (csrc/cpu/output_cache.h, cnnfast/memory.py): a freed output's block serves the
+"""The CPU output cache (csrc/cpu/common/output_cache.h, cnnfast/memory.py): a freed output's block serves the
 next output of its size, every op still writes each element of its outputs (blocks are reused
 uninitialized), the byte limit and its oldest-first eviction, CNNFAST_CPU_OUTPUT_CACHE_MB (off, bad values),
 empty_cpu_cache, and tensors on cached blocks behaving as any other."""

@@ -1,6 +1,6 @@
 // Scratch memory for the CPU kernels, framework-free: cache-line aligned, left uninitialized (every use
 // fills it first), and reused from call to call. A fresh multi-megabyte allocation per call costs the
-// kernel a page fault and a zero-filled page per 4 KB (measured: 15-18% of a MNIST-CNN conv2 forward),
+// kernel a page fault and a zero-filled page per 4 KB (benchmarks/NOTES.md has the measured cost),
 // so a released block goes back to a small pool of the thread that released it, and the next request
 // of that thread takes the smallest pooled block that fits (if at most 4x the request). The pool keeps
 // at most kScratchPoolBlocks blocks and kScratchPoolBytes bytes per thread (larger blocks are freed on

@@ -13,7 +13,7 @@ namespace cnnfast::cpu {
 
 // Sixteen rows to lanes and back (AVX-512, 16 x 16 register transposes): rows_to_lanes16 sets
 // dst[i * ldd + l] = src[l * ld + i], lanes16_to_rows sets dst[l * ld + i] = src[i * 16 + l], for i < n
-// and l < 16 (conv2d_kernel.cpp's batch-of-16 layout, and grad-weight's transposed gradient).
+// and l < 16 (conv2d's images-per-vector layout, and grad-weight's transposed gradient).
 // Split by stride phase (sw > 1, the columns numbered from col0): column i goes to
 // dst + (j / sw) * ldd + (j % sw) * phase_ld with j = col0 + i.
 void rows_to_lanes16_avx512(const float* src, int64_t ld, float* dst, int64_t ldd, int64_t n, int64_t sw = 1,
@@ -22,7 +22,7 @@ void rows_to_lanes16_avx512(const float* src, int64_t ld, float* dst, int64_t ld
 void rows_to_lanes16_masked_avx512(const float* src, const float* keep, int64_t ld, float* dst, int64_t ldd,
                                    int64_t n, int64_t sw = 1, int64_t phase_ld = 0, int64_t col0 = 0);
 // Columns split by parity (AVX-512 permutes): even[i] = src[2 i] for 2 i < n, odd[i] = src[2 i + 1]
-// for 2 i + 1 < n (a row of the stride-2 phase layout, conv2d_kernel.cpp's padded_input).
+// for 2 i + 1 < n (a row of the stride-2 phase layout, conv2d/direct.cpp's padded_input).
 void split_columns2_avx512(const float* src, int64_t n, float* even, float* odd);
 // The inverse: dst[2 i] = even[i], dst[2 i + 1] = odd[i] for the n elements of dst.
 void merge_columns2_avx512(const float* even, const float* odd, int64_t n, float* dst);

@@ -7,7 +7,7 @@
 //   grad-weight  dW[k, r]   += sum_pix dY[k, pix] * col[r, pix]
 // where r = (c, kh, kw) runs over the reduction (Cg*R*S) and col[r, pix] is the input element that
 // tap r of the kernel sees at output pixel pix (zero in the padding). col is never built: the
-// forward and grad-weight read it as shifted views of a padded copy of the input (conv2d_kernel.cpp);
+// forward and grad-weight read it as shifted views of a padded copy of the input (direct.h);
 // this header keeps the col2im of the strided grad-input. The output pixels are cut into tiles of
 // kTile. The GEMMs themselves are in gemm.h (portable, AVX2 and AVX-512 paths). Every sum runs in a
 // fixed order, so results do not depend on how the work is split over threads.

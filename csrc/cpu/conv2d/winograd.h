@@ -90,7 +90,7 @@ struct WinoWeight {
 };
 
 // True when F(2x2, 3x3) can compute p at all (3x3, stride 1, dilation 1); the choice to use it is
-// conv2d_kernel.cpp's.
+// conv2d/path.cpp's.
 inline bool winograd_applies(const Conv2dProblem& p) {
   return p.R == 3 && p.S == 3 && p.stride_h == 1 && p.stride_w == 1 && p.dilation_h == 1 && p.dilation_w == 1 &&
          p.P > 0 && p.Q > 0;

@@ -1,7 +1,7 @@
 // The CPU kernels of conv2d_relu_max_pool2d and its backward (conv2d_relu_max_pool2d.h):
-// max_pool2d(relu(conv2d(...))) as one op. The convolution (with bias and ReLU in its GEMM's store, cpu/conv2d.h) writes into a pooled
-// scratch block (cpu/scratch.h) that the pooling (cpu/max_pool2d.h) reads back while it is still warm,
-// so no tensor of the convolution's size is allocated, returned or kept for the backward. When the
+// max_pool2d(relu(conv2d(...))) as one op. The convolution (with bias and ReLU in its GEMM's store,
+// cpu/conv2d/conv2d.h) writes into a pooled scratch block (cpu/common/scratch.h) that the pooling
+// (cpu/max_pool2d/max_pool2d.h) reads back while it is still warm, so no tensor of the convolution's size is allocated, returned or kept for the backward. When the
 // convolution runs with sixteen images per vector (float32, AVX-512), the pooling reads that layout as
 // it is, sixteen images per compare, and only the pooled output and indices are copied out to NCHW:
 // the convolution's output is never transposed.
