@@ -1,4 +1,4 @@
-// A 16 x 16 float transpose in AVX-512 registers, shared by gemm_avx512.cpp (the batch-of-16 layout's
+// A 16 x 16 float transpose in AVX-512 registers, shared by simd_avx512.cpp (the images-per-vector layout's
 // copies) and winograd_avx512.cpp (its transforms). Include it only after the including file's
 // `#pragma GCC target("avx512f,...")`, with <immintrin.h> already included: it is compiled for AVX-512.
 #pragma once

@@ -14,6 +14,8 @@ namespace {
 constexpr int64_t kWeightChunks = 8;
 // At most this many elements of grad-weight partial sums in all (chunks * weight size).
 constexpr int64_t kWeightPartialsMax = int64_t(1) << 18;
+// padded_input zeroes a phase plane of fewer elements in one fill (cheaper than its padding's runs).
+constexpr int64_t kSmallPlane = 4096;
 
 // Partial sums of grad-weight: a fixed number of chunks of the (sample, tile) list, chosen from the
 // problem alone (never from the thread count) and added in order, so dw is bit-identical for any
@@ -54,7 +56,7 @@ Buffer<T> padded_input(const Conv2dProblem& p, const T* x, Capability cap) {
       T* dst = xp.data() + nc * l.plane;
       // The zeros first: each phase's rows outside [i0, i1) whole, the others outside [j0, j1) (or the
       // whole plane in one pass when most of it is padding, or small).
-      if (2 * p.H * p.W < l.plane || l.plane < 4096) {
+      if (2 * p.H * p.W < l.plane || l.plane < kSmallPlane) {
         std::fill(dst, dst + l.plane, T(0));
       } else {
         for (int64_t a = 0; a < l.sh; ++a)
