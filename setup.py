@@ -96,7 +96,9 @@ def decide_cuda():
 
 
 def cpu_sources():
-    return sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+    return sorted(
+        glob.glob("csrc/*.cpp") + glob.glob("csrc/autograd/*.cpp") + glob.glob("csrc/cpu/**/*.cpp", recursive=True)
+    )
 
 
 def cuda_sources():

@@ -15,10 +15,12 @@ except ImportError as e:  # pragma: no cover - only without a build
         f"{e}. Build it with `pip install --no-build-isolation .` (or `make build`)."
     ) from e
 
+from . import backends  # noqa: E402
+backends.seed_from_environment()  # the CPU settings, read from the environment once
 from . import ops  # noqa: E402,F401  (fake kernels and autograd)
 from . import functional, nn  # noqa: E402
 from .convert import convert  # noqa: E402
 from .memory import cpu_cache_stats, empty_cpu_cache  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["functional", "nn", "convert", "cpu_cache_stats", "empty_cpu_cache", "__version__"]
+__all__ = ["backends", "functional", "nn", "convert", "cpu_cache_stats", "empty_cpu_cache", "__version__"]

@@ -4,7 +4,7 @@ The cases are the distinct conv2d, max_pool2d, ReLU, fused conv2d+ReLU and fused
 conv2d+ReLU+max_pool2d layers of the chosen
 models (read from the models by running them once with hooks, as ``cnnfast bench`` does). Each case
 runs forward and backward through cnnfast and through PyTorch in the same dtype and is compared with
-PyTorch in float64; the pass mark is the bench's (cnnfast.bench.runner.compare): cnnfast's error may
+PyTorch in float64; the pass mark is the project's one rule (cnnfast.testing.compare): cnnfast's error may
 be at most a small multiple of PyTorch's own. Exit status 1 when any case fails.
 """
 import sys

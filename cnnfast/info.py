@@ -1,4 +1,4 @@
-"""Print cnnfast's build configuration: versions, CUDA kernels and archs, CPU features in use."""
+"""Print cnnfast's build configuration: versions, CUDA kernels and archs, the CPU settings in use."""
 import sys
 
 
@@ -16,57 +16,29 @@ def info_lines():
 
     import cnnfast
     from cnnfast import _build_config as build
+    from cnnfast.backends import cpu
 
     lines = [
         f"cnnfast {cnnfast.__version__} ({cnnfast.__file__.rsplit('/', 1)[0]})",
         f"torch {torch.__version__} (CUDA {torch.version.cuda or 'none'})",
         f"CUDA kernels: {'built for ' + build.cuda_archs if build.cuda else 'not built'} ({build.cuda_reason})",
         f"CUDA device present: {torch.cuda.is_available()}",
-        f"CPU kernels: float32, float64; threads: {torch.get_num_threads()} (ATen parallel_for)",
-        f"CPU capability (cnnfast's): {_capability()} "
-        "(avx512, avx2 or default; lower it with CNNFAST_CPU_CAPABILITY)",
+        f"CPU kernels: {', '.join(str(d).replace('torch.', '') for d in cpu.dtypes)}; "
+        f"threads: {torch.get_num_threads()} (ATen parallel_for)",
+        f"CPU capability (cnnfast's): {cpu.capability} of {cpu.supported_capability} supported "
+        "(cnnfast.backends.cpu.capability, CNNFAST_CPU_CAPABILITY: avx512, avx2 or default)",
         f"CPU capability (torch's): {torch.backends.cpu.get_cpu_capability()}",
-        "CPU output cache: " + _cache_line(),
-        "CPU conv2d algorithms: " + ", ".join(
-            f"{name} {_algorithm_setting(var)} ({var})" for name, var in _CPU_ALGORITHMS),
+        "CPU output cache: " + _cache_line(cpu.output_cache_mb),
+        f"CPU conv2d algorithms: Winograd F(2x2,3x3) {cpu.winograd} (winograd, CNNFAST_CPU_WINOGRAD), "
+        f"sixteen images per vector {cpu.images_per_vector} (images_per_vector, CNNFAST_CPU_IMAGES_PER_VECTOR)",
     ]
     return lines
 
 
-def _capability():
-    import torch
-
-    try:
-        return torch.ops.cnnfast.cpu_capability()
-    except ValueError as e:  # a bad CNNFAST_CPU_CAPABILITY: every op call raises this
-        return f"invalid ({e})"
-
-
-def _cache_line():
-    import cnnfast
-
-    try:
-        s = cnnfast.cpu_cache_stats()
-    except ValueError as e:  # a bad CNNFAST_CPU_CACHE_MB
-        return f"invalid ({e})"
-    if s["limit_bytes"] == 0:
-        return "off (CNNFAST_CPU_CACHE_MB=0)"
-    return f"up to {s['limit_bytes'] >> 20} MB of freed outputs kept for reuse (CNNFAST_CPU_CACHE_MB)"
-
-
-# The CPU convolution's algorithm switches (csrc/cpu/conv2d_kernel.cpp), each read at every call:
-# 0 never, 1 wherever it applies, unset or auto the measured rule.
-_CPU_ALGORITHMS = (
-    ("Winograd F(2x2,3x3)", "CNNFAST_CPU_WINOGRAD"),
-    ("sixteen images per vector", "CNNFAST_CPU_BATCH16"),
-)
-
-
-def _algorithm_setting(var):
-    import os
-
-    value = os.environ.get(var, "auto") or "auto"
-    return {"0": "off", "1": "forced", "auto": "auto"}.get(value, f"invalid value {value!r} (an op call raises)")
+def _cache_line(mb):
+    if mb == 0:
+        return "off (cnnfast.backends.cpu.output_cache_mb = 0)"
+    return f"up to {mb} MB of freed outputs kept for reuse (output_cache_mb, CNNFAST_CPU_OUTPUT_CACHE_MB)"
 
 
 def run(args, out=None):

@@ -9,12 +9,10 @@
 #include <initializer_list>
 #include <optional>
 
+#include "dtypes.h"
 #include "problem.h"
 
 namespace cnnfast {
-
-// The dtypes a backend has kernels for, e.g. {at::kFloat, at::kDouble} on the CPU.
-using DtypeList = std::initializer_list<at::ScalarType>;
 
 // input, weight and bias: ranks, dtypes, devices, arguments, channel arithmetic, sizes.
 Conv2dProblem make_conv2d_problem(const char* op, const at::Tensor& input, const at::Tensor& weight,
@@ -42,10 +40,6 @@ Pool2dProblem make_max_pool2d_problem(const char* op, const at::Tensor& input, a
                                       at::IntArrayRef dilation, bool ceil_mode, DtypeList supported);
 
 // conv2d_relu_max_pool2d: the convolution and the pooling of its [N, K, P, Q] output.
-struct ConvPoolProblem {
-  Conv2dProblem conv;
-  Pool2dProblem pool;
-};
 ConvPoolProblem make_conv2d_relu_max_pool2d_problem(const char* op, const at::Tensor& input,
                                                     const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                                                     at::IntArrayRef stride, at::IntArrayRef padding,

@@ -1,8 +1,112 @@
-// `import cnnfast._C` loads this shared library, whose static initializers register the ops.
-// The module itself has no Python API: everything is reached through torch.ops.cnnfast.
+// `import cnnfast._C` loads this shared library, whose static initializers register the ops
+// (torch.ops.cnnfast.*). The module's own functions are the plain helpers that are not compute ops:
+// the CPU settings (cnnfast.backends.cpu), the CPU output cache (cnnfast.memory) and the dtype sets
+// (csrc/dtypes.h). Underscored: the Python modules are their API. Limited C API (abi3).
 #include <Python.h>
 
+#include <c10/core/ScalarType.h>
+
+#include <cstdint>
+#include <string_view>
+
+#include "cpu/common/capability.h"
+#include "cpu/common/output_cache.h"
+#include "cpu/common/settings.h"
+#include "dtypes.h"
+
+namespace {
+
+using namespace cnnfast;
+
+PyObject* dtype_names(const DtypeList& list) {
+  PyObject* out = PyTuple_New(static_cast<Py_ssize_t>(list.size()));
+  if (out == nullptr) return nullptr;
+  Py_ssize_t i = 0;
+  for (c10::ScalarType t : list) PyTuple_SetItem(out, i++, PyUnicode_FromString(c10::toString(t)));
+  return out;
+}
+
+// (capability in use, supported capability, winograd, images_per_vector)
+PyObject* cpu_settings(PyObject*, PyObject*) {
+  const cpu::Settings s = cpu::cpu_settings();
+  return Py_BuildValue("(ssss)", cpu::capability_name(s.capability),
+                       cpu::capability_name(cpu::supported_capability()), cpu::switch_name(s.winograd),
+                       cpu::switch_name(s.images_per_vector));
+}
+
+PyObject* set_cpu_capability(PyObject*, PyObject* args) {
+  const char* name = nullptr;
+  if (!PyArg_ParseTuple(args, "s", &name)) return nullptr;
+  cpu::Capability c;
+  if (!cpu::parse_capability(name, &c)) {
+    PyErr_Format(PyExc_ValueError, "capability must be avx512, avx2 or default, got '%s'", name);
+    return nullptr;
+  }
+  cpu::set_capability(c);
+  Py_RETURN_NONE;
+}
+
+PyObject* set_cpu_switch(PyObject*, PyObject* args) {
+  const char *which = nullptr, *name = nullptr;
+  if (!PyArg_ParseTuple(args, "ss", &which, &name)) return nullptr;
+  cpu::Switch s;
+  if (!cpu::parse_switch(name, &s)) {
+    PyErr_Format(PyExc_ValueError, "%s must be auto, on or off, got '%s'", which, name);
+    return nullptr;
+  }
+  const std::string_view w(which);
+  if (w == "winograd") {
+    cpu::set_winograd(s);
+  } else if (w == "images_per_vector") {
+    cpu::set_images_per_vector(s);
+  } else {
+    PyErr_Format(PyExc_ValueError, "no CPU switch named '%s'", which);
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+// (held bytes, limit bytes, hits, misses)
+PyObject* cpu_cache_stats(PyObject*, PyObject*) {
+  const cpu::OutputCacheStats s = cpu::output_cache_stats();
+  return Py_BuildValue("(LLLL)", static_cast<long long>(s.cached_bytes), static_cast<long long>(s.limit_bytes),
+                       static_cast<long long>(s.hits), static_cast<long long>(s.misses));
+}
+
+PyObject* set_cpu_cache_limit(PyObject*, PyObject* args) {
+  long long bytes = 0;
+  if (!PyArg_ParseTuple(args, "L", &bytes)) return nullptr;
+  if (bytes < 0) {
+    PyErr_Format(PyExc_ValueError, "the output cache's limit must be >= 0 bytes, got %lld", bytes);
+    return nullptr;
+  }
+  cpu::set_output_cache_limit(static_cast<int64_t>(bytes));
+  Py_RETURN_NONE;
+}
+
+PyObject* empty_cpu_cache(PyObject*, PyObject*) {
+  cpu::empty_output_cache();
+  Py_RETURN_NONE;
+}
+
+PyObject* cpu_dtypes(PyObject*, PyObject*) { return dtype_names(kCpuDtypes); }
+PyObject* cuda_dtypes(PyObject*, PyObject*) { return dtype_names(kCudaDtypes); }
+
+PyMethodDef methods[] = {
+    {"_cpu_settings", cpu_settings, METH_NOARGS, "CPU settings: (capability, supported, winograd, images_per_vector)"},
+    {"_set_cpu_capability", set_cpu_capability, METH_VARARGS, "Request a CPU SIMD path"},
+    {"_set_cpu_switch", set_cpu_switch, METH_VARARGS, "Set a CPU algorithm switch"},
+    {"_cpu_cache_stats", cpu_cache_stats, METH_NOARGS, "CPU output cache: (held, limit, hits, misses)"},
+    {"_set_cpu_cache_limit", set_cpu_cache_limit, METH_VARARGS, "CPU output cache limit in bytes"},
+    {"_empty_cpu_cache", empty_cpu_cache, METH_NOARGS, "Free the CPU output cache's blocks"},
+    {"_cpu_dtypes", cpu_dtypes, METH_NOARGS, "The dtypes of the CPU kernels (c10 names)"},
+    {"_cuda_dtypes", cuda_dtypes, METH_NOARGS, "The dtypes of the CUDA kernels (c10 names)"},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+}  // namespace
+
 PyMODINIT_FUNC PyInit__C(void) {
-  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
   return PyModule_Create(&module);
 }

@@ -1,12 +1,8 @@
 // The cnnfast op library: every schema in one place. Kernels are registered per backend with
-// TORCH_LIBRARY_IMPL in csrc/cpu/<op>_kernel.cpp and csrc/cuda/; autograd in csrc/autograd.cpp;
-// fake kernels are registered from Python (cnnfast/ops/<op>.py).
+// TORCH_LIBRARY_IMPL in csrc/cpu/<op>_ops.cpp and csrc/cuda/<op>_ops.cpp; autograd in
+// csrc/autograd/<op>.cpp; fake kernels are registered from Python (cnnfast/ops/<op>.py). Only compute
+// ops live here: the settings and the output cache are plain functions of cnnfast._C (module.cpp).
 #include <torch/library.h>
-
-#include <string>
-
-#include "cpu/capability.h"
-#include "cpu/output_cache.h"
 
 TORCH_LIBRARY(cnnfast, m) {
   const std::vector<at::Tag> tags{at::Tag::pt2_compliant_tag};
@@ -56,14 +52,4 @@ TORCH_LIBRARY(cnnfast, m) {
   // Gradient of relu from its output: grad_output where output is not <= 0 (positive or NaN),
   // else 0, as torch's threshold_backward.
   m.def("relu_backward(Tensor grad_output, Tensor output) -> Tensor", tags);
-  // The SIMD path the CPU kernels take now: "avx512", "avx2" or "default" (csrc/cpu/capability.h).
-  m.def("cpu_capability() -> str",
-        []() -> std::string { return cnnfast::cpu::capability_name(cnnfast::cpu::current_capability()); });
-  // The CPU output cache (csrc/cpu/output_cache.h): [held bytes, limit in bytes, hits, misses].
-  m.def("cpu_cache_stats() -> int[]", []() -> std::vector<int64_t> {
-    const auto s = cnnfast::cpu::output_cache_stats();
-    return {s.cached_bytes, s.limit_bytes, s.hits, s.misses};
-  });
-  // Frees the blocks the CPU output cache holds.
-  m.def("empty_cpu_cache() -> ()", []() { cnnfast::cpu::empty_output_cache(); });
 }

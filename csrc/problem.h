@@ -79,4 +79,10 @@ struct Pool2dProblem {
   }
 };
 
+// conv2d_relu_max_pool2d: the convolution and the pooling of its [N, K, P, Q] output.
+struct ConvPoolProblem {
+  Conv2dProblem conv;
+  Pool2dProblem pool;
+};
+
 }  // namespace cnnfast

@@ -1,6 +1,6 @@
 """What the tests compare cnnfast with, and how closely.
 
-One tolerance rule for the whole project, cnnfast.bench.runner.compare (also the pass mark of
+One tolerance rule for the whole project, cnnfast.testing.compare (also the pass mark of
 `cnnfast check` and `cnnfast bench`): cnnfast's error against a float64 reference may be at most a
 small multiple of torch's own error, in the same dtype, against the same reference; torch's error
 is the yardstick of what rounding a sum of that length in that dtype costs. When torch happens to
@@ -10,7 +10,7 @@ independent roundings, eps the unit roundoff of the dtype.
 """
 import torch
 
-from cnnfast.bench.runner import compare
+from cnnfast.testing import compare
 
 
 def assert_close_to_reference(actual, torch_result, reference, reduction, what):

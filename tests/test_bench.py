@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import cnnfast  # noqa: F401  (registers the ops)
-from cnnfast import bench, models
+from cnnfast import bench, models, testing
 from cnnfast.bench import command, report, roofline, runner, suites, timing
 
 
@@ -201,9 +201,9 @@ def test_an_exact_op_allows_no_real_error():
 
 def test_compare_flags_shapes_and_nan():
     t = torch.ones(3)
-    res = runner.compare([torch.ones(4)], [t], [t.double()], [1], torch.float32)
+    res = testing.compare([torch.ones(4)], [t], [t.double()], [1], torch.float32)
     assert not res["passed"] and "shape" in res["message"]
-    res = runner.compare([torch.tensor([1.0, float("nan"), 1.0])], [t], [t.double()], [1], torch.float32)
+    res = testing.compare([torch.tensor([1.0, float("nan"), 1.0])], [t], [t.double()], [1], torch.float32)
     assert not res["passed"]
 
 

@@ -106,7 +106,7 @@ def test_bit_identical_for_any_thread_count():
 
 @pytest.mark.parametrize("path", PATHS)
 def test_every_capability_path(monkeypatch, path):
-    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
     for case in (GRID[0], GRID[1], GRID[2]):  # LeNet conv1 and conv2 (sixteen images per vector at n >= 16), 3x3
         n, c, h, w, k, kernel, stride, padding, dilation, groups = case
         run_conv_case(functools.partial(fused, pool=POOLS[0]), functools.partial(reference, pool=POOLS[0]),
@@ -194,7 +194,7 @@ def test_backward_refuses_indices_outside_the_convolution_s_plane():
                                                           [True, True, True])
 
 
-# Sixteen images per vector (float32 on AVX-512; CNNFAST_CPU_BATCH16=1 takes it wherever it applies):
+# Sixteen images per vector (float32 on AVX-512; images_per_vector "on" takes it wherever it applies):
 # the forward pools the convolution's output in that layout, and the backward transposes the pooled
 # gradient and indices into it and builds the convolution's output gradient there. Batches with a
 # partial last block of 16, overlapping windows (added in output order), padded and dilated windows.
@@ -204,16 +204,16 @@ LANES = [(20, 1, 28, 28, 6, 5, 1, 2, 1, 1), (32, 6, 14, 14, 16, 5, 1, 0, 1, 1), 
 @pytest.mark.parametrize("pool", POOLS, ids=[str(i) for i in range(len(POOLS))])
 @pytest.mark.parametrize("case", LANES, ids=["lenet1", "lenet2", "3x3"])
 def test_sixteen_images_layout(case, pool, monkeypatch):
-    monkeypatch.setenv("CNNFAST_CPU_BATCH16", "1")
+    monkeypatch.setattr(cnnfast.backends.cpu, "images_per_vector", "on")
     n, c, h, w, k, kernel, stride, padding, dilation, groups = case
     run_conv_case(functools.partial(fused, pool=pool), functools.partial(reference, pool=pool),
                   n, c, h, w, k, kernel, stride, padding, dilation, groups)
 
 
-@pytest.mark.parametrize("batch16", ["0", "1"])
-def test_gradients_without_grad_input(batch16, monkeypatch):
+@pytest.mark.parametrize("images_per_vector", ["off", "on"])
+def test_gradients_without_grad_input(images_per_vector, monkeypatch):
     # The first layer of a network: no grad-input, so the backward lays the gradient out unpadded.
-    monkeypatch.setenv("CNNFAST_CPU_BATCH16", batch16)
+    monkeypatch.setattr(cnnfast.backends.cpu, "images_per_vector", images_per_vector)
     g = torch.Generator().manual_seed(5)
     x = torch.randn(18, 1, 28, 28, generator=g)
     w0, b0 = torch.randn(6, 1, 5, 5, generator=g), torch.randn(6, generator=g)
@@ -230,7 +230,7 @@ def test_gradients_without_grad_input(batch16, monkeypatch):
 def test_indices_outside_their_window_take_the_general_scatter(monkeypatch):
     # The backward op takes any index inside the plane (as max_pool2d_backward): one that names no
     # element of its window sends the sixteen-images path back to the general scatter.
-    monkeypatch.setenv("CNNFAST_CPU_BATCH16", "1")
+    monkeypatch.setattr(cnnfast.backends.cpu, "images_per_vector", "on")
     g = torch.Generator().manual_seed(6)
     x, w = torch.randn(16, 2, 10, 10, generator=g), torch.randn(3, 2, 3, 3, generator=g)
     args = ([1, 1], [1, 1], [1, 1], 1, [2, 2], [2, 2], [0, 0], [1, 1], False)
@@ -249,9 +249,9 @@ def test_indices_outside_their_window_take_the_general_scatter(monkeypatch):
     torch.testing.assert_close(dw, rw.float(), rtol=1e-5, atol=1e-3)
 
 
-@pytest.mark.parametrize("batch16", ["0", "1"])
-def test_sixteen_images_bit_identical_for_any_thread_count(batch16, monkeypatch):
-    monkeypatch.setenv("CNNFAST_CPU_BATCH16", batch16)
+@pytest.mark.parametrize("images_per_vector", ["off", "on"])
+def test_sixteen_images_bit_identical_for_any_thread_count(images_per_vector, monkeypatch):
+    monkeypatch.setattr(cnnfast.backends.cpu, "images_per_vector", images_per_vector)
     test_bit_identical_for_any_thread_count()
 
 

@@ -1,7 +1,9 @@
 """The CPU kernels' SIMD paths (AVX-512, AVX2, portable), chosen at run time by what the CPU supports
-and lowered with CNNFAST_CPU_CAPABILITY: the choice itself, `cnnfast info`, and every path against
-torch (forward and all gradients, through the project's one tolerance rule) and bit-identical for any
-thread count. The variable is read at each op call, so one process can run every path."""
+and lowered with cnnfast.backends.cpu.capability (seeded from CNNFAST_CPU_CAPABILITY at import): the
+choice itself, `cnnfast info`, and every path against torch (forward and all gradients, through the
+project's one tolerance rule) and bit-identical for any thread count. The setting is read at each op
+call, so one process can run every path."""
+import os
 import subprocess
 import sys
 
@@ -14,22 +16,16 @@ from test_conv2d import GRID, conv, run_conv_case
 from test_conv2d_relu import fused, reference
 
 ORDER = ["default", "avx2", "avx512"]
-
-
-def best_capability():
-    import os
-
-    old = os.environ.pop("CNNFAST_CPU_CAPABILITY", None)
-    try:
-        return torch.ops.cnnfast.cpu_capability()
-    finally:
-        if old is not None:
-            os.environ["CNNFAST_CPU_CAPABILITY"] = old
-
-
-BEST = best_capability()
+BEST = cnnfast.backends.cpu.supported_capability
 PATHS = [pytest.param(c, marks=pytest.mark.skipif(ORDER.index(c) > ORDER.index(BEST), reason=f"CPU lacks {c}"))
          for c in ORDER]
+
+
+def fresh_process(code, **env):
+    """Runs `code` in a new interpreter with the environment variables `env` set (None: unset)."""
+    full = {k: v for k, v in os.environ.items() if k not in env}
+    full.update({k: v for k, v in env.items() if v is not None})
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full)
 
 
 def test_best_capability_is_known_and_matches_the_cpu():
@@ -41,39 +37,67 @@ def test_best_capability_is_known_and_matches_the_cpu():
         assert BEST == "avx2"
 
 
-@pytest.mark.parametrize("want", ORDER + ["AVX2", ""])
-def test_env_var_lowers_but_never_raises_the_path(monkeypatch, want):
-    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", want)
-    got = torch.ops.cnnfast.cpu_capability()
-    if want.lower() in ORDER:
-        assert got == ORDER[min(ORDER.index(want.lower()), ORDER.index(BEST))]
-    else:  # empty: the best the CPU supports
-        assert got == BEST
+@pytest.mark.parametrize("want", ORDER)
+def test_the_setting_lowers_but_never_raises_the_path(monkeypatch, want):
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", want)
+    assert cnnfast.backends.cpu.capability == ORDER[min(ORDER.index(want), ORDER.index(BEST))]
+    assert cnnfast.backends.cpu.supported_capability == BEST
 
 
-def test_an_unknown_value_is_an_error_and_info_shows_it(monkeypatch):
-    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", "bogus")
-    with pytest.raises(ValueError, match="CNNFAST_CPU_CAPABILITY must be avx512, avx2 or default.*'bogus'"):
-        torch.ops.cnnfast.cpu_capability()
-    from cnnfast.info import info_lines
-    line = next(ln for ln in info_lines() if ln.startswith("CPU capability (cnnfast's)"))
-    assert "invalid" in line and "'bogus'" in line
+@pytest.mark.parametrize("bad", ["bogus", "AVX2", "", None, 2])
+def test_an_unknown_value_is_an_error_naming_it(bad):
+    before = cnnfast.backends.cpu.capability
+    with pytest.raises(ValueError, match=r"cnnfast.backends.cpu.capability must be 'avx512', 'avx2' or 'default', "
+                                         r"got " + repr(bad).replace("(", r"\(")):
+        cnnfast.backends.cpu.capability = bad
+    assert cnnfast.backends.cpu.capability == before
+
+
+def test_flags_restores_the_settings():
+    cpu = cnnfast.backends.cpu
+    before = (cpu.capability, cpu.winograd, cpu.images_per_vector, cpu.output_cache_mb)
+    with cpu.flags(capability="default", winograd="off", images_per_vector=True, output_cache_mb=0):
+        assert (cpu.capability, cpu.winograd, cpu.images_per_vector, cpu.output_cache_mb) == ("default", "off", "on", 0)
+    assert (cpu.capability, cpu.winograd, cpu.images_per_vector, cpu.output_cache_mb) == before
+    with pytest.raises(ValueError, match="images_per_vector must be 'auto', 'on' or 'off'.*got '1'"):
+        with cpu.flags(images_per_vector="1"):
+            pass
+    assert cpu.images_per_vector == before[2]
+    with pytest.raises(TypeError, match="unknown settings \\['batch16'\\]"):
+        with cpu.flags(batch16="on"):
+            pass
+    with pytest.raises(AttributeError, match="no setting 'winogard'"):
+        cpu.winogard = "on"
+
+
+def test_dtypes_come_from_the_extension():
+    assert cnnfast.backends.cpu.dtypes == (torch.float32, torch.float64)
+    assert cnnfast.ops.supported_dtypes("cpu") == (torch.float32, torch.float64)
 
 
 def test_info_shows_the_chosen_capability(monkeypatch):
     from cnnfast import info
 
-    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", "default")
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", "default")
     assert any(line.startswith("CPU capability (cnnfast's): default") for line in info.info_lines())
-    monkeypatch.delenv("CNNFAST_CPU_CAPABILITY")
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", "avx512")
     assert any(line.startswith(f"CPU capability (cnnfast's): {BEST}") for line in info.info_lines())
 
 
 def test_info_in_a_fresh_process_with_the_variable_set():
-    env = dict(__import__("os").environ, CNNFAST_CPU_CAPABILITY="default")
+    env = dict(os.environ, CNNFAST_CPU_CAPABILITY="default")
     out = subprocess.run([sys.executable, "-m", "cnnfast", "info"], capture_output=True, text=True, env=env,
                          check=True).stdout
     assert "CPU capability (cnnfast's): default" in out
+
+
+@pytest.mark.parametrize("value, want", [("AVX2", "avx2"), ("default", "default"), ("", BEST)])
+def test_the_variable_seeds_the_setting_once_at_import(value, want):
+    out = fresh_process("import os, cnnfast; os.environ['CNNFAST_CPU_CAPABILITY'] = 'default'; "
+                        "print(cnnfast.backends.cpu.capability)", CNNFAST_CPU_CAPABILITY=value)
+    assert out.returncode == 0, out.stderr
+    # Lowered to what the CPU supports; changing the variable after import changes nothing.
+    assert out.stdout.strip() == ORDER[min(ORDER.index(want), ORDER.index(BEST))]
 
 
 # Shapes that reach every edge of the register blocking: rows 1..6 past a block of 6, column tails of
@@ -102,19 +126,19 @@ DOT_CASES = [
 
 # winograd "0" keeps the direct path's GEMM blocking covered on the 3x3 stride-1 cases that the default
 # rule sends to Winograd (tests/test_winograd.py covers that one).
-@pytest.mark.parametrize("winograd", ["0", None])
+@pytest.mark.parametrize("winograd", ["off", None])
 @pytest.mark.parametrize("case", GRID[:4] + GRID[-2:] + BLOCK_CASES + DOT_CASES)
 @pytest.mark.parametrize("path", PATHS)
 def test_every_path_matches_torch(monkeypatch, path, case, winograd):
-    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
     if winograd is not None:
-        monkeypatch.setenv("CNNFAST_CPU_WINOGRAD", winograd)
-    assert torch.ops.cnnfast.cpu_capability() == path
+        monkeypatch.setattr(cnnfast.backends.cpu, "winograd", winograd)
+    assert cnnfast.backends.cpu.capability == path
     n, c, h, w, k, kernel, stride, padding, dilation, groups = case
     run_conv_case(conv, F.conv2d, n, c, h, w, k, kernel, stride, padding, dilation, groups)
 
 
-# The stride-2 phase split of the direct path's input (conv2d_kernel.cpp, padded_input: on AVX-512 a row's
+# The stride-2 phase split of the direct path's input (csrc/cpu/conv2d/direct.cpp, padded_input: on AVX-512 a row's
 # columns are split by parity with permutes, 32 at a time): every parity of the padding, widths around
 # the 32-column step, and kernel widths that read both phases (3, 2) or one (1).
 PHASE_SPLIT = [(w, pad, kw) for w in (1, 2, 15, 16, 31, 32, 33, 64, 70) for pad in (0, 1, 2, 3) for kw in (1, 2, 3)
@@ -123,25 +147,25 @@ PHASE_SPLIT = [(w, pad, kw) for w in (1, 2, 15, 16, 31, 32, 33, 64, 70) for pad 
 
 @pytest.mark.parametrize("path", PATHS)
 def test_every_path_stride2_phase_split(monkeypatch, path):
-    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
-    monkeypatch.setenv("CNNFAST_CPU_BATCH16", "0")
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
+    monkeypatch.setattr(cnnfast.backends.cpu, "images_per_vector", "off")
     for w, pad, kw in PHASE_SPLIT:
         run_conv_case(conv, F.conv2d, 2, 3, 5, w, 4, (3, kw), 2, (1, pad), 1, 1, seed=w * 16 + pad * 4 + kw)
 
 
 @pytest.mark.parametrize("path", PATHS)
 def test_every_path_fused_relu_and_channels_last(monkeypatch, path):
-    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
     run_conv_case(fused, reference, 2, 32, 9, 7, 13, 3, 1, 1, 1, 1)
     run_conv_case(fused, reference, 2, 6, 14, 14, 16, 5, 1, 0, 1, 1, fmt="channels_last")
 
 
-@pytest.mark.parametrize("winograd", ["0", None])
+@pytest.mark.parametrize("winograd", ["off", None])
 @pytest.mark.parametrize("path", PATHS)
 def test_every_path_bit_identical_for_any_thread_count(monkeypatch, path, winograd):
-    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
     if winograd is not None:
-        monkeypatch.setenv("CNNFAST_CPU_WINOGRAD", winograd)
+        monkeypatch.setattr(cnnfast.backends.cpu, "winograd", winograd)
     g = torch.Generator().manual_seed(3)
     x = torch.randn(3, 32, 9, 11, generator=g, requires_grad=True)
     w = torch.randn(20, 16, 3, 3, generator=g, requires_grad=True)
@@ -173,16 +197,16 @@ def test_every_path_float64_takes_the_portable_kernel_exactly(monkeypatch, path)
     g = torch.Generator().manual_seed(4)
     x = torch.randn(2, 5, 8, 8, generator=g, dtype=torch.float64)
     w = torch.randn(7, 5, 3, 3, generator=g, dtype=torch.float64)
-    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", "default")
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", "default")
     expected = cnnfast.functional.conv2d(x, w, padding=1)
-    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
     assert torch.equal(cnnfast.functional.conv2d(x, w, padding=1), expected)
 
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("n", [1, 7, 8, 15, 16, 17, 100, 70001])
 def test_every_path_relu_and_its_gradient_exact(monkeypatch, path, n):
-    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
     g = torch.Generator().manual_seed(n)
     x = torch.randn(n, generator=g)
     x[:: 5] = -0.0

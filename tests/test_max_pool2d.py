@@ -144,7 +144,7 @@ def test_max_pool2d_window_of_padding_only_is_refused():
         cnnfast.functional.max_pool2d(x, (2, 1), 1, (1, 0), (2, 1))
 
 
-# The SIMD paths (csrc/cpu/max_pool2d_kernel.cpp): the AVX-512 forward (window column stride 1 or 2,
+# The SIMD paths (csrc/cpu/max_pool2d/max_pool2d_avx512.cpp): the AVX-512 forward (window column stride 1 or 2,
 # L = 16 float / 8 double outputs per vector, output rows gathered 4 at a time across planes, rows of
 # at most 8 float outputs two to a vector, loads masked only at the ends of the tensor) and the
 # AVX-512 write-once backward (2-wide, stride-2 column windows that do not overlap, rows of more than
@@ -220,14 +220,14 @@ def run_values_case(case, kind, dtype=torch.float32, fmt="nchw", seed=0):
 @pytest.mark.parametrize("kind", ["randn", "ties", "equal", "-inf", "nan", "nans"])
 @pytest.mark.parametrize("case", FAST_GRID, ids=[str(i) for i in range(len(FAST_GRID))])
 def test_max_pool2d_simd_paths_match_torch(case, kind, path, monkeypatch):
-    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
     run_values_case(case, kind)
 
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("case", [FAST_GRID[i] for i in (0, 1, 3, 5, 6, 8, 10, 13)])
 def test_max_pool2d_simd_paths_float64_and_channels_last(case, path, monkeypatch):
-    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
     run_values_case(case, "ties", dtype=torch.float64)
     run_values_case(case, "nan", dtype=torch.float64)
     run_values_case(case, "nans", dtype=torch.float64)
@@ -239,7 +239,7 @@ def test_max_pool2d_simd_paths_float64_and_channels_last(case, path, monkeypatch
 def test_max_pool2d_backward_takes_any_index_in_range(shape, path, monkeypatch):
     # Indices are the caller's: ones outside their own window (here: a tenth, moved anywhere in the
     # plane) are added where they point, as torch's backward does.
-    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
     g = torch.Generator().manual_seed(3)
     x = torch.randn(*shape, generator=g)
     args = ([2, 2], [2, 2], [0, 0], [1, 1], False)

@@ -1,6 +1,6 @@
-"""The CPU output cache (csrc/cpu/output_cache.h, cnnfast/memory.py): a freed output's block serves the
+"""The CPU output cache (csrc/cpu/common/output_cache.h, cnnfast/memory.py): a freed output's block serves the
 next output of its size, every op still writes each element of its outputs (blocks are reused
-uninitialized), the byte limit and its oldest-first eviction, CNNFAST_CPU_CACHE_MB (off, bad values),
+uninitialized), the byte limit and its oldest-first eviction, CNNFAST_CPU_OUTPUT_CACHE_MB (off, bad values),
 empty_cpu_cache, and tensors on cached blocks behaving as any other."""
 import io
 import os
@@ -159,7 +159,7 @@ def test_the_limit_is_kept_and_the_oldest_blocks_go_first():
         b2 = kb(400); print(cnnfast.cpu_cache_stats()["hits"] - h)
         big = kb(2048); del big  # larger than the limit on its own: freed, nothing evicted
         print(cnnfast.cpu_cache_stats()["held_bytes"])
-    """, CNNFAST_CPU_CACHE_MB="1")
+    """, CNNFAST_CPU_OUTPUT_CACHE_MB="1")
     assert out.returncode == 0, out.stderr
     held, limit, hit_a, hit_b, held_after = map(int, out.stdout.split())
     assert (held, limit) == (900 << 10, 1 << 20)
@@ -178,7 +178,7 @@ def test_cache_off():
             del y
         s = cnnfast.cpu_cache_stats()
         print(s["held_bytes"], s["limit_bytes"], s["hits"], s["misses"])
-    """, CNNFAST_CPU_CACHE_MB="0")
+    """, CNNFAST_CPU_OUTPUT_CACHE_MB="0")
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "0", "0", "0"]
 
@@ -188,11 +188,28 @@ def test_a_bad_limit_is_a_clear_error(value):
     out = run_python("""
         import torch, cnnfast
         cnnfast.functional.relu(torch.randn(1 << 18))
-    """, CNNFAST_CPU_CACHE_MB=value)
+    """, CNNFAST_CPU_OUTPUT_CACHE_MB=value)
+    # The variable is read at import.
     assert out.returncode != 0
     assert "ValueError" in out.stderr
-    assert "CNNFAST_CPU_CACHE_MB must be a whole number of megabytes >= 0" in out.stderr
+    assert "CNNFAST_CPU_OUTPUT_CACHE_MB must be a whole number of megabytes >= 0" in out.stderr
     assert f"got '{value}'" in out.stderr
+
+
+def test_the_limit_is_a_setting_and_lowering_it_frees_held_blocks():
+    cnnfast.empty_cpu_cache()
+    poison(1 << 20)
+    assert cnnfast.cpu_cache_stats()["held_bytes"] == 1 << 20
+    before = cnnfast.backends.cpu.output_cache_mb
+    with cnnfast.backends.cpu.flags(output_cache_mb=0):
+        s = cnnfast.cpu_cache_stats()
+        assert (s["held_bytes"], s["limit_bytes"]) == (0, 0)
+        poison(1 << 20)  # the cache off: nothing is kept
+        assert cnnfast.cpu_cache_stats()["held_bytes"] == 0
+    assert cnnfast.backends.cpu.output_cache_mb == before
+    assert cnnfast.cpu_cache_stats()["limit_bytes"] == before << 20
+    with pytest.raises(ValueError, match="output_cache_mb must be a whole number of megabytes >= 0.*got -1"):
+        cnnfast.backends.cpu.output_cache_mb = -1
 
 
 def _relu_in_child(q):

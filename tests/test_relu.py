@@ -35,7 +35,7 @@ SPECIAL = [float("nan"), -0.0, 0.0, -1.0, 2.0, float("inf"), -float("inf"), 1e-4
 @pytest.mark.parametrize("n", [9, 45, 100])  # tails of every vector width, and whole vectors
 def test_relu_gradient_at_special_values_matches_torch(monkeypatch, path, n):
     # torch's ReLU gradient passes where the output is not <= 0: at NaN it passes, at +-0 it does not.
-    monkeypatch.setenv("CNNFAST_CPU_CAPABILITY", path)
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
     x = torch.tensor((SPECIAL * 12)[:n], dtype=torch.float32)
     gy = torch.arange(1.0, n + 1.0)
     xo, xt = x.clone().requires_grad_(), x.clone().requires_grad_()

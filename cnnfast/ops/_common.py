@@ -1,11 +1,7 @@
 import torch
 from torch._prims_common import suggest_memory_format
 
-# The dtypes each backend has kernels for (the C++ checks in csrc/checks.cpp enforce the same sets).
-_SUPPORTED = {
-    "cpu": (torch.float32, torch.float64),
-    "cuda": (torch.float32, torch.float16, torch.bfloat16),
-}
+from ..backends import dtype_set
 
 
 def cuda_built():
@@ -19,7 +15,7 @@ def supported_dtypes(device):
     device_type = torch.device(device).type
     if device_type == "cuda" and not cuda_built():
         return ()
-    return _SUPPORTED.get(device_type, ())
+    return dtype_set(device_type) if device_type in ("cpu", "cuda") else ()
 
 
 def empty_in_format_of(like, size=None):

@@ -1,4 +1,4 @@
-"""cnnfast::conv2d and cnnfast::conv2d_backward: fake kernels (autograd: csrc/autograd.cpp)."""
+"""cnnfast::conv2d and cnnfast::conv2d_backward: fake kernels (autograd: csrc/autograd/)."""
 import torch
 
 from ._common import check_same_device, empty_in_format_of

@@ -1,4 +1,4 @@
-"""cnnfast::conv2d_relu and cnnfast::conv2d_relu_backward: fake kernels (autograd: csrc/autograd.cpp)."""
+"""cnnfast::conv2d_relu and cnnfast::conv2d_relu_backward: fake kernels (autograd: csrc/autograd/)."""
 import torch
 
 from ._common import check_same_device

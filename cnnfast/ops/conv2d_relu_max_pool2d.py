@@ -1,4 +1,4 @@
-"""cnnfast::conv2d_relu_max_pool2d and its backward: fake kernels (autograd: csrc/autograd.cpp)."""
+"""cnnfast::conv2d_relu_max_pool2d and its backward: fake kernels (autograd: csrc/autograd/)."""
 import torch
 
 from ._common import check_same_device

@@ -1,4 +1,4 @@
-"""cnnfast::max_pool2d and cnnfast::max_pool2d_backward: fake kernels (autograd: csrc/autograd.cpp)."""
+"""cnnfast::max_pool2d and cnnfast::max_pool2d_backward: fake kernels (autograd: csrc/autograd/)."""
 import torch
 
 from ._common import empty_in_format_of

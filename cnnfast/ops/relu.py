@@ -1,4 +1,4 @@
-"""cnnfast::relu, cnnfast::relu_ and cnnfast::relu_backward: fake kernels (autograd: csrc/autograd.cpp).
+"""cnnfast::relu, cnnfast::relu_ and cnnfast::relu_backward: fake kernels (autograd: csrc/autograd/).
 
 relu_ mutates its input and so carries no autograd formula (the dispatcher allows none on a mutable
 op); cnnfast.functional.relu_ routes autograd-tracked calls through relu and an in-place copy."""

@@ -15,9 +15,6 @@
 namespace cnnfast {
 namespace cuda {
 
-// The dtypes the CUDA kernels take (cnnfast/ops/_common.py says the same).
-inline const DtypeList kCudaDtypes = {at::kFloat, at::kHalf, at::kBFloat16};
-
 inline Dtype dtype_of(const at::Tensor& t) {
   switch (t.scalar_type()) {
     case at::kFloat: return Dtype::f32;

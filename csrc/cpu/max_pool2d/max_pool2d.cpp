@@ -1,0 +1,100 @@
+// The CPU max_pool2d kernels of max_pool2d.h: the portable path and the choice of the AVX-512 one.
+// Work items are (sample, channel) planes of contiguous NCHW, one thread per plane, so every result
+// is the same for any thread count.
+//
+// Forward. With AVX-512 and a window column stride of 1 or 2, a SIMD path computes L = 16 (float) or
+// 8 (double) outputs of a row at once: for each window tap it loads the L inputs (stride 2: two
+// vectors, whose even lanes one permute picks), compares them with the running maximum under a mask
+// and blends the value and the tap's offset in the window; the int32 index is completed and widened
+// to int64 at the store. Output rows go 4 at a time (across planes when planes are small), four
+// independent compare-and-blend chains. The column geometry of each tap (load offset, valid lanes,
+// load masks) is computed once per call; loads past a row's ends read whole vectors (the stray lanes
+// are left out of the compare) unless they would leave the tensor, where masked loads are used.
+// Otherwise (other column strides, no AVX-512, planes of 2^30 elements or more) the portable
+// row-at-a-time path runs.
+//
+// Backward. The general path zeroes each input plane and adds each gradient at its index in output
+// order (deterministic: one thread owns a plane), after checking the plane's indices are in range.
+// With AVX-512, windows 2 columns wide with column stride 2 that do not overlap (each input element
+// in at most one window: the common 2x2 stride-2 pool) write dx once instead, L outputs at a time:
+// dy of the window where its index points at the element, 0 elsewhere, the even and odd columns
+// interleaved by one permute (no zero pass, no read-modify-write). Each plane counts the indices it
+// placed; if one is not inside its own window (indices are the caller's), the plane is redone by the
+// general path.
+#include "cpu/max_pool2d/max_pool2d.h"
+
+#include <atomic>
+#include <climits>
+#include <vector>
+
+#include "cpu/common/parallel.h"
+#include "cpu/max_pool2d/max_pool2d_avx512.h"
+#include "cpu/max_pool2d/windows.h"
+
+namespace cnnfast::cpu {
+namespace {
+
+template <typename T>
+void max_pool2d_portable(const Pool2dProblem& p, const T* xp, T* yp, int64_t* ip) {
+  const int64_t in_plane = p.H * p.W, out_plane = p.P * p.Q;
+  parallel_for(0, p.planes(), 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> best(p.Q);
+    if (in_plane <= INT32_MAX) {
+      std::vector<int32_t> arg(p.Q);
+      for (int64_t c = begin; c < end; ++c)
+        max_pool2d_plane(p, xp + c * in_plane, yp + c * out_plane, ip + c * out_plane, best.data(), arg.data());
+    } else {
+      std::vector<int64_t> arg(p.Q);
+      for (int64_t c = begin; c < end; ++c)
+        max_pool2d_plane(p, xp + c * in_plane, yp + c * out_plane, ip + c * out_plane, best.data(), arg.data());
+    }
+  });
+}
+
+}  // namespace
+
+template <typename T>
+void max_pool2d_forward(const Pool2dProblem& p, const T* x, T* y, int64_t* indices, Capability cap) {
+  if (cap == Capability::kAvx512 && max_pool2d_forward_avx512(p, x, y, indices)) return;
+  max_pool2d_portable(p, x, y, indices);
+}
+
+template <typename T>
+bool max_pool2d_backward(const Pool2dProblem& p, const T* dy, const int64_t* indices, T* dx, Capability cap) {
+  const int64_t planes = p.planes(), in_plane = p.H * p.W, out_plane = p.P * p.Q;
+  // Indices come from the caller: a plane with one outside its window is redone by the scatter,
+  // which checks they are in range.
+  std::atomic<bool> in_range{true};
+  const bool write_once = cap == Capability::kAvx512 && max_pool2d_write_once_fits<T>(p);
+  const std::vector<int32_t> row_window =
+      write_once ? window_of_positions(p.H, p.P, p.kernel_h, p.stride_h, p.pad_h, p.dilation_h)
+                 : std::vector<int32_t>();
+  parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t* ic = indices + c * out_plane;
+      T* dxc = dx + c * in_plane;
+      const T* dyc = dy + c * out_plane;
+      if (write_once && max_pool2d_backward_plane_write_once(p, dyc, ic, dxc, row_window.data())) continue;
+      if (!max_pool2d_backward_plane_scatter(p, dyc, ic, dxc)) in_range = false;
+    }
+  });
+  return in_range.load();
+}
+
+bool max_pool2d_ipv(const Pool2dProblem& p, int64_t planes, const float* x, float* y, int32_t* indices,
+                    Capability cap) {
+  return cap == Capability::kAvx512 && max_pool2d_ipv_avx512(p, planes, x, y, indices);
+}
+
+bool max_pool2d_backward_ipv(const Pool2dProblem& p, int64_t planes, const float* dy, const int32_t* indices,
+                             float* dx, int64_t dx_plane, int64_t dx_row, int64_t dx_first, Capability cap) {
+  return cap == Capability::kAvx512 &&
+         max_pool2d_backward_ipv_avx512(p, planes, dy, indices, dx, dx_plane, dx_row, dx_first);
+}
+
+template void max_pool2d_forward<float>(const Pool2dProblem&, const float*, float*, int64_t*, Capability);
+template void max_pool2d_forward<double>(const Pool2dProblem&, const double*, double*, int64_t*, Capability);
+template bool max_pool2d_backward<float>(const Pool2dProblem&, const float*, const int64_t*, float*, Capability);
+template bool max_pool2d_backward<double>(const Pool2dProblem&, const double*, const int64_t*, double*, Capability);
+
+}  // namespace cnnfast::cpu
