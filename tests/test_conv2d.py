@@ -223,7 +223,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from cuda_harness import (  # noqa: E402,F401  (lib: a fixture)
-    DTYPES, EPS, EPS_ACC, P, assert_within, from_nhwc, harness, lib, needs_cuda, nhwc, run_orders, sizes_arg)
+    DTYPES, assert_device_result, float64_twins, EPS, EPS_ACC, P, assert_within, from_nhwc, harness, lib, needs_cuda, nhwc, run_orders, sizes_arg)
 
 
 CONV_CASES = [
@@ -372,20 +372,29 @@ def test_cuda_conv2d_against_cudnn(dtype, channels_last, case, monkeypatch):
     x, w, b = (t.cuda() for t in rounded_inputs(case, dtype))
     if channels_last:
         x, w = x.to(memory_format=torch.channels_last), w.to(memory_format=torch.channels_last)
-    st, pad, dil, g = case[7:]
+    N, C, _, _, K, R, S, st, pad, dil, g = case
     x.requires_grad_()
     w.requires_grad_()
     b.requires_grad_()
-    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
-    for op, post in ((torch.ops.cnnfast.conv2d, lambda t: t), (torch.ops.cnnfast.conv2d_relu, torch.relu)):
+    x64, w64, b64 = float64_twins(x, w, b)
+    y64 = F.conv2d(x64, w64, b64, st, pad, dil, g)
+    pq = y64.shape[0] * y64.shape[2] * y64.shape[3]
+    grad_lengths = [(K // g) * R * S, pq, pq]  # grad-input, grad-weight, grad-bias
+    for op, relu in ((torch.ops.cnnfast.conv2d, False), (torch.ops.cnnfast.conv2d_relu, True)):
         out = op(x, w, b, list(st), list(pad), list(dil), g)
-        ref = post(F.conv2d(x, w, b, st, pad, dil, g))
-        torch.testing.assert_close(out, ref, **tol)
+        ref = F.conv2d(x, w, b, st, pad, dil, g)
+        ref = ref.relu() if relu else ref
+        what = f"{op} {case} {dtype} channels_last={channels_last}"
+        assert_device_result([out], [ref], [y64.relu() if relu else y64], [(C // g) * R * S], dtype, what)
         dy = torch.randn_like(ref)
         got = torch.autograd.grad(out, (x, w, b), dy)
         exp = torch.autograd.grad(ref, (x, w, b), dy)
-        for a, e in zip(got, exp):
-            torch.testing.assert_close(a, e, **tol)
+
+        def truth(side):  # the float64 gradients, through the ReLU branches that `side`'s output took
+            up = dy.double().cpu() * ((side.detach().double().cpu() > 0) if relu else 1)
+            return torch.autograd.grad(y64, (x64, w64, b64), up, retain_graph=True)
+
+        assert_device_result(got, exp, truth(out), grad_lengths, dtype, what + " gradients", truth(ref))
         again = torch.autograd.grad(op(x, w, b, list(st), list(pad), list(dil), g), (x, w, b), dy)
         for a, e in zip(got, again):
             assert torch.equal(a, e), "repeated backward differs (must be deterministic)"

@@ -84,7 +84,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from cuda_harness import needs_cuda  # noqa: E402
+from cuda_harness import assert_device_result, needs_cuda  # noqa: E402
 
 
 @pytest.mark.cuda
@@ -100,6 +100,9 @@ def test_cuda_autocast_casts_like_torch(dtype):
         out = torch.ops.cnnfast.conv2d_relu(x, w, b, [1, 1], [1, 1], [1, 1], 1)
         ref = F.conv2d(x, w, b, 1, 1).relu()
     assert out.dtype == ref.dtype == dtype
-    torch.testing.assert_close(out, ref, rtol=2e-2, atol=2e-2)
+    # The truth: the float64 convolution of the inputs as autocast rounds them to `dtype`.
+    x64, w64, b64 = (t.detach().to(dtype).double().cpu() for t in (x, w, b))
+    truth = F.conv2d(x64, w64, b64, 1, 1).relu()
+    assert_device_result([out], [ref], [truth], [3 * 3 * 3], dtype, f"conv2d_relu under autocast {dtype}")
     out.float().sum().backward()
     assert x.grad.dtype == w.grad.dtype == b.grad.dtype == torch.float32

@@ -261,7 +261,7 @@ def test_sixteen_images_bit_identical_for_any_thread_count(images_per_vector, mo
 # tests/test_conv2d.py and tests/test_max_pool2d.py. Here the composition, where there is a CUDA
 # device: the same bits as cnnfast::conv2d_relu followed by torch's max_pool2d, and torch's results.
 
-from cuda_harness import needs_cuda  # noqa: E402
+from cuda_harness import assert_device_result, float64_twins, needs_cuda  # noqa: E402
 
 
 @pytest.mark.cuda
@@ -284,10 +284,19 @@ def test_cuda_conv2d_relu_max_pool2d_against_torch(dtype, channels_last, pool, m
     conv = cnnfast.functional.conv2d_relu(x, w, b, padding=1)
     ry, ridx = F.max_pool2d(conv, kernel_size, pool_stride, pool_padding, pool_dilation, ceil_mode, return_indices=True)
     assert torch.equal(y, ry) and torch.equal(idx, ridx)  # the same kernels on the same values
-    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
-    torch.testing.assert_close(y, reference(x, w, b, pool, padding=1), **tol)
+    # The float64 truth: the pooling of the float64 convolution (with the windows' choices of the
+    # tested output, as the gradient takes them), and the gradients through the chosen elements that
+    # the ReLU passes.
+    x64, w64, b64 = float64_twins(x, w, b)
+    c64 = F.conv2d(x64, w64, b64, 1, 1)
+    what = f"conv2d_relu_max_pool2d {pool} {dtype} channels_last={channels_last}"
+    assert_device_result([y], [ry], [reference(x64, w64, b64, pool, padding=1)], [3 * 3 * 3], dtype, what)
     dy = torch.randn_like(y)
     got = torch.autograd.grad(y, (x, w, b), dy)
     exp = torch.autograd.grad(ry, (x, w, b), dy)
-    for a, e in zip(got, exp):
-        torch.testing.assert_close(a, e, **tol)
+    up = torch.zeros_like(c64).flatten(2)
+    passed = dy.double().cpu() * (y.detach().double().cpu() > 0)
+    up.scatter_add_(2, idx.cpu().flatten(2), passed.flatten(2))
+    truth = torch.autograd.grad(c64, (x64, w64, b64), up.view_as(c64))
+    pq = c64.shape[0] * c64.shape[2] * c64.shape[3]
+    assert_device_result(got, exp, truth, [8 * 3 * 3, pq, pq], dtype, what + " gradients")
