@@ -6,7 +6,7 @@ DEPS   := $(VENV)/.deps-installed
 BUILT  := $(VENV)/.cnnfast-built
 SOURCES := setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
 
-.PHONY: all check test bench build clean
+.PHONY: all check test bench build clean gpu-check
 
 all: bench
 
@@ -31,6 +31,13 @@ test: $(BUILT)
 
 bench: $(BUILT)
 	$(BIN)/cnnfast bench --json bench.json --plot bench.png
+
+# On a machine with a CUDA GPU: build for that GPU, run the GPU tests, bench every kernel against
+# cuDNN and run compute-sanitizer, all time-boxed, results in $OUT or gpu-check/ (docs/gpu-check.md).
+# It uses the python3 and torch it finds there, not .venv; without a GPU it stops at once.
+# GPU_CHECK_FLAGS passes flags on, e.g. GPU_CHECK_FLAGS=--dry-run (see tools/gpu_check.py --help).
+gpu-check:
+	$(PYTHON) tools/gpu_check.py $(GPU_CHECK_FLAGS)
 
 clean:
 	rm -rf build $(VENV) *.egg-info cnnfast/*.so cnnfast/_build_config.py
