@@ -202,6 +202,24 @@ def test_summary_table_and_geometric_means():
     assert table["all rows"][0] == f"{(2 * 8 * 1.5) ** (1 / 3):.2f}x (1 FAIL)"
 
 
+def test_build_errors_are_the_compilers_lines():
+    lines = [
+        "[1/23] c++ -MMD -MF /r/build/capability.o.d -O3 -c /r/csrc/cpu/capability.cpp -o /r/build/capability.o",
+        "FAILED: /r/build/temp/csrc/cpu/capability.o",
+        "c++ -MMD -MF /r/build/capability.o.d -O3 -Wno-error=foo -c /r/csrc/cpu/capability.cpp -o /r/build/capability.o",
+        "/r/csrc/cpu/capability.cpp:12:3: error: 'foo' was not declared in this scope",
+        "   12 |   foo();",
+        "/usr/bin/python3 /r/tools/nvcc_log.py /usr/local/cuda/bin/nvcc -Xcompiler -Werror -c /r/csrc/cuda/pointwise.cu",
+        "ninja: build stopped: subcommand failed.",
+        "Traceback (most recent call last):",
+        "RuntimeError: Error compiling objects for extension",
+    ]
+    errors, first = gpu_check.build_errors(lines)
+    assert errors == [lines[1], lines[3], lines[8]]
+    assert first == lines[3]
+    assert gpu_check.build_errors(["all good"]) == ([], None)
+
+
 # --- the per-test time limit ------------------------------------------------------------------------
 
 TIMED_TESTS = '''

@@ -239,12 +239,13 @@ def run_command(log, cmd, timeout, env=None, cwd=ROOT, keep_lines=False, tail_li
         _kill_group(proc, log)
         raise
     finally:
-        reader.join(timeout=10)
-        # Whatever the command left behind in its session (a compiler it started) goes too.
+        # Whatever the command left behind in its session (a compiler it started) goes too, and
+        # with it the last holder of the pipe, so the reader reaches its end.
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        reader.join(timeout=10)
     seconds = time.monotonic() - started
     rc = None if timed_out else proc.returncode
     log.write(f"[gpu-check: {'killed' if timed_out else f'exit status {rc}'} after {seconds:.1f} s]", force=True)
@@ -306,6 +307,8 @@ class Run:
         env["PYTHONPATH"] = os.pathsep.join(path)
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("NO_COLOR", "1")
+        if self.dry:  # the dry run is a CPU run, on a machine with a GPU too
+            env["CUDA_VISIBLE_DEVICES"] = ""
         env.update({k: str(v) for k, v in extra.items()})
         return env
 
@@ -457,15 +460,17 @@ def stage_build(run, stage, timeout):
         return ("ok" if res.rc == 0 else "failed"), "dry run: not built; would run " + shown
     if not run.build["ninja"]:
         run.log.say("  note: no ninja on the PATH: torch builds one file at a time (slow)")
-    res = run_command(run.log, cmd, timeout, env=env)
+    res = run_command(run.log, cmd, timeout, env=env, keep_lines=True)
     run.build["seconds"] = res.seconds
     if res.timed_out or res.rc != 0:
         what = f"over its time box of {timeout:.0f} s" if res.timed_out else f"exit status {res.rc}"
-        errors = [ln for ln in res.tail if re.search(r"\berror\b|Error|FAILED", ln)]
-        run.log.say(f"  build failed ({what}); the end of its output:")
-        for line in res.tail[-40:]:
+        errors, first = build_errors(res.lines)
+        run.log.say(f"  build failed ({what}); the compiler's error lines, then the end of its output:")
+        for line in errors[:30]:
+            run.log.say("  ! " + line[:400])
+        for line in res.tail[-15:]:
             run.log.say("  | " + line[:400])
-        run.build["error"] = (errors[-1] if errors else (res.tail[-1] if res.tail else ""))[:300]
+        run.build["error"] = (first or (res.tail[-1] if res.tail else ""))[:300]
         return ("timed out" if res.timed_out else "failed"), f"{what}: {run.build['error']}"
     probe = run_command(run.log, [run.python, "-c", BUILT_PROBE], 60, env=run.child_env())
     built = _env_mark(probe.tail)
@@ -479,6 +484,15 @@ def stage_build(run, stage, timeout):
         shutil.copyfile(report, run.out / KERNEL_REPORT)
         run.build["kernels"] = _kernel_summary(report)
     return "ok", f"CUDA kernels for {built['archs']} in {res.seconds:.0f} s with MAX_JOBS={extra['MAX_JOBS']}"
+
+
+def build_errors(lines):
+    """The compiler's messages in a build's output (ninja shows them under "FAILED: <object>"), without
+    the compile commands themselves, and the first error among them (None when there is none)."""
+    errors = [ln for ln in lines if re.search(r"\berror\b|FAILED:|fatal", ln, re.IGNORECASE)
+              and not re.match(r"\s*(\[\d+/\d+\]|\S*(c\+\+|g\+\+|gcc|nvcc|python[\d.]*)\s)", ln)]
+    first = next((ln for ln in errors if re.search(r"error", ln, re.IGNORECASE) and "FAILED:" not in ln), None)
+    return errors, first or (errors[0] if errors else None)
 
 
 def _kernel_summary(path):
