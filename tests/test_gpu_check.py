@@ -122,7 +122,7 @@ def test_dry_run_runs_the_gpu_tests_with_the_time_limit_plugin(dry_run):
     # every test carrying the cuda marker (82 when this was written), each skipped here for want of a GPU
     assert len(cases) >= 50
     assert all(c.find("skipped") is not None for c in cases)
-    assert all("test_cuda_kernels" in c.get("classname") for c in cases)
+    assert all("cuda" in (c.find("skipped").get("message") or "").lower() for c in cases)
     log = (out / "gpu-check.log").read_text()
     assert "-m cuda" in log and "per-test time limit: 60 s" in log
 
@@ -155,7 +155,7 @@ def test_dry_run_summary_has_the_environment_and_the_speed_up_table(dry_run):
     fp32_fwd, _, bf16_fwd, _ = [c.strip() for c in row.strip("|").split("|")][2:]
     assert re.fullmatch(r"\d+\.\d\dx", fp32_fwd) and bf16_fwd == "n/s"
     assert "| lenet | conv2d |" in summary and "| lenet | model fused |" in summary
-    assert "## GPU tests (pytest -m cuda)" in summary and "skipped: no CUDA device" in summary
+    assert "## GPU tests (pytest -m cuda)" in summary and re.search(r"skipped: .*CUDA", summary)
     assert "## compute-sanitizer" in summary and "| racecheck | timed out |" in summary
     # the short table is printed last: the stages, then the speed-ups per suite
     tail = done.stdout.strip().splitlines()
