@@ -35,7 +35,8 @@ bench: $(BUILT)
 # On a machine with a CUDA GPU: build for that GPU, run the GPU tests, bench every kernel against
 # cuDNN and run compute-sanitizer, all time-boxed, results in $OUT or gpu-check/ (docs/gpu-check.md).
 # It uses the python3 and torch it finds there, not .venv; without a GPU it stops at once.
-# GPU_CHECK_FLAGS passes flags on, e.g. GPU_CHECK_FLAGS=--dry-run (see tools/gpu_check.py --help).
+# GPU_CHECK_FLAGS passes flags on (tools/gpu_check.py --help); GPU_CHECK_FLAGS=--dry-run runs it on the
+# CPU, with a python that has torch and the build (PYTHON=.venv/bin/python here).
 gpu-check:
 	$(PYTHON) tools/gpu_check.py $(GPU_CHECK_FLAGS)
 
