@@ -220,6 +220,48 @@ def test_build_errors_are_the_compilers_lines():
     assert gpu_check.build_errors(["all good"]) == ([], None)
 
 
+FAKE_SANITIZER = r'''#!/usr/bin/env python3
+import sys
+args = sys.argv[1:]
+if "--kernel-name" in args:  # an older tool
+    print("Error: Unrecognized option: --report-api-errors")
+    sys.exit(1)
+tool = args[args.index("--tool") + 1]
+print("========= COMPUTE-SANITIZER")
+print("sanitizer cases on cuda: 14 ok, 0 failed, 0 skipped in 1.0 s")
+if tool == "memcheck":
+    print("========= Invalid __global__ write of size 4 bytes")
+    print("=========     at void cnnfast::cuda::relu_kernel<float>(const float *, float *, long, bool)+0x70")
+    print("========= ERROR SUMMARY: 1 error")
+    sys.exit(99)
+print("========= RACECHECK SUMMARY: 0 hazards displayed (0 errors, 0 warnings)")
+'''
+
+
+def test_sanitizer_stage_reads_what_the_tool_found(tmp_path):
+    """The real (not dry) sanitizer stage against a stand-in compute-sanitizer: an option it refuses
+    makes it try again with plain options; a memcheck error fails the stage and is named."""
+    fake = tmp_path / "compute-sanitizer"
+    fake.write_text(FAKE_SANITIZER)
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    out.mkdir()
+    run = gpu_check.Run(gpu_check.parse_args(["--out", str(out)]), out)
+    try:
+        run.env["tools"] = {"compute-sanitizer": str(fake)}
+        status, note = gpu_check.stage_sanitizer(run, run.stages["sanitizer"], 60)
+    finally:
+        run.log.close()
+        run.tmp.cleanup()
+    assert status == "failed" and "memcheck failed" in note and "racecheck ok" in note
+    mem, race = run.sanitizer["memcheck"], run.sanitizer["racecheck"]
+    assert mem["errors"] == 1 and mem["rc"] == 99
+    assert mem["findings"][0] == "Invalid __global__ write of size 4 bytes"
+    assert race["status"] == "ok" and race["hazards"] == 0 and race["cases"] == "14 ok, 0 failed, 0 skipped"
+    log = (out / "gpu-check.log").read_text()
+    assert "refused an option" in log and "--kernel-name kns=cnnfast" in log
+
+
 # --- the per-test time limit ------------------------------------------------------------------------
 
 TIMED_TESTS = '''

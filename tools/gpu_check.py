@@ -813,9 +813,16 @@ def write_bench_plot(run):
 
 # --- stage: sanitizer -----------------------------------------------------------------------------
 
-def sanitizer_command(run, tool, binary):
-    return [binary, "--tool", tool, "--kernel-name", "kns=cnnfast", "--error-exitcode", "99", "--print-limit", "20",
-            "--report-api-errors", "no", run.python, str(TOOLS / "gpu_sanitize_cases.py"), "--device", "cuda"]
+def sanitizer_command(run, tool, binary, plain=False):
+    """compute-sanitizer on the cases: only cnnfast's kernels checked (their names hold "cnnfast"), CUDA
+    API errors of torch's own probing not counted; ``plain``: the options every version knows."""
+    extra = [] if plain else ["--kernel-name", "kns=cnnfast", "--print-limit", "20", "--report-api-errors", "no"]
+    return [binary, "--tool", tool, "--error-exitcode", "99", *extra,
+            run.python, str(TOOLS / "gpu_sanitize_cases.py"), "--device", "cuda"]
+
+
+_UNKNOWN_OPTION = re.compile(r"(unrecognized|unknown|invalid|unsupported) (command[- ]line )?(option|argument)",
+                             re.IGNORECASE)
 
 
 def stage_sanitizer(run, stage, timeout):
@@ -835,7 +842,14 @@ def stage_sanitizer(run, stage, timeout):
             cmd = [run.python, str(TOOLS / "gpu_sanitize_cases.py"), "--device", "cpu"]
         else:
             cmd = sanitizer_command(run, tool, binary)
-        res = run_command(run.log, cmd, box, env=run.child_env(PYTORCH_NO_CUDA_MEMORY_CACHING=1), keep_lines=True)
+        env = run.child_env(PYTORCH_NO_CUDA_MEMORY_CACHING=1)
+        started = time.monotonic()
+        res = run_command(run.log, cmd, box, env=env, keep_lines=True)
+        if (not run.dry and res.rc not in (0, None) and res.seconds < 15
+                and _UNKNOWN_OPTION.search("\n".join(res.lines))):  # an older tool: again with plain options
+            run.log.say(f"  {tool}: this compute-sanitizer refused an option; again without the kernel filter")
+            res = run_command(run.log, sanitizer_command(run, tool, binary, plain=True),
+                              box - (time.monotonic() - started), env=env, keep_lines=True)
         text = "\n".join(res.lines)
         entry = {"seconds": res.seconds, "rc": res.rc}
         m = re.search(r"ERROR SUMMARY: (\d+) error", text)
