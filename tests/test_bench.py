@@ -81,6 +81,7 @@ def test_distinct_cases_of_a_small_model_with_batchnorm_and_reuse():
 
 
 def test_resnet18_suite_from_torchvision():
+    pytest.importorskip("torchvision")
     cases = suites.suite_cases("resnet18", batch=1)
     convs = [c for c in cases if c.op == "conv2d"]
     assert len(convs) == 11 and sum(c.count for c in convs) == 20
@@ -327,6 +328,7 @@ def test_json_schema_rejects_a_broken_document():
 
 
 def test_predict_without_a_gpu(tmp_path):
+    pytest.importorskip("torchvision")  # the resnet50 suite is read from torchvision's model
     out = io.StringIO()
     args = parse("--device", "cuda", "--predict", "--suite", "lenet,resnet50", "--dtype", "float32,bfloat16",
                  "--json", str(tmp_path / "p.json"))

@@ -3,7 +3,6 @@ import copy
 
 import pytest
 import torch
-import torchvision
 
 import cnnfast
 from reference import assert_close_to_reference
@@ -59,6 +58,7 @@ def test_convert_lenet_same_outputs_and_gradients():
 
 
 def test_convert_resnet18_same_outputs_and_gradients():
+    torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=10)
     converted = cnnfast.convert(model)

@@ -82,7 +82,7 @@ def test_digits_resize_is_bilinear_by_hand():
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_mnist_reader_matches_torchvision(tmp_path, gz):
-    import torchvision
+    torchvision = pytest.importorskip("torchvision")
 
     written = write_mnist(str(tmp_path), gz=gz)
     for split, train in (("train", True), ("test", False)):
@@ -102,7 +102,7 @@ def test_mnist_files_directly_in_data_dir(tmp_path):
 
 
 def test_cifar10_reader_matches_torchvision(tmp_path, monkeypatch):
-    import torchvision
+    torchvision = pytest.importorskip("torchvision")
 
     write_cifar10(str(tmp_path))
     # torchvision checks the real files' md5 sums; these small files are only checked for format.

@@ -6,7 +6,6 @@ import copy
 
 import pytest
 import torch
-import torchvision
 
 import cnnfast
 from cnnfast.models import LeNet, MnistCNN, ResNetCifar
@@ -61,6 +60,7 @@ def test_mnist_cnn_and_resnet_cifar_eval_fused_through_fx():
 
 
 def test_resnet18_eval_shared_relu_is_kept_and_result_equal():
+    torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
     model = randomize_bn(torchvision.models.resnet18(num_classes=10)).eval()
     fused = cnnfast.convert(model, fuse=True)

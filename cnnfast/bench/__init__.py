@@ -55,6 +55,10 @@ def add_arguments(parser):
     parser.add_argument("--gpu", type=comma_list(GPU_NAMES), default=list(GPU_NAMES),
                         help=f"datasheet GPUs for --predict: {', '.join(GPU_NAMES)} or all (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs and weights (default: 0)")
+    parser.add_argument("--time-limit", type=positive_int, default=None, metavar="SECONDS",
+                        help="start no new row once SECONDS have passed since the command started; the rows "
+                             "not reached are counted in the report and listed in the JSON under 'not_run' "
+                             "(default: no limit)")
 
 
 def run(args):

@@ -2,6 +2,7 @@
 import os
 import shlex
 import sys
+import time
 
 import torch
 
@@ -37,6 +38,7 @@ def _settings(args, device, batches, threads, tf32):
         "device": device, "suites": args.suite, "ops": args.ops, "directions": args.direction,
         "dtypes": args.dtype, "layouts": args.memory_format, "batch": batches, "repeat": args.repeat,
         "warmup": args.warmup, "threads": threads, "tf32": tf32, "seed": args.seed,
+        "time_limit": getattr(args, "time_limit", None),
     }
 
 
@@ -46,6 +48,7 @@ def _command_line():
 
 
 def main(args, out=None):
+    started = time.monotonic()
     out = out or sys.stdout
     if args.predict and args.device != "cuda":
         return _usage_error("--predict gives floors for a GPU that is not measured: use it with --device cuda")
@@ -97,8 +100,13 @@ def main(args, out=None):
     rows = []
     from tqdm import tqdm  # noqa: PLC0415
 
+    deadline = started + args.time_limit if getattr(args, "time_limit", None) else None
     bar = tqdm(work, desc="cnnfast bench", unit="row", file=sys.stderr, disable=None, leave=False)
-    for case, direction, dtype, layout in bar:
+    for i, (case, direction, dtype, layout) in enumerate(bar):
+        if deadline is not None and time.monotonic() > deadline:
+            doc["not_run"] = [{"suite": c.suite, "op": c.op, "case": c.id, "args": c.describe(), "direction": d,
+                               "dtype": t, "layout": lay} for c, d, t, lay in work[i:]]
+            break
         bar.set_postfix_str(f"{case.suite} {case.op} {direction}", refresh=False)
         rows.append(run_case(case, direction, dtype, layout, device, args.repeat, args.warmup, doc["peaks"],
                              impl, ref_impl, supported, seed=args.seed))
@@ -109,6 +117,10 @@ def main(args, out=None):
     text = report.format_report(doc, color=report.use_color(out))
     # The header was printed before the run; print the table and summary now.
     print("\n".join(text.splitlines()[len(report.header_lines(doc)):]), file=out)
+    if doc.get("not_run"):
+        print(f"time limit of {args.time_limit} s reached: {len(rows)} of {len(work)} rows run, "
+              f"{len(doc['not_run'])} not run (suites: {', '.join(dict.fromkeys(r['suite'] for r in doc['not_run']))})",
+              file=out)
     if args.json:
         report.write_json(doc, args.json)
         print(f"wrote {args.json}", file=out)
