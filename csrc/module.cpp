@@ -1,7 +1,8 @@
 // `import cnnfast._C` loads this shared library, whose static initializers register the ops
 // (torch.ops.cnnfast.*). The module's own functions are the plain helpers that are not compute ops:
-// the CPU settings (cnnfast.backends.cpu), the CPU output cache (cnnfast.memory) and the dtype sets
-// (csrc/dtypes.h). Underscored: the Python modules are their API. Limited C API (abi3).
+// the CPU settings (cnnfast.backends.cpu), the CPU output cache (cnnfast.memory), the dtype sets
+// (csrc/dtypes.h) and the CPU's FMA-throughput probe (the bench's compute peak). Underscored: the
+// Python modules are their API. Limited C API (abi3).
 #include <Python.h>
 
 #include <c10/core/ScalarType.h>
@@ -10,6 +11,7 @@
 #include <string_view>
 
 #include "cpu/common/capability.h"
+#include "cpu/common/fma_peak.h"
 #include "cpu/common/output_cache.h"
 #include "cpu/common/settings.h"
 #include "dtypes.h"
@@ -34,16 +36,50 @@ PyObject* cpu_settings(PyObject*, PyObject*) {
                        cpu::switch_name(s.images_per_vector));
 }
 
+// The capability named `name`; false with a ValueError set for any other name.
+bool capability_arg(const char* name, cpu::Capability* out) {
+  if (cpu::parse_capability(name, out)) return true;
+  PyErr_Format(PyExc_ValueError, "capability must be avx512, avx2 or default, got '%s'", name);
+  return false;
+}
+
 PyObject* set_cpu_capability(PyObject*, PyObject* args) {
   const char* name = nullptr;
   if (!PyArg_ParseTuple(args, "s", &name)) return nullptr;
   cpu::Capability c;
-  if (!cpu::parse_capability(name, &c)) {
-    PyErr_Format(PyExc_ValueError, "capability must be avx512, avx2 or default, got '%s'", name);
-    return nullptr;
-  }
+  if (!capability_arg(name, &c)) return nullptr;
   cpu::set_capability(c);
   Py_RETURN_NONE;
+}
+
+// One run of the FMA-throughput probe (cpu/common/fma_peak.h) on torch's threads:
+// (flops, seconds, threads, chains, lanes, checksum).
+PyObject* cpu_fma_peak(PyObject*, PyObject* args) {
+  const char *name = nullptr, *dtype = nullptr;
+  long long iterations = 0;
+  if (!PyArg_ParseTuple(args, "ssL", &name, &dtype, &iterations)) return nullptr;
+  cpu::Capability c;
+  if (!capability_arg(name, &c)) return nullptr;
+  if (static_cast<int>(c) > static_cast<int>(cpu::supported_capability())) {
+    PyErr_Format(PyExc_ValueError, "this CPU supports at most capability %s, got '%s'",
+                 cpu::capability_name(cpu::supported_capability()), name);
+    return nullptr;
+  }
+  const std::string_view d(dtype);
+  if (d != "float32" && d != "float64") {
+    PyErr_Format(PyExc_ValueError, "dtype must be float32 or float64, got '%s'", dtype);
+    return nullptr;
+  }
+  if (iterations < 1) {
+    PyErr_Format(PyExc_ValueError, "iterations must be >= 1, got %lld", iterations);
+    return nullptr;
+  }
+  cpu::FmaPeak r;
+  Py_BEGIN_ALLOW_THREADS
+  r = d == "float32" ? cpu::fma_peak<float>(c, iterations) : cpu::fma_peak<double>(c, iterations);
+  Py_END_ALLOW_THREADS
+  return Py_BuildValue("(Ldiiid)", static_cast<long long>(r.flops), r.seconds, r.threads, cpu::kFmaPeakChains,
+                       r.lanes, r.checksum);
 }
 
 PyObject* set_cpu_switch(PyObject*, PyObject* args) {
@@ -101,6 +137,8 @@ PyMethodDef methods[] = {
     {"_empty_cpu_cache", empty_cpu_cache, METH_NOARGS, "Free the CPU output cache's blocks"},
     {"_cpu_dtypes", cpu_dtypes, METH_NOARGS, "The dtypes of the CPU kernels (c10 names)"},
     {"_cuda_dtypes", cuda_dtypes, METH_NOARGS, "The dtypes of the CUDA kernels (c10 names)"},
+    {"_cpu_fma_peak", cpu_fma_peak, METH_VARARGS,
+     "CPU FMA probe (capability, dtype, iterations): (flops, seconds, threads, chains, lanes, checksum)"},
     {nullptr, nullptr, 0, nullptr},
 };
 

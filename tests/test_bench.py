@@ -291,10 +291,14 @@ def test_small_real_run_on_cpu(tmp_path, quick_timing):
     assert command.main(args, out=out) == 0, out.getvalue()
     text = out.getvalue()
     assert "device: CPU" in text and "threads:" in text and "measured peaks" in text and "oneDNN" in text
+    assert "float32 FMA" in text and f"({cnnfast.backends.cpu.capability}, " in text and "matrix product (torch.mm)" in text
     assert "threads kept busy" in text
     assert "lenet: geometric mean speed-up" in text and "all rows match the reference" in text
     doc = json.loads((tmp_path / "b.json").read_text())
     assert report.validate(doc) == []
+    peaks = doc["peaks"]
+    assert peaks["flops_probe"] == "fma" and peaks["flops"]["float32"] == peaks["fma"]["float32"]["flops"] > 0
+    assert peaks["matmul_flops"]["float32"] > 0
     # 12 layer cases x 2 layouts x 3 directions + 2 model cases x 2 layouts x 2 (no separate model backward)
     assert len(doc["rows"]) == 12 * 2 * 3 + 2 * 2 * 2
     assert all(r["passed"] for r in doc["rows"])
@@ -325,6 +329,12 @@ def test_json_schema_rejects_a_broken_document():
     problems = report.validate(doc)
     assert any("environment: missing 'device'" in p for p in problems)
     assert any("rows[0]: missing 'op'" in p for p in problems)
+    assert "document: a measurement holds no 'peaks'" in problems
+    doc["peaks"] = {"flops": {}, "flops_probe": "fma", "matmul_flops": {}, "bytes": 1.0,
+                    "fma": {"float32": {"flops": 1.0, "capability": "avx2", "threads": "2", "chains": 12}}}
+    problems = report.validate(doc)
+    assert "peaks.fma[float32]: missing 'lanes'" in problems
+    assert "peaks.fma[float32]: 'threads' is str, expected int" in problems
 
 
 def test_predict_without_a_gpu(tmp_path):

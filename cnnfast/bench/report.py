@@ -154,6 +154,22 @@ def suite_summaries(rows):
     return out
 
 
+def _rates(flops, label=""):
+    return ", ".join(f"{d}{label} {v / 1e9:.1f} GFLOP/s" for d, v in flops.items()) or "-"
+
+
+def peaks_line(peaks):
+    """The header's measured peaks: on the CPU the FMA probe's (which %peak and the floors use), with the
+    matrix product and the copy as reference lines; on a GPU the matrix product's."""
+    copy = f"copy {peaks['bytes'] / 1e9:.1f} GB/s"
+    if peaks.get("flops_probe") != "fma":
+        return f"measured peaks (this run): {_rates(peaks['flops'])} (matrix product); {copy}"
+    probe = next(iter(peaks["fma"].values()), None)
+    where = f" ({probe['capability']}, {probe['threads']} threads)" if probe else ""
+    return (f"measured peaks (this run): {_rates(peaks['flops'], ' FMA')}{where}, used by %peak and the floors; "
+            f"matrix product (torch.mm) {_rates(peaks['matmul_flops'])}; {copy}")
+
+
 def header_lines(doc):
     env, st, peaks = doc["environment"], doc["settings"], doc.get("peaks") or {}
     lines = [f"cnnfast bench  {env['date']}  commit {env.get('commit') or '?'}"]
@@ -180,8 +196,7 @@ def header_lines(doc):
         lines.append(f"TF32: {'on' if env['tf32'] else 'off'} on both sides (torch.backends.cuda.matmul.allow_tf32 and "
                      f"torch.backends.cudnn.allow_tf32 = {bool(env['tf32'])}); cudnn.benchmark = True for the reference")
     if peaks:
-        rates = ", ".join(f"{d} {v / 1e9:.1f} GFLOP/s" for d, v in peaks["flops"].items())
-        lines.append(f"measured peaks (this run): {rates} (matrix product); {peaks['bytes'] / 1e9:.1f} GB/s (copy)")
+        lines.append(peaks_line(peaks))
     batches = ", ".join(f"{s} {b}" for s, b in st["batch"].items())
     lines.append(f"batch: {batches};  repeat {st['repeat']} (median ± IQR/median), warm-up {st['warmup']}, "
                  f"cnnfast and torch interleaved on the same inputs")
@@ -262,6 +277,11 @@ MEASURED_ROW_KEYS = {"cnnfast": dict, "reference": dict, "speedup": float, "cnnf
 SUMMARY_KEYS = {"median_s": float, "q1_s": float, "q3_s": float, "min_s": float, "max_s": float,
                 "spread": float, "samples_s": list}
 ERROR_KEYS = {"max_abs": float, "max_rel": float, "ref_max_abs": float, "passed": bool}
+# The peaks of a measured document: "flops" (per dtype) is what %peak and the floors use, measured by
+# "flops_probe" ("fma": cnnfast's FMA probe on the CPU, per dtype in "fma"; "matmul": a GPU's matrix
+# product); "matmul_flops" is the matrix product on either device; "fma" is None on a GPU.
+PEAKS_KEYS = {"flops": dict, "flops_probe": str, "matmul_flops": dict, "fma": dict, "bytes": float}
+FMA_KEYS = {"flops": float, "capability": str, "threads": int, "chains": int, "lanes": int}
 
 
 def _check_keys(obj, keys, where, problems):
@@ -281,6 +301,17 @@ def validate(doc):
     if doc["schema"] != SCHEMA:
         problems.append(f"schema is {doc['schema']!r}, expected {SCHEMA!r}")
     _check_keys(doc["environment"], ENV_KEYS, "environment", problems)
+    if doc["kind"] == "measured":
+        if not isinstance(doc.get("peaks"), dict):
+            problems.append("document: a measurement holds no 'peaks'")
+        else:
+            _check_keys(doc["peaks"], PEAKS_KEYS, "peaks", problems)
+            fma = doc["peaks"].get("fma")
+            for dtype, probe in (fma.items() if isinstance(fma, dict) else ()):
+                if isinstance(probe, dict):
+                    _check_keys(probe, FMA_KEYS, f"peaks.fma[{dtype}]", problems)
+                else:
+                    problems.append(f"peaks.fma[{dtype}] is {type(probe).__name__}, expected dict")
     for i, row in enumerate(doc["rows"]):
         _check_keys(row, ROW_KEYS, f"rows[{i}]", problems)
         if doc["kind"] == "measured" and row.get("status") in ("ok", "fail"):

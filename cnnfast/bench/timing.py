@@ -1,5 +1,6 @@
 """Timing: interleaved A/B measurement with a warm-up, summary statistics, and the peak rates of the
-machine measured in the same run (a large matrix product for FLOP/s, a large copy for bytes/s)."""
+machine measured in the same run (on the CPU cnnfast's FMA-throughput probe for FLOP/s, with a large
+matrix product kept as a reference line; on a GPU the matrix product; a large copy for bytes/s)."""
 import os
 import statistics
 import time
@@ -69,10 +70,21 @@ def summary(samples):
     }
 
 
-def measure_peaks(device, dtypes, seconds=0.5):
-    """Peak FLOP/s per dtype (best of repeated n x n matrix products) and peak bytes/s (best of
-    repeated copies of a 256 MiB buffer, counted as bytes read plus bytes written), measured now, on
-    ``device``, with the current thread count."""
+def _best_seconds(sample, seconds):
+    """The shortest of repeated ``sample()`` results (seconds), sampled for ``seconds`` in all, at least once."""
+    best, spent = float("inf"), 0.0
+    while spent < seconds or best == float("inf"):
+        t = sample()
+        best, spent = min(best, t), spent + t
+    return best
+
+
+def _dtype_name(dtype):
+    return str(dtype).replace("torch.", "")
+
+
+def matmul_flops(device, dtypes, seconds=0.5):
+    """FLOP/s per dtype name of the best of repeated n x n matrix products (torch.mm: the vendor GEMM)."""
     device = torch.device(device)
     timer = Timer(device)
     flops = {}
@@ -82,24 +94,59 @@ def measure_peaks(device, dtypes, seconds=0.5):
             a = torch.randn(n, n, device=device).to(dtype)
             b = torch.randn(n, n, device=device).to(dtype)
             timer(lambda: torch.mm(a, b))  # warm-up
-            best, spent = float("inf"), 0.0
-            while spent < seconds or best == float("inf"):
-                t = timer(lambda: torch.mm(a, b))
-                best, spent = min(best, t), spent + t
-            flops[str(dtype).replace("torch.", "")] = 2 * n ** 3 / best
+            flops[_dtype_name(dtype)] = 2 * n ** 3 / _best_seconds(lambda: timer(lambda: torch.mm(a, b)), seconds)
         except RuntimeError:  # no matmul for this dtype on this device
             continue
         finally:
             a = b = None
+    return flops
+
+
+def copy_bytes(device, seconds=0.5):
+    """Bytes/s of the best of repeated copies of a 256 MiB buffer, counted as bytes read plus bytes written."""
+    timer = Timer(device)
     numel = (256 << 20) // 4
     src = torch.randn(numel, device=device)
     dst = torch.empty_like(src)
     dst.copy_(src)
-    best, spent = float("inf"), 0.0
-    while spent < seconds or best == float("inf"):
-        t = timer(lambda: dst.copy_(src))
-        best, spent = min(best, t), spent + t
-    return {"flops": flops, "bytes": 2 * src.numel() * src.element_size() / best}
+    return 2 * src.numel() * src.element_size() / _best_seconds(lambda: timer(lambda: dst.copy_(src)), seconds)
+
+
+FMA_DTYPES = ("float32", "float64")
+
+
+def fma_peak(dtype, seconds=0.5, capability=None, iterations=1 << 20):
+    """Peak FLOP/s of ``dtype`` (float32 or float64) by cnnfast's FMA-throughput probe
+    (csrc/cpu/common/fma_peak.h) on the SIMD path ``capability`` (default: the one in use,
+    ``cnnfast.backends.cpu.capability``) on torch's current threads: the best of repeated parallel
+    regions of ``iterations`` steps, after three for warm-up. A step is 12 multiply-adds, about 6
+    cycles on every path of a core with 2 FMA ports, so a region lasts a few milliseconds: short
+    enough that on a shared machine some find every core free, which long ones seldom do.
+    Returns {"flops": FLOP/s, "capability", "threads", "chains", "lanes"}."""
+    import cnnfast  # noqa: PLC0415
+
+    capability = capability or cnnfast.backends.cpu.capability
+    for _ in range(3):
+        n_flops, _, threads, chains, lanes, _ = cnnfast._C._cpu_fma_peak(capability, dtype, iterations)
+    best = _best_seconds(lambda: cnnfast._C._cpu_fma_peak(capability, dtype, iterations)[1], seconds)
+    return {"flops": n_flops / best, "capability": capability, "threads": threads, "chains": chains, "lanes": lanes}
+
+
+def measure_peaks(device, dtypes, seconds=0.5):
+    """The peak rates, measured now on ``device`` with the current thread count. ``flops`` (per dtype
+    name) is what %peak and the roofline floors use: on the CPU cnnfast's FMA-throughput probe on the
+    SIMD path in use (``fma`` holds :func:`fma_peak`'s record per dtype: path, threads, lanes), on a
+    GPU the matrix product. ``matmul_flops`` is the matrix product (:func:`matmul_flops`) on either, a
+    reference line: on the CPU it is the vendor GEMM's rate, whose code path depends on the CPU.
+    ``bytes`` is the copy's bytes/s (:func:`copy_bytes`)."""
+    device = torch.device(device)
+    matmul = matmul_flops(device, dtypes, seconds)
+    peaks = {"flops": matmul, "flops_probe": "matmul", "matmul_flops": matmul, "fma": None}
+    if device.type == "cpu":
+        fma = {name: fma_peak(name, seconds) for name in map(_dtype_name, dtypes) if name in FMA_DTYPES}
+        peaks.update(flops={name: f["flops"] for name, f in fma.items()}, flops_probe="fma", fma=fma)
+    peaks["bytes"] = copy_bytes(device, seconds)
+    return peaks
 
 
 def _thread_ticks():
