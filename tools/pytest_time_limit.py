@@ -13,6 +13,7 @@ Two limits, both counted from the start of the test's setup:
 
 Linux and macOS only (SIGALRM); elsewhere the plugin does nothing.
 """
+import contextlib
 import faulthandler
 import os
 import signal
@@ -103,26 +104,25 @@ class _TimeLimit:
         left = self.limit - (time.monotonic() - self.started)
         signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3))
 
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_setup(self, item):
+    @contextlib.contextmanager
+    def _armed(self):
         self._phase()
         try:
             yield
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_setup(self, item):
+        with self._armed():
+            yield
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item):
-        self._phase()
-        try:
+        with self._armed():
             yield
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_teardown(self, item, nextitem):
-        self._phase()
-        try:
+        with self._armed():
             yield
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
