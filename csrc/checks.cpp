@@ -126,7 +126,7 @@ Pool2dProblem make_pool2d_problem(const char* op, int64_t N, int64_t C, int64_t 
   p.pad_h = padding[0], p.pad_w = padding[1];
   p.dilation_h = dilation[0], p.dilation_w = dilation[1];
   p.ceil_mode = ceil_mode;
-  // A window must hold at least one real element: padding at most half the dilated window.
+  // torch's rule: padding at most half the dilated window.
   for (int d = 0; d < 2; ++d) {
     const int64_t span = dilation[d] * (kernel_size[d] - 1) + 1;
     TORCH_CHECK(padding[d] <= span / 2, op, ": pad should be at most half of effective kernel size, but got ",
@@ -138,22 +138,8 @@ Pool2dProblem make_pool2d_problem(const char* op, int64_t N, int64_t C, int64_t 
               "). Calculated output size: (", p.C, "x", p.P, "x", p.Q, "). Output size is too small (",
               names.kernel_size, "=", kernel_size, ", ", names.stride, "=", stride, ", ", names.padding, "=",
               padding, ", ", names.dilation, "=", dilation, ")");
-  // With dilation a window can fall entirely in the padding (torch then returns -inf with an index
-  // outside the input plane); every window must hold at least one input element.
-  for (int d = 0; d < 2; ++d) {
-    const int64_t in = d == 0 ? p.H : p.W, out = d == 0 ? p.P : p.Q;
-    for (int64_t o = 0; o < out; ++o) {
-      bool covers_input = false;
-      for (int64_t k = 0; k < kernel_size[d] && !covers_input; ++k) {
-        const int64_t i = o * stride[d] - padding[d] + k * dilation[d];
-        covers_input = i >= 0 && i < in;
-      }
-      TORCH_CHECK(covers_input, op, ": the pooling window at output ", d == 0 ? "row " : "column ", o,
-                  " covers only padding (input size ", p.H, "x", p.W, ", ", names.kernel_size, "=", kernel_size,
-                  ", ", names.stride, "=", stride, ", ", names.padding, "=", padding, ", ", names.dilation, "=",
-                  dilation, "); every window must hold at least one input element");
-    }
-  }
+  // A window may still fall entirely in the padding (with dilation or ceil_mode): torch accepts it and
+  // so do the kernels (Pool2dProblem::window_empty).
   return p;
 }
 

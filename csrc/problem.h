@@ -32,6 +32,21 @@ CNNFAST_HOST_DEVICE inline int64_t pool_output_size(int64_t in, int64_t kernel, 
   return out;
 }
 
+// The first tap of pooling window o along one dimension at or after position 0: the window's start
+// o * stride - pad, moved on by whole dilations while it is negative (torch's starting index).
+CNNFAST_HOST_DEVICE inline int64_t pool_first_tap(int64_t o, int64_t stride, int64_t pad, int64_t dilation) {
+  const int64_t start = o * stride - pad;
+  return start >= 0 ? start : start + (-start + dilation - 1) / dilation * dilation;
+}
+
+// Whether pooling window o holds no input position along one dimension: every tap falls in the
+// padding (possible with dilation, or with ceil_mode).
+CNNFAST_HOST_DEVICE inline bool pool_window_misses(int64_t o, int64_t in, int64_t kernel, int64_t stride,
+                                                   int64_t pad, int64_t dilation) {
+  const int64_t first = pool_first_tap(o, stride, pad, dilation);
+  return first >= in || (first - (o * stride - pad)) / dilation >= kernel;
+}
+
 // One 2-D convolution, NCHW view: input [N, C, H, W], weight [K, C/groups, R, S], output [N, K, P, Q].
 // The letters follow the implicit-GEMM convention (CUTLASS): GEMM M = N*P*Q, N = K, reduction = C*R*S.
 struct Conv2dProblem {
@@ -72,6 +87,16 @@ struct Pool2dProblem {
   CNNFAST_HOST_DEVICE int64_t planes() const { return N * C; }
   CNNFAST_HOST_DEVICE int64_t input_numel() const { return N * C * H * W; }
   CNNFAST_HOST_DEVICE int64_t output_numel() const { return N * C * P * Q; }
+
+  // A window with no input element: its output is -inf, its index empty_window_index (torch's, which
+  // may lie outside the plane), and its gradient zero (it does not depend on the input).
+  CNNFAST_HOST_DEVICE bool window_empty(int64_t oh, int64_t ow) const {
+    return pool_window_misses(oh, H, kernel_h, stride_h, pad_h, dilation_h) ||
+           pool_window_misses(ow, W, kernel_w, stride_w, pad_w, dilation_w);
+  }
+  CNNFAST_HOST_DEVICE int64_t empty_window_index(int64_t oh, int64_t ow) const {
+    return pool_first_tap(oh, stride_h, pad_h, dilation_h) * W + pool_first_tap(ow, stride_w, pad_w, dilation_w);
+  }
 
   CNNFAST_HOST_DEVICE void compute_output_size() {
     P = pool_output_size(H, kernel_h, stride_h, pad_h, dilation_h, ceil_mode);

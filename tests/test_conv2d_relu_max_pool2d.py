@@ -300,3 +300,48 @@ def test_cuda_conv2d_relu_max_pool2d_against_torch(dtype, channels_last, pool, m
     truth = torch.autograd.grad(c64, (x64, w64, b64), up.view_as(c64))
     pq = c64.shape[0] * c64.shape[2] * c64.shape[3]
     assert_device_result(got, exp, truth, [8 * 3 * 3, pq, pq], dtype, what + " gradients")
+
+# Pooling windows with no input element (every tap in the padding of the convolution's output):
+# -inf and torch's index forward, a zero gradient backward. Pools: torch's arguments (all windows
+# empty, against torch), and cnnfast's wider padding (half the dilated window), where empty and full
+# windows mix (against torch's rule written out). Gradients against max_pool2d(relu(conv2d)) in float64
+# with the empty windows' gradients dropped, at the fused op's own indices.
+EMPTY_POOLS = [
+    # conv input (n, c, h, w), pool (kernel_size, pool_stride, pool_padding, pool_dilation, ceil_mode)
+    ((17, 2, 2, 7), ((2, 2), (1, 2), (1, 0), (3, 1), False)),   # rows empty
+    ((17, 2, 7, 2), ((2, 2), (2, 1), (0, 1), (1, 3), False)),   # columns empty, indices inside the plane
+    ((17, 2, 1, 20), ((2, 2), (2, 2), (2, 0), (3, 1), True)),   # a mix (padding torch refuses)
+]
+
+
+@pytest.mark.parametrize("images_per_vector", ["off", "on"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("case", EMPTY_POOLS, ids=["rows", "columns", "mix"])
+def test_empty_pooling_windows(case, path, dtype, images_per_vector, monkeypatch):
+    from test_max_pool2d import empty_window_mask, torch_rule_max_pool2d
+
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
+    monkeypatch.setattr(cnnfast.backends.cpu, "images_per_vector", images_per_vector)
+    shape, pool = case
+    g = torch.Generator().manual_seed(7)
+    x0, w0, b0 = (torch.randn(*s, generator=g, dtype=torch.float64) for s in [shape, (5, shape[1], 3, 3), (5,)])
+    x, w, b = (t.to(dtype).requires_grad_() for t in (x0, w0, b0))
+    y, idx = fused(x, w, b, pool, padding=1, return_indices=True)
+    c64 = F.relu(F.conv2d(x0, w0, b0, padding=1))
+    ry, ridx = torch_rule_max_pool2d(c64, *pool)
+    empty = empty_window_mask(*c64.shape[2:], *pool)
+    assert empty.any() and (y[..., empty] == float("-inf")).all()
+    assert torch.equal(idx, ridx)
+    torch.testing.assert_close(y, ry.to(dtype))
+    if empty.all():  # torch's arguments: torch's own answer too
+        ty, tidx = F.max_pool2d(c64, *pool, return_indices=True)
+        assert torch.equal(y.double(), ty) and torch.equal(idx, tidx)
+    gy = torch.randn(y.shape, generator=g, dtype=torch.float64)
+    ours = torch.autograd.grad(y, (x, w, b), gy.to(dtype))
+    xr, wr, br = (t.clone().requires_grad_() for t in (x0, w0, b0))
+    conv = F.relu(F.conv2d(xr, wr, br, padding=1)).flatten(2)
+    picked = conv.gather(2, torch.where(empty, 0, idx).flatten(2))
+    ref = torch.autograd.grad((picked * torch.where(empty, 0.0, gy).flatten(2)).sum(), (xr, wr, br))
+    for o, r, what in zip(ours, ref, ["grad_input", "grad_weight", "grad_bias"]):
+        torch.testing.assert_close(o, r.to(dtype), rtol=1e-4, atol=1e-4, msg=what)

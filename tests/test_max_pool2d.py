@@ -3,10 +3,12 @@
 Max pooling does no arithmetic: outputs, indices and gradients are compared exactly (the backward
 sums at most (kernel/stride)^2 gradients per element, exactly as torch's does when windows do not
 overlap; with overlap the order of the sum may differ, so there the comparison allows float rounding)."""
+from math import ceil, floor
+
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnfast
@@ -125,23 +127,137 @@ def test_max_pool2d_random_arguments(n, c, h, w, kh, kw, sh, sw, dh, dw, ceil_mo
     pw = data.draw(st.integers(0, kw // 2))
     h = max(h, dh * (kh - 1) + 1 - 2 * ph)
     w = max(w, dw * (kw - 1) + 1 - 2 * pw)
-    # A dilated window can fall entirely in the padding; torch then returns -inf and an index outside
-    # the plane, cnnfast refuses the arguments (test_max_pool2d_window_of_padding_only_is_refused).
-    p, q = F.max_pool2d(torch.zeros(1, 1, h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), ceil_mode).shape[-2:]
-    assume(window_holds_input(h, kh, sh, ph, dh, p) and window_holds_input(w, kw, sw, pw, dw, q))
-    run_pool_case((n, c, h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), ceil_mode)
+    # A dilated window can fall entirely in the padding: torch's backward then writes at an index that
+    # may lie outside the plane, so those cases are judged by run_empty_window_case.
+    args = ((kh, kw), (sh, sw), (ph, pw), (dh, dw), ceil_mode)
+    if empty_window_mask(h, w, *args).any():
+        run_empty_window_case((n, c, h, w), *args)
+    else:
+        run_pool_case((n, c, h, w), *args)
 
 
-def window_holds_input(size, kernel, stride, pad, dilation, out):
-    return all(any(0 <= o * stride - pad + k * dilation < size for k in range(kernel)) for o in range(out))
+def pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
 
 
-def test_max_pool2d_window_of_padding_only_is_refused():
-    # 1x1 input, kernel 2 with dilation 2 and padding 1: the window's taps are rows -1 and 1.
-    x = torch.randn(1, 1, 1, 1)
-    assert not window_holds_input(1, 2, 1, 1, 2, 1)
-    with pytest.raises(RuntimeError, match="window at output row 0 covers only padding"):
-        cnnfast.functional.max_pool2d(x, (2, 1), 1, (1, 0), (2, 1))
+def window_misses(size, kernel, stride, pad, dilation, o):
+    return not any(0 <= o * stride - pad + k * dilation < size for k in range(kernel))
+
+
+def empty_window_mask(H, W, kernel, stride, padding, dilation, ceil_mode):
+    """[P, Q]: the windows that hold no input element (every tap in the padding)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = pair(kernel), pair(stride or kernel), pair(padding), pair(dilation)
+
+    def out(size, k, s, p, d):  # torch's output-size rule
+
+        n = size + 2 * p - d * (k - 1) - 1
+        o = (ceil(n / s) if ceil_mode else floor(n / s)) + 1
+        return o - 1 if ceil_mode and (o - 1) * s >= size + p else o
+    rows = torch.tensor([window_misses(H, kh, sh, ph, dh, o) for o in range(out(H, kh, sh, ph, dh))])
+    cols = torch.tensor([window_misses(W, kw, sw, pw, dw, o) for o in range(out(W, kw, sw, pw, dw))])
+    return rows[:, None] | cols[None, :]
+
+
+def grad_dropping_empty_windows(x_shape, idx, gy, empty):
+    """dx in float64 by hand: gy added at the indices of the windows that hold input (empty: the [P, Q]
+    mask of the others, whose gradient is zero and whose index may lie outside the plane)."""
+    N, C, H, W = x_shape
+    i = torch.where(empty, 0, idx).reshape(N * C, -1)
+    v = torch.where(empty, 0.0, gy.double()).reshape(N * C, -1)
+    return torch.zeros(N * C, H * W, dtype=torch.float64).scatter_add_(1, i, v).reshape(N, C, H, W)
+
+
+def run_empty_window_case(shape, kernel, stride, padding, dilation, ceil_mode, dtype=torch.float32, fmt="nchw",
+                          seed=0):
+    # Forward: torch's answer exactly (-inf, and torch's index, inside or outside the plane). Backward:
+    # against the hand-made float64 gradient, never torch's (it writes at those indices).
+    g = torch.Generator().manual_seed(seed)
+    x = to_format(torch.randn(*shape, generator=g, dtype=dtype), fmt).requires_grad_()
+    args = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode,
+                return_indices=True)
+    (yo, io), (yt, it) = cnnfast.functional.max_pool2d(x, **args), F.max_pool2d(x.detach(), **args)
+    what = f"max_pool2d {shape} {args} {dtype} {fmt}"
+    empty = empty_window_mask(shape[2], shape[3], kernel, stride, padding, dilation, ceil_mode)
+    assert empty.any() and (yt[..., empty] == float("-inf")).all(), what
+    assert torch.equal(yo, yt), what
+    assert torch.equal(io, it), what
+    assert memory_format_of(yo) == memory_format_of(yt), what
+    if yo.numel():
+        gy = torch.randn(yt.shape, generator=g, dtype=dtype)
+        (go,), ref = torch.autograd.grad(yo, x, gy), grad_dropping_empty_windows(shape, it, gy, empty)
+        torch.testing.assert_close(go, ref.to(dtype), msg=what)
+
+
+# Windows with no input element: torch accepts them (dilation, ceil_mode) and returns -inf with the
+# index of the window's first tap at or after (0, 0), which may lie outside the plane or inside it.
+EMPTY_GRID = [
+    ((2, 3, 2, 5), (2, 2), 1, (1, 0), (3, 1), False),    # dilation in rows only: every row empty
+    ((2, 3, 5, 2), (2, 2), 1, (0, 1), (1, 3), False),    # columns only: indices inside the plane
+    ((1, 2, 2, 2), 2, 1, 1, 3, False),                   # both: -inf and index 6
+    ((2, 2, 1, 6), 2, 2, 1, (3, 1), True),               # ceil_mode: no output without it
+    ((3, 5, 2, 40), (2, 2), (4, 2), (1, 0), (3, 1), False),  # rows the SIMD forward and write-once would take
+    ((2, 4, 3, 33), (2, 3), (1, 1), (1, 1), (4, 1), True),   # column stride 1, ceil_mode
+]
+
+
+def test_max_pool2d_window_of_padding_only_gives_torch_s_answer():
+    # 2x2 input, kernel 2, stride 1, padding 1, dilation 3: the taps are rows and columns -1 and 2.
+    x = torch.randn(1, 1, 2, 2)
+    y, idx = cnnfast.functional.max_pool2d(x, 2, 1, 1, 3, return_indices=True)
+    assert y.item() == float("-inf") and idx.item() == 6
+    ty, tidx = F.max_pool2d(x, 2, 1, 1, 3, return_indices=True)
+    assert torch.equal(y, ty) and torch.equal(idx, tidx)
+
+
+@pytest.mark.parametrize("path", ALL_PATHS)
+@pytest.mark.parametrize("fmt", ["nchw", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", EMPTY_GRID, ids=[str(i) for i in range(len(EMPTY_GRID))])
+def test_max_pool2d_empty_windows_match_torch(case, dtype, fmt, path, monkeypatch):
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
+    run_empty_window_case(*case, dtype=dtype, fmt=fmt)
+
+
+def torch_rule_max_pool2d(x, kernel, stride, padding, dilation, ceil_mode):
+    """torch's forward rule written out (value from -inf, index from the first tap at or after (0, 0)),
+    for arguments torch itself refuses."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = pair(kernel), pair(stride), pair(padding), pair(dilation)
+    N, C, H, W = x.shape
+    P, Q = empty_window_mask(H, W, kernel, stride, padding, dilation, ceil_mode).shape
+    y, idx = torch.empty(N, C, P, Q, dtype=x.dtype), torch.empty(N, C, P, Q, dtype=torch.long)
+    for oh, ow in ((a, b) for a in range(P) for b in range(Q)):
+        h0, w0 = oh * sh - ph, ow * sw - pw
+        while h0 < 0:
+            h0 += dh
+        while w0 < 0:
+            w0 += dw
+        for n, c in ((a, b) for a in range(N) for b in range(C)):
+            best, arg = float("-inf"), h0 * W + w0
+            for ih in range(oh * sh - ph, oh * sh - ph + kh * dh, dh):
+                for iw in range(ow * sw - pw, ow * sw - pw + kw * dw, dw):
+                    if 0 <= ih < H and 0 <= iw < W:
+                        v = x[n, c, ih, iw].item()
+                        if v > best or v != v:
+                            best, arg = v, ih * W + iw
+            y[n, c, oh, ow], idx[n, c, oh, ow] = best, arg
+    return y, idx
+
+
+@pytest.mark.parametrize("path", ALL_PATHS)
+def test_max_pool2d_mix_of_empty_and_full_windows(path, monkeypatch):
+    # cnnfast takes padding up to half the dilated window (torch: half the kernel), where empty and
+    # full windows mix: row window 0 (taps -2, 1) is empty, row window 1 (taps 0, 3) is not.
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
+    args = ((2, 2), (2, 2), (2, 0), (3, 1), True)
+    x = torch.randn(2, 3, 1, 20, dtype=torch.float64, requires_grad=True)
+    y, idx = torch.ops.cnnfast.max_pool2d(x, *map(list, args[:4]), args[4])
+    ry, ridx = torch_rule_max_pool2d(x.detach(), *args)
+    empty = empty_window_mask(1, 20, *args)
+    assert empty.any() and not empty.all()
+    assert torch.equal(y, ry) and torch.equal(idx, ridx)
+    gy = torch.randn(y.shape, dtype=torch.float64)
+    (gx,) = torch.autograd.grad(y, x, gy)
+    torch.testing.assert_close(gx, grad_dropping_empty_windows(x.shape, ridx, gy, empty))
 
 
 # The SIMD paths (csrc/cpu/max_pool2d/max_pool2d_avx512.cpp): the AVX-512 forward (window column stride 1 or 2,
@@ -289,10 +405,15 @@ POOL_CASES = [
 ]
 
 
+# Windows with no input element (EMPTY_GRID): -inf and torch's index forward; a zero gradient
+# backward (both kernels), against the hand-made float64 gradient (torch's writes at those indices).
+EMPTY_POOL_CASES = [(*shape, pair(k), pair(s), pair(p), pair(d), ceil) for shape, k, s, p, d, ceil in EMPTY_GRID]
+
+
 @harness
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
-@pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: "x".join(map(str, c[:4])) + f"k{c[4][0]}{c[4][1]}s{c[5][0]}{c[5][1]}")
+@pytest.mark.parametrize("case", POOL_CASES + EMPTY_POOL_CASES, ids=lambda c: "x".join(map(str, c[:4])) + f"k{c[4][0]}{c[4][1]}s{c[5][0]}{c[5][1]}")
 def test_cuda_kernel_max_pool2d(lib, dtype, layout, case):
     N, C, H, W, k, s, pad, d, ceil = case
     x = torch.randn(N, C, H, W).to(dtype)
@@ -316,15 +437,21 @@ def test_cuda_kernel_max_pool2d(lib, dtype, layout, case):
     torch.testing.assert_close(yo.float(), ref, rtol=0, atol=0, equal_nan=True)
     assert torch.equal(io, ref_idx)
 
-    # Backward, both kernels (gather over windows, per-plane scatter), against torch's.
+    # Backward, both kernels (gather over windows, per-plane scatter), against torch's, or by hand
+    # where windows are empty.
     dy = torch.randn(N, C, Pq, Qq).to(dtype)
-    xr = x.double().requires_grad_()
-    yr, _ = F.max_pool2d(xr, k, s, pad, d, ceil_mode=ceil, return_indices=True)
-    yr.backward(dy.double())
-    ref_dx = xr.grad
-    xm = x.double().requires_grad_()
-    F.max_pool2d(xm, k, s, pad, d, ceil_mode=ceil).backward(dy.double().abs())
-    mag = xm.grad  # the sum of |dy| each element receives
+    empty = empty_window_mask(H, W, k, s, pad, d, ceil)
+    if empty.any():
+        ref_dx = grad_dropping_empty_windows(x.shape, ref_idx, dy, empty)
+        mag = grad_dropping_empty_windows(x.shape, ref_idx, dy.abs(), empty)
+    else:
+        xr = x.double().requires_grad_()
+        yr, _ = F.max_pool2d(xr, k, s, pad, d, ceil_mode=ceil, return_indices=True)
+        yr.backward(dy.double())
+        ref_dx = xr.grad
+        xm = x.double().requires_grad_()
+        F.max_pool2d(xm, k, s, pad, d, ceil_mode=ceil).backward(dy.double().abs())
+        mag = xm.grad  # the sum of |dy| each element receives
     dys = nhwc(dy) if is_nhwc else dy.contiguous()
     idxs = nhwc(ref_idx) if is_nhwc else ref_idx.contiguous()
     for gather in (1, 0):

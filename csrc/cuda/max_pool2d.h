@@ -10,8 +10,8 @@ namespace cuda {
 
 cudaError_t launch_max_pool2d_forward(Dtype t, const Pool2dProblem& p, bool nhwc, const void* x, void* y,
                                       int64_t* indices, cudaStream_t stream);
-// gather: one thread per input element over its windows (needs every field of p); otherwise one
-// thread per plane scattering in output order (needs only the sizes N, C, H, W, P, Q).
+// gather: one thread per input element over its windows; otherwise one thread per plane scattering
+// in output order, skipping windows with no input element. Both need every field of p.
 cudaError_t launch_max_pool2d_backward(Dtype t, const Pool2dProblem& p, bool nhwc, bool gather, const void* dy,
                                        const int64_t* indices, void* dx, cudaStream_t stream);
 

@@ -4,19 +4,25 @@
 // threads take consecutive channels of one output pixel, so every load and store is coalesced;
 // in NCHW they take consecutive output columns of one plane. The index of the winner is
 // h * W + w within its input plane (torch's rule); a NaN wins over any number and the last NaN
-// in window order is kept (as torch's CPU and CUDA kernels); ties keep the first maximum.
+// in window order is kept (as torch's CPU and CUDA kernels); ties keep the first maximum. As torch's,
+// the value starts at -inf and the index at the first tap at or after (0, 0): a window with no input
+// element (possible with dilation or ceil_mode) gives -inf and that index, which may lie outside the
+// plane.
 //
 // Backward, two kernels, both deterministic and free of atomics, both summing overlapping windows
 // in increasing output order (the order of a sequential scatter, so the CPU kernel's bits):
 // - gather (max_pool2d_backward_gather): one thread per input element visits the windows that
 //   contain it and sums the gradients of those whose index names it; one write per element. It
-//   needs the window arguments (a full Pool2dProblem).
+//   needs the window arguments (a full Pool2dProblem). A window with no input element contains no
+//   element, so it is never visited.
 // - plane scatter (max_pool2d_backward_planes): one thread per (n, c) plane zeroes the plane and
-//   adds each output's gradient at its index, in output order. It needs only the sizes; in NHWC
-//   consecutive threads take consecutive channels, so its loads and stores are coalesced.
+//   adds each output's gradient at its index, in output order, skipping the outputs of windows with
+//   no input element. In NHWC consecutive threads take consecutive channels, so its loads and stores
+//   are coalesced.
 // cnnfast::max_pool2d_backward (which carries the window arguments) launches the gather.
-// An index outside [0, H*W) is never matched or written (nothing out of bounds, whatever the
-// caller passes).
+// The gradient of a window with no input element is zero (its index, torch's, may even lie inside
+// the plane). An index outside [0, H*W) is never matched or written (nothing out of bounds, whatever
+// the caller passes).
 #pragma once
 
 #include "common/kernel_utils.cuh"
@@ -44,8 +50,10 @@ __global__ void __launch_bounds__(kPoolThreads)
     const int h0 = oh * static_cast<int>(p.stride_h) - static_cast<int>(p.pad_h);
     const int w0 = ow * static_cast<int>(p.stride_w) - static_cast<int>(p.pad_w);
     const int kernel_h = static_cast<int>(p.kernel_h), kernel_w = static_cast<int>(p.kernel_w);
-    float best = 0.0f;
-    int64_t best_idx = -1;
+    // torch's rule: the value starts at -inf and the index at the window's first tap at or after
+    // (0, 0) (Pool2dProblem::empty_window_index), so a window with no input element keeps both.
+    float best = -__int_as_float(0x7f800000);
+    int64_t best_idx = p.empty_window_index(oh, ow);
     for (int kh = 0; kh < kernel_h; ++kh) {
       const int ih = h0 + kh * static_cast<int>(p.dilation_h);
       if (ih < 0 || ih >= p.H) continue;
@@ -53,14 +61,13 @@ __global__ void __launch_bounds__(kPoolThreads)
         const int iw = w0 + kw * static_cast<int>(p.dilation_w);
         if (iw < 0 || iw >= p.W) continue;
         const float v = to_float(base[ih * row + iw * col]);
-        if (best_idx < 0 || v > best || is_nan(v)) {
+        if (v > best || is_nan(v)) {
           best = v;
           best_idx = static_cast<int64_t>(ih) * p.W + iw;
         }
       }
     }
-    // torch never produces an empty window (the output-size rule); guard anyway.
-    y[o] = from_float<T>(best_idx < 0 ? -__int_as_float(0x7f800000) : best);
+    y[o] = from_float<T>(best);
     indices[o] = best_idx;
   }
 }
@@ -114,6 +121,7 @@ __global__ void __launch_bounds__(kPoolThreads)
     const int64_t* ip = NHWC ? indices + n * out_plane * p.C + c : indices + pl * out_plane;
     for (int64_t e = 0; e < in_plane; ++e) dxp[e * step] = from_float<T>(0.0f);
     for (int64_t o = 0; o < out_plane; ++o) {
+      if (p.window_empty(o / p.Q, o % p.Q)) continue;
       const int64_t e = ip[o * step];
       if (e >= 0 && e < in_plane) dxp[e * step] = from_float<T>(to_float(dxp[e * step]) + to_float(dyp[o * step]));
     }
@@ -136,8 +144,8 @@ void max_pool2d_forward(const Pool2dProblem& p, bool nhwc, const T* x, T* y, int
     CNNFAST_LAUNCH(pool_config(p.output_numel()), stream, max_pool2d_forward_kernel<T, false>)(p, x, y, indices);
 }
 
-// dy and indices [N, C, P, Q], dx [N, C, H, W], all in the same storage order. The gather needs
-// every field of p; the plane scatter only N, C, H, W, P, Q.
+// dy and indices [N, C, P, Q], dx [N, C, H, W], all in the same storage order; both kernels read
+// every field of p.
 template <class T, class Stream>
 void max_pool2d_backward(const Pool2dProblem& p, bool nhwc, bool gather, const T* dy, const int64_t* indices,
                          T* dx, Stream stream) {

@@ -26,6 +26,7 @@
 #include "cpu/conv2d/images_per_vector.h"
 #include "cpu/conv2d/path.h"
 #include "cpu/max_pool2d/max_pool2d.h"
+#include "cpu/max_pool2d/windows.h"
 #include "cpu/relu/relu.h"
 
 namespace cnnfast::cpu {
@@ -51,7 +52,8 @@ void indices_to_nchw(const int32_t* ib, int64_t N, int64_t K, int64_t PQ, int64_
 }
 
 // The forward: in the images-per-vector layout throughout when the convolution runs in it, otherwise
-// the convolution into scratch and the pooling from it.
+// the convolution into scratch and the pooling from it (also when a pooling window holds no input
+// element: the images-per-vector pooling does not take those).
 template <typename T>
 void forward(const ConvPoolProblem& cp, const T* x, const T* w, const T* b, T* y, int64_t* idx, const Settings& s) {
   const Capability cap = s.capability;
@@ -59,7 +61,8 @@ void forward(const ConvPoolProblem& cp, const T* x, const T* w, const T* b, T* y
   const Conv2dProblem& p = cp.conv;
   const Pool2dProblem& q = cp.pool;
   if constexpr (std::is_same_v<T, float>) {
-    if (cap == Capability::kAvx512 && conv2d_forward_path(p, s, true) == Conv2dForwardPath::kImagesPerVector) {
+    if (cap == Capability::kAvx512 && !has_empty_windows(q) &&
+        conv2d_forward_path(p, s, true) == Conv2dForwardPath::kImagesPerVector) {
       const int64_t planes = (p.N + kIpvLanes - 1) / kIpvLanes * p.K, out_plane = q.P * q.Q;
       Scratch<float> pooled(planes * out_plane * kIpvLanes);
       Scratch<int32_t> arg(planes * out_plane * kIpvLanes);
@@ -79,13 +82,14 @@ void forward(const ConvPoolProblem& cp, const T* x, const T* w, const T* b, T* y
 }
 
 // The backward in the images-per-vector layout (see the top of the file); false, with nothing written,
-// when the convolution's gradients do not run in it or an index names no element of its window.
+// when the convolution's gradients do not run in it, a pooling window holds no input element (the
+// general path skips those) or an index names no element of its window.
 bool backward_ipv(const ConvPoolProblem& cp, const float* masked, const int64_t* idx, const float* x,
                   const float* w, float* dx, float* dw, const Settings& s) {
   const Capability cap = s.capability;
   const Conv2dProblem& p = cp.conv;
   const Pool2dProblem& q = cp.pool;
-  if (!conv2d_backward_uses_ipv(p, dx != nullptr, s)) return false;
+  if (has_empty_windows(q) || !conv2d_backward_uses_ipv(p, dx != nullptr, s)) return false;
   const IpvPlane l = conv2d_backward_ipv_layout(p, dx != nullptr);
   const int64_t NB = (p.N + kIpvLanes - 1) / kIpvLanes, planes = NB * p.K, out_plane = q.P * q.Q;
   Scratch<float> gl(planes * out_plane * kIpvLanes);

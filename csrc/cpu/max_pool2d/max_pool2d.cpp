@@ -10,8 +10,8 @@
 // independent compare-and-blend chains. The column geometry of each tap (load offset, valid lanes,
 // load masks) is computed once per call; loads past a row's ends read whole vectors (the stray lanes
 // are left out of the compare) unless they would leave the tensor, where masked loads are used.
-// Otherwise (other column strides, no AVX-512, planes of 2^30 elements or more) the portable
-// row-at-a-time path runs.
+// Otherwise (other column strides, no AVX-512, planes of 2^30 elements or more, a window with no
+// input element: windows.h's has_empty_windows) the portable row-at-a-time path runs.
 //
 // Backward. The general path zeroes each input plane and adds each gradient at its index in output
 // order (deterministic: one thread owns a plane), after checking the plane's indices are in range.
@@ -20,7 +20,8 @@
 // dy of the window where its index points at the element, 0 elsewhere, the even and odd columns
 // interleaved by one permute (no zero pass, no read-modify-write). Each plane counts the indices it
 // placed; if one is not inside its own window (indices are the caller's), the plane is redone by the
-// general path.
+// general path. Problems with empty windows take the general path, which skips their outputs (their
+// gradient is zero); so do the images-per-vector pooling and its backward (they return false).
 #include "cpu/max_pool2d/max_pool2d.h"
 
 #include <atomic>
@@ -55,7 +56,7 @@ void max_pool2d_portable(const Pool2dProblem& p, const T* xp, T* yp, int64_t* ip
 
 template <typename T>
 void max_pool2d_forward(const Pool2dProblem& p, const T* x, T* y, int64_t* indices, Capability cap) {
-  if (cap == Capability::kAvx512 && max_pool2d_forward_avx512(p, x, y, indices)) return;
+  if (cap == Capability::kAvx512 && !has_empty_windows(p) && max_pool2d_forward_avx512(p, x, y, indices)) return;
   max_pool2d_portable(p, x, y, indices);
 }
 
@@ -65,7 +66,8 @@ bool max_pool2d_backward(const Pool2dProblem& p, const T* dy, const int64_t* ind
   // Indices come from the caller: a plane with one outside its window is redone by the scatter,
   // which checks they are in range.
   std::atomic<bool> in_range{true};
-  const bool write_once = cap == Capability::kAvx512 && max_pool2d_write_once_fits<T>(p);
+  const bool has_empty = has_empty_windows(p);
+  const bool write_once = cap == Capability::kAvx512 && !has_empty && max_pool2d_write_once_fits<T>(p);
   const std::vector<int32_t> row_window =
       write_once ? window_of_positions(p.H, p.P, p.kernel_h, p.stride_h, p.pad_h, p.dilation_h)
                  : std::vector<int32_t>();
@@ -75,7 +77,7 @@ bool max_pool2d_backward(const Pool2dProblem& p, const T* dy, const int64_t* ind
       T* dxc = dx + c * in_plane;
       const T* dyc = dy + c * out_plane;
       if (write_once && max_pool2d_backward_plane_write_once(p, dyc, ic, dxc, row_window.data())) continue;
-      if (!max_pool2d_backward_plane_scatter(p, dyc, ic, dxc)) in_range = false;
+      if (!max_pool2d_backward_plane_scatter(p, dyc, ic, dxc, has_empty)) in_range = false;
     }
   });
   return in_range.load();
@@ -83,12 +85,12 @@ bool max_pool2d_backward(const Pool2dProblem& p, const T* dy, const int64_t* ind
 
 bool max_pool2d_ipv(const Pool2dProblem& p, int64_t planes, const float* x, float* y, int32_t* indices,
                     Capability cap) {
-  return cap == Capability::kAvx512 && max_pool2d_ipv_avx512(p, planes, x, y, indices);
+  return cap == Capability::kAvx512 && !has_empty_windows(p) && max_pool2d_ipv_avx512(p, planes, x, y, indices);
 }
 
 bool max_pool2d_backward_ipv(const Pool2dProblem& p, int64_t planes, const float* dy, const int32_t* indices,
                              float* dx, int64_t dx_plane, int64_t dx_row, int64_t dx_first, Capability cap) {
-  return cap == Capability::kAvx512 &&
+  return cap == Capability::kAvx512 && !has_empty_windows(p) &&
          max_pool2d_backward_ipv_avx512(p, planes, dy, indices, dx, dx_plane, dx_row, dx_first);
 }
 

@@ -33,8 +33,8 @@ inline void valid_pool_rows(const Pool2dProblem& p, int64_t oh, int64_t& lo, int
 
 // One output element the plain way, with the rules of the whole file: a NaN wins over any number and
 // the last NaN in window order is kept (torch's rule, on the CPU and CUDA alike); ties keep the first
-// maximum in the window's row-major order; padding never wins (every window holds at least one input
-// element: checks.cpp refuses the others).
+// maximum in the window's row-major order; padding never wins. A window with no input element gives
+// -inf and torch's index (Pool2dProblem::empty_window_index).
 template <typename T>
 void max_pool2d_one(const Pool2dProblem& p, const T* x, int64_t oh, int64_t ow, T* y, int64_t* idx) {
   T best = 0;
@@ -52,14 +52,14 @@ void max_pool2d_one(const Pool2dProblem& p, const T* x, int64_t oh, int64_t ow, 
       }
     }
   }
-  *y = best;
-  *idx = arg;
+  *y = arg < 0 ? -std::numeric_limits<T>::infinity() : best;
+  *idx = arg < 0 ? p.empty_window_index(oh, ow) : arg;
 }
 
 // One output plane, portable path. Row at a time: for each tap (kh, kw) of the window, in torch's
 // order, one pass over the output row's columns whose tap is inside the input, so the inner loop is
 // branch-free and vectorizes. best/arg are scratch rows of Q elements (arg < 0: no tap seen yet, the
-// next one always wins). I is int32_t (vectorizes with float) unless a plane has 2^31 elements or more.
+// next one always wins; still < 0 at the end: a window with no input element, as max_pool2d_one). I is int32_t (vectorizes with float) unless a plane has 2^31 elements or more.
 template <typename T, typename I>
 void max_pool2d_plane(const Pool2dProblem& p, const T* x, T* y, int64_t* idx, T* best, I* arg) {
   for (int64_t oh = 0; oh < p.P; ++oh) {
@@ -98,9 +98,19 @@ void max_pool2d_plane(const Pool2dProblem& p, const T* x, T* y, int64_t* idx, T*
     int64_t* ir = idx + oh * p.Q;
     for (int64_t ow = 0; ow < p.Q; ++ow) {
       yr[ow] = arg[ow] < 0 ? -std::numeric_limits<T>::infinity() : best[ow];
-      ir[ow] = arg[ow];
+      ir[ow] = arg[ow] < 0 ? p.empty_window_index(oh, ow) : int64_t(arg[ow]);
     }
   }
+}
+
+// Whether some window holds no input element (some output row or column whose taps all fall in the
+// padding). The SIMD paths do not take such problems: the portable ones give torch's answer for them.
+inline bool has_empty_windows(const Pool2dProblem& p) {
+  for (int64_t oh = 0; oh < p.P; ++oh)
+    if (pool_window_misses(oh, p.H, p.kernel_h, p.stride_h, p.pad_h, p.dilation_h)) return true;
+  for (int64_t ow = 0; ow < p.Q; ++ow)
+    if (pool_window_misses(ow, p.W, p.kernel_w, p.stride_w, p.pad_w, p.dilation_w)) return true;
+  return false;
 }
 
 // Column geometry of the SIMD forward, for chunk ch of L output columns (ow0 = ch * L) and kernel
@@ -183,11 +193,23 @@ inline bool windows_overlap(int64_t kernel, int64_t stride, int64_t dilation) {
 
 // Backward of one plane, general path: the plane's indices are checked, then dx is zeroed and each
 // gradient added at its index in output order. Returns false (dx untouched) for an index out of range.
+// With empty windows (has_empty: has_empty_windows(p)) their outputs are skipped: their gradient is
+// zero, and their index (torch's) may lie outside the plane.
 template <typename T>
-bool max_pool2d_backward_plane_scatter(const Pool2dProblem& p, const T* dy, const int64_t* idx, T* dx) {
+bool max_pool2d_backward_plane_scatter(const Pool2dProblem& p, const T* dy, const int64_t* idx, T* dx,
+                                       bool has_empty) {
   const int64_t in_plane = p.H * p.W, out_plane = p.P * p.Q;
+  const auto in_range = [&](int64_t o) { return static_cast<uint64_t>(idx[o]) < static_cast<uint64_t>(in_plane); };
+  if (has_empty) {
+    for (int64_t o = 0; o < out_plane; ++o)
+      if (!p.window_empty(o / p.Q, o % p.Q) && !in_range(o)) return false;
+    std::fill(dx, dx + in_plane, T(0));
+    for (int64_t o = 0; o < out_plane; ++o)
+      if (!p.window_empty(o / p.Q, o % p.Q)) dx[idx[o]] += dy[o];
+    return true;
+  }
   bool ok = true;
-  for (int64_t o = 0; o < out_plane; ++o) ok &= static_cast<uint64_t>(idx[o]) < static_cast<uint64_t>(in_plane);
+  for (int64_t o = 0; o < out_plane; ++o) ok &= in_range(o);
   if (!ok) return false;
   std::fill(dx, dx + in_plane, T(0));
   for (int64_t o = 0; o < out_plane; ++o) dx[idx[o]] += dy[o];
