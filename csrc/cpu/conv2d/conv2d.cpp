@@ -15,10 +15,10 @@
 #include "cpu/relu/relu.h"
 
 namespace cnnfast::cpu {
-namespace {
 
 template <typename T>
-void forward_impl(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu, const Settings& s) {
+void conv2d_forward(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu,
+                    const Settings& s) {
   const Capability cap = s.capability;
   switch (conv2d_forward_path(p, s, std::is_same_v<T, float>)) {
     case Conv2dForwardPath::kWinograd:
@@ -36,6 +36,8 @@ void forward_impl(const Conv2dProblem& p, const T* x, const T* w, const T* b, T*
   }
 }
 
+namespace {
+
 template <typename T>
 void grad_input_impl(const Conv2dProblem& p, const T* dy, const T* w, T* dx, const Settings& s) {
   switch (conv2d_grad_input_path(p)) {
@@ -49,7 +51,7 @@ void grad_input_impl(const Conv2dProblem& p, const T* dy, const T* w, T* dx, con
         }
       }
       const Buffer<T> wt = flipped_weight(p, w);
-      forward_impl<T>(q, dy, wt.data(), nullptr, dx, false, s);
+      conv2d_forward<T>(q, dy, wt.data(), nullptr, dx, false, s);
       return;
     }
     case Conv2dGradInputPath::kPointwise:
@@ -81,12 +83,6 @@ void grad_weight_impl(const Conv2dProblem& p, const T* dy, const T* x, T* dw, co
 }
 
 }  // namespace
-
-template <typename T>
-void conv2d_forward(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu,
-                    const Settings& s) {
-  forward_impl<T>(p, x, w, b, y, relu, s);
-}
 
 template <typename T>
 void conv2d_backward(const Conv2dProblem& p, const T* dy, const T* relu_out, const T* x, const T* w, T* dx, T* dw,
