@@ -47,7 +47,7 @@ Buffer<T> padded_input(const Conv2dProblem& p, const T* x, Capability cap) {
     range(b, l.sw, p.pad_w, p.W, l.Wh, j0[b], j1[b]);
     if (!used_w[b]) j1[b] = j0[b];
   }
-  const bool split2 = std::is_same_v<T, float> && l.sw == 2 && cap == Capability::kAvx512;
+  const bool split2 = std::is_same_v<T, float> && l.sw == 2 && has_simd_movers(cap);
   Buffer<T> xp(p.N * p.C * l.plane + kTile);
   std::fill(xp.data() + p.N * p.C * l.plane, xp.data() + p.N * p.C * l.plane + kTile, T(0));
   parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
@@ -86,7 +86,7 @@ Buffer<T> padded_input(const Conv2dProblem& p, const T* x, Capability cap) {
         if constexpr (std::is_same_v<T, float>) {
           if (split2 && used_w[0] && used_w[1]) {
             const ParityOffsets o = parity_offsets(p, l);
-            split_columns2_avx512(srow, p.W, row + o.even, row + o.odd);
+            split_columns2(cap, srow, p.W, row + o.even, row + o.odd);
             continue;
           }
         }
@@ -245,7 +245,7 @@ void grad_input_phase(const Conv2dProblem& p, const T* dy, const T* w, T* dx, Ca
   const int64_t cchunks = items >= want ? 1 : std::min(Cg, (want + items - 1) / items);
   const int64_t cmax = (Cg + cchunks - 1) / cchunks;
   const std::vector<int64_t> off = tap_offsets(p);
-  const bool merge2 = std::is_same_v<T, float> && l.sw == 2 && cap == Capability::kAvx512;
+  const bool merge2 = std::is_same_v<T, float> && l.sw == 2 && has_simd_movers(cap);
   parallel_for(0, items * cchunks, 1, [&](int64_t begin, int64_t end) {
     Scratch<T> gcol(cmax * RS * kTile), dyv(Kg * Vpad), acc(cmax * l.plane + kTile);
     for (int64_t item = begin; item < end; ++item) {
@@ -283,7 +283,7 @@ void grad_input_phase(const Conv2dProblem& p, const T* dy, const T* w, T* dx, Ca
           if constexpr (std::is_same_v<T, float>) {
             if (merge2) {
               const ParityOffsets o = parity_offsets(p, l);
-              merge_columns2_avx512(row + o.even, row + o.odd, p.W, out);
+              merge_columns2(cap, row + o.even, row + o.odd, p.W, out);
               continue;
             }
           }
@@ -337,8 +337,8 @@ void grad_weight_direct(const Conv2dProblem& p, const T* dy, const T* x, T* dw, 
         for (int64_t v = oh * Wp + p.Q; v < std::min(Vpad, (oh + 1) * Wp); ++v) zero(v);
       for (int64_t v = p.P * Wp; v < Vpad; ++v) zero(v);
       if constexpr (std::is_same_v<T, float>) {
-        if (k1 - k0 == kKt && cap == Capability::kAvx512) {
-          for (int64_t oh = 0; oh < p.P; ++oh) rows_to_lanes16_avx512(src + oh * p.Q, PQ, dst + oh * Wp * Kg, Kg, p.Q);
+        if (k1 - k0 == kKt && has_simd_movers(cap)) {
+          for (int64_t oh = 0; oh < p.P; ++oh) rows_to_lanes16(cap, src + oh * p.Q, PQ, dst + oh * Wp * Kg, Kg, p.Q);
           continue;
         }
       }

@@ -28,7 +28,7 @@ Buffer<T> to_ipv(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t
       const int64_t from = (b * kIpvLanes * C + c) * H * W;
       const T* src = x + from;
       if constexpr (std::is_same_v<T, float>) {
-        if (full && cap == Capability::kAvx512) {
+        if (full && has_simd_movers(cap)) {
           // Zero only the pixels no row writes: the padding rows whole, the padding columns of the others.
           // (Without column phases a run of pixels of a row is contiguous: one fill.)
           const auto zero = [&](int64_t hp, int64_t w0, int64_t w1) {
@@ -51,9 +51,9 @@ Buffer<T> to_ipv(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t
           for (int64_t h = 0; h < H; ++h) {
             float* to = dst + ipv_offset(bl, h + ph, 0);
             if (keep)
-              rows_to_lanes16_masked_avx512(src + h * W, keep + from + h * W, ld, to, kIpvLanes, W, sw, phase_ld, pw);
+              rows_to_lanes16_masked(cap, src + h * W, keep + from + h * W, ld, to, kIpvLanes, W, sw, phase_ld, pw);
             else
-              rows_to_lanes16_avx512(src + h * W, ld, to, kIpvLanes, W, sw, phase_ld, pw);
+              rows_to_lanes16(cap, src + h * W, ld, to, kIpvLanes, W, sw, phase_ld, pw);
           }
           continue;
         }
@@ -82,8 +82,8 @@ void from_ipv(const T* yb, int64_t N, int64_t K, int64_t PQ, T* y, Capability ca
       const T* src = yb + bk * PQ * kIpvLanes;
       T* dst = y + (b * kIpvLanes * K + k) * PQ;
       if constexpr (std::is_same_v<T, float>) {
-        if (N >= (b + 1) * kIpvLanes && cap == Capability::kAvx512) {
-          lanes16_to_rows_avx512(src, dst, K * PQ, PQ);
+        if (N >= (b + 1) * kIpvLanes && has_simd_movers(cap)) {
+          lanes16_to_rows(cap, src, dst, K * PQ, PQ);
           continue;
         }
       }

@@ -1,6 +1,7 @@
 // The conv2d path rules of path.h.
 #include "cpu/conv2d/path.h"
 
+#include "cpu/common/simd.h"
 #include "cpu/conv2d/direct.h"
 #include "cpu/conv2d/gemm.h"
 #include "cpu/conv2d/images_per_vector.h"
@@ -60,7 +61,7 @@ Conv2dGradWeightPath conv2d_grad_weight_path(const Conv2dProblem& p, const Setti
 }
 
 bool conv2d_backward_uses_ipv(const Conv2dProblem& p, bool grad_input, const Settings& s) {
-  if (s.capability != Capability::kAvx512 || p.output_numel() == 0) return false;
+  if (!has_simd_movers(s.capability) || p.output_numel() == 0) return false;
   if (conv2d_grad_weight_path(p, s, true) != Conv2dGradWeightPath::kImagesPerVector) return false;
   if (!grad_input) return true;
   if (conv2d_grad_input_path(p) != Conv2dGradInputPath::kAsForward) return false;

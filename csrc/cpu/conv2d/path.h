@@ -39,7 +39,7 @@ enum class Conv2dGradWeightPath { kWinograd, kImagesPerVector, kDot, kDirect };
 Conv2dForwardPath conv2d_forward_path(const Conv2dProblem& p, const Settings& s, bool float32);
 Conv2dGradInputPath conv2d_grad_input_path(const Conv2dProblem& p);
 Conv2dGradWeightPath conv2d_grad_weight_path(const Conv2dProblem& p, const Settings& s, bool float32);
-// Whether the float32 backward runs wholly in the images-per-vector layout (AVX-512: the layout's
+// Whether the float32 backward runs wholly in the images-per-vector layout (AVX-512 or AVX2: the layout's
 // transposes), dy laid out once for both gradients; grad_input: whether dx is wanted.
 bool conv2d_backward_uses_ipv(const Conv2dProblem& p, bool grad_input, const Settings& s);
 

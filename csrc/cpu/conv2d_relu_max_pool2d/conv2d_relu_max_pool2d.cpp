@@ -41,8 +41,8 @@ void indices_to_nchw(const int32_t* ib, int64_t N, int64_t K, int64_t PQ, int64_
       const int64_t b = bk / K, k = bk % K, lanes = std::min(kIpvLanes, N - b * kIpvLanes);
       const int32_t* src = ib + bk * PQ * kIpvLanes;
       int64_t* dst = idx + (b * kIpvLanes * K + k) * PQ;
-      if (lanes == kIpvLanes && cap == Capability::kAvx512) {
-        lanes16_to_rows_i64_avx512(src, dst, K * PQ, PQ);
+      if (lanes == kIpvLanes && has_simd_movers(cap)) {
+        lanes16_to_rows_i64(cap, src, dst, K * PQ, PQ);
         continue;
       }
       for (int64_t l = 0; l < lanes; ++l)
@@ -101,8 +101,8 @@ bool backward_ipv(const ConvPoolProblem& cp, const float* masked, const int64_t*
       float* gd = gl.data() + c * out_plane * kIpvLanes;
       int32_t* id = il.data() + c * out_plane * kIpvLanes;
       if (lanes == kIpvLanes) {
-        rows_to_lanes16_avx512(masked + from, ld, gd, kIpvLanes, out_plane);
-        rows_i64_to_lanes16_avx512(idx + from, ld, id, out_plane);
+        rows_to_lanes16(cap, masked + from, ld, gd, kIpvLanes, out_plane);
+        rows_i64_to_lanes16(cap, idx + from, ld, id, out_plane);
         continue;
       }
       // The last, partial block: the lanes past N add a zero at lane 0's index (a valid one).
