@@ -55,6 +55,11 @@ def add_arguments(parser):
     parser.add_argument("--gpu", type=comma_list(GPU_NAMES), default=list(GPU_NAMES),
                         help=f"datasheet GPUs for --predict: {', '.join(GPU_NAMES)} or all (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs and weights (default: 0)")
+    parser.add_argument("--cpu-isa", choices=("avx512", "avx2", "default"), default=None, dest="cpu_isa",
+                        help="run cnnfast and torch both on at most this instruction set: lowers cnnfast's "
+                             "capability and torch's own (ATen's CPU capability, oneDNN's and MKL's maximum ISA) "
+                             "in a fresh process, so that an AVX-512 CPU measures what an AVX2 one runs "
+                             "(default: each side at its best)")
     parser.add_argument("--time-limit", type=positive_int, default=None, metavar="SECONDS",
                         help="start no new row once SECONDS have passed since the command started; the rows "
                              "not reached are counted in the report and listed in the JSON under 'not_run' "
@@ -62,6 +67,21 @@ def add_arguments(parser):
 
 
 def run(args):
+    import sys  # noqa: PLC0415
+
+    if args.cpu_isa:
+        from . import isa  # noqa: PLC0415
+
+        error = isa.check(args.cpu_isa)
+        if error:
+            print(f"cnnfast bench: error: {error}", file=sys.stderr)
+            return 2
+        if not isa.in_effect(args.cpu_isa):
+            if sys.argv[1:2] != ["bench"]:
+                print("cnnfast bench: error: --cpu-isa restarts the command with torch's switches set: run it "
+                      "as `cnnfast bench ...` or `python -m cnnfast bench ...`", file=sys.stderr)
+                return 2
+            isa.reexec(args.cpu_isa, sys.argv[1:])
     from .command import main  # noqa: PLC0415  (torch and the rest are imported only now)
 
     return main(args)

@@ -38,7 +38,7 @@ def _settings(args, device, batches, threads, tf32):
         "device": device, "suites": args.suite, "ops": args.ops, "directions": args.direction,
         "dtypes": args.dtype, "layouts": args.memory_format, "batch": batches, "repeat": args.repeat,
         "warmup": args.warmup, "threads": threads, "tf32": tf32, "seed": args.seed,
-        "time_limit": getattr(args, "time_limit", None),
+        "time_limit": getattr(args, "time_limit", None), "cpu_isa": getattr(args, "cpu_isa", None),
     }
 
 

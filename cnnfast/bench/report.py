@@ -70,6 +70,10 @@ def environment(device, threads, tf32, predict=False, gpu=None):
         "tf32": tf32,
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if device.type == "cuda" else None,
     }
+    if device.type == "cpu":
+        from . import isa  # noqa: PLC0415
+
+        env["instruction_sets"] = isa.describe()
     return env
 
 
@@ -189,6 +193,12 @@ def header_lines(doc):
             if busy["cnnfast"] < min(env["threads"], busy["torch"]):
                 line += " (cnnfast's CPU kernels use fewer threads than they are given)"
         lines.append(line)
+        sets = env.get("instruction_sets")
+        if sets:
+            lowered = st.get("cpu_isa")
+            lines.append(f"instruction sets: cnnfast {sets['cnnfast']}; torch: ATen {sets['aten']}, oneDNN at most "
+                         f"{sets['onednn_max']}, MKL {sets['mkl']}"
+                         + (f" (both sides lowered by --cpu-isa {lowered})" if lowered else ""))
     if env.get("load_average") is not None:
         lines.append(f"machine load at start: {env['load_average']:.1f} (1-minute load average) on {env.get('cpus')} "
                      "logical CPUs; with other jobs running, timings of both sides are noisier")
