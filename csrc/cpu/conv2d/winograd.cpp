@@ -80,11 +80,18 @@ void gemm16(Capability cap, int64_t kn, int64_t ncol, int64_t red, const UView& 
   }
 }
 
-const WinoKernels& kernels_for(Capability cap) {
-  return cap == Capability::kAvx512 ? winograd_kernels_avx512() : winograd_kernels_portable();
-}
-
 }  // namespace
+
+const WinoKernels& winograd_kernels(Capability cap) {
+  switch (cap) {
+    case Capability::kAvx512:
+      return winograd_kernels_avx512();
+    case Capability::kAvx2:
+      return winograd_kernels_avx2();
+    default:
+      return winograd_kernels_portable();
+  }
+}
 
 WinoLayout winograd_layout(const Conv2dProblem& p) {
   WinoLayout l;
@@ -130,7 +137,7 @@ WinoLayout winograd_layout(const Conv2dProblem& p) {
 
 void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& w, const float* b, float* y,
                       bool relu, Capability cap) {
-  const WinoKernels& kern = kernels_for(cap);
+  const WinoKernels& kern = winograd_kernels(cap);
   const WinoLayout l = winograd_layout(p);
   const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), PQ = l.PQ;
   const int64_t threads = num_threads();
@@ -227,7 +234,7 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
 }
 
 void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* x, float* dw, Capability cap) {
-  const WinoKernels& kern = kernels_for(cap);
+  const WinoKernels& kern = winograd_kernels(cap);
   const WinoLayout l = winograd_layout(p);
   const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), PQ = l.PQ;
   const int64_t threads = num_threads();

@@ -9,8 +9,8 @@
 // a larger rounding error than the direct sum (still far inside the project's tolerance: NOTES.md).
 //
 // Tiles are numbered t = (n * TH + th) * TW + tw over the whole batch (TH x TW tiles per image) and
-// handled 16 at a time ("groups" of 16 lanes, one zmm): the transforms work on 16 tiles at once, and
-// the GEMMs see tiles as columns. A group of 16 tiles is cut into segments, the runs of its lanes that
+// handled 16 at a time ("groups" of 16 lanes: one zmm, or two ymm on AVX2): the transforms work on
+// 16 tiles at once, and the GEMMs see tiles as columns. A group of 16 tiles is cut into segments, the runs of its lanes that
 // lie on one tile row of one image. Consecutive tiles of a tile row start 2 columns apart, so one
 // input row of a segment is read as two 32-float windows (masked to the segment's lanes and to the
 // image: the zero padding is never built), split into even and odd lanes by two-source permutes; an
@@ -77,7 +77,10 @@ struct WinoKernels {
 };
 
 const WinoKernels& winograd_kernels_avx512();
+const WinoKernels& winograd_kernels_avx2();
 const WinoKernels& winograd_kernels_portable();
+// The transforms of capability cap (which the CPU must support).
+const WinoKernels& winograd_kernels(Capability cap);
 
 // The 3x3 filters: a weight [groups, A, B, 3, 3] (contiguous). Not transposed: A is the problem's
 // output channels per group, B its input channels (a forward convolution). Transposed: the problem's
