@@ -336,4 +336,21 @@ void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* 
   });
 }
 
+WinoTransforms winograd_transforms(Capability cap, const Conv2dProblem& p, const float* x, const float* w,
+                                   const float* dy, const float* m, const float* du, const float* bias, bool relu) {
+  const WinoKernels& kern = winograd_kernels(cap);
+  const WinoLayout l = winograd_layout(p);
+  const int64_t C = p.C, K = p.K, Tp = l.groups * kWinoLanes;
+  WinoTransforms r;
+  r.v.resize(16 * C * Tp), r.y.resize(p.output_numel()), r.u.resize(16 * K * C);
+  r.vt.resize(16 * Tp * C), r.d.resize(16 * K * Tp), r.dw.resize(K * C * 9);
+  kern.input(l, x, C, 0, l.groups, r.v.data(), C * Tp, Tp);
+  kern.output(l, m, K * Tp, Tp, K, 0, l.groups, bias, relu, r.y.data());
+  kern.filter(w, C * 9, K, C, r.u.data(), K * C, C);
+  kern.input_t(l, x, C, 0, l.groups, r.vt.data(), Tp * C, C);
+  kern.grad_output(l, dy, K, 0, l.groups, r.d.data(), K * Tp, Tp);
+  kern.filter_grad(du, K * C, C, K, C, r.dw.data(), C * 9);
+  return r;
+}
+
 }  // namespace cnnfast::cpu
