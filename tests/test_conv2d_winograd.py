@@ -258,15 +258,17 @@ def test_winograd_is_chosen_by_the_rule_and_forced_by_the_setting(monkeypatch):
     on, off = run(64, 64, "on"), run(64, 64, "off")
     assert not torch.equal(on, off)  # a different (transformed) sum: the path was taken
     torch.testing.assert_close(on, off, rtol=1e-4, atol=1e-4)
-    # Unset or auto, the measured rule: 16 channels and more each way, on the AVX-512 path.
-    assert torch.equal(run(64, 64, "auto"), run(64, 64, None))
-    chosen = run(64, 64, None)
-    assert torch.equal(chosen, on if BEST == "avx512" else off)
-    assert torch.equal(run(16, 16, "auto"), run(16, 16, "on" if BEST == "avx512" else "off"))
-    assert torch.equal(run(8, 64, "auto"), run(8, 64, "off"))
-    assert torch.equal(run(64, 8, "auto"), run(64, 8, "off"))
-    monkeypatch.setattr(cnnfast.backends.cpu, "capability", "avx2")
-    assert torch.equal(run(64, 64, "auto"), run(64, 64, "off"))
+    # Unset or auto, the measured rule: 16 channels and more each way, on a SIMD path (AVX-512 or AVX2).
+    for path in ORDER[::-1]:
+        monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
+        simd = cnnfast.backends.cpu.capability != "default"
+        assert torch.equal(run(64, 64, "auto"), run(64, 64, None))
+        assert torch.equal(run(64, 64, None), run(64, 64, "on" if simd else "off"))
+        assert torch.equal(run(16, 16, "auto"), run(16, 16, "on" if simd else "off"))
+        assert not torch.equal(run(16, 16, "on"), run(16, 16, "off"))
+        assert torch.equal(run(15, 64, "auto"), run(15, 64, "off"))
+        assert torch.equal(run(64, 15, "auto"), run(64, 15, "off"))
+        assert not torch.equal(run(15, 64, "on"), run(15, 64, "off"))
 
 
 def test_winograd_never_serves_float64_or_other_shapes(monkeypatch, winograd):

@@ -125,7 +125,7 @@ DOT_CASES = [
 
 
 # winograd "0" keeps the direct path's GEMM blocking covered on the 3x3 stride-1 cases that the default
-# rule sends to Winograd (tests/test_winograd.py covers that one).
+# rule sends to Winograd (tests/test_conv2d_winograd.py covers that one).
 @pytest.mark.parametrize("winograd", ["off", None])
 @pytest.mark.parametrize("case", GRID[:4] + GRID[-2:] + BLOCK_CASES + DOT_CASES)
 @pytest.mark.parametrize("path", PATHS)
