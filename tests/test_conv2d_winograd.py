@@ -271,7 +271,9 @@ def test_winograd_is_chosen_by_the_rule_and_forced_by_the_setting(monkeypatch):
         assert not torch.equal(run(15, 64, "on"), run(15, 64, "off"))
 
 
-def test_winograd_never_serves_float64_or_other_shapes(monkeypatch, winograd):
+@pytest.mark.parametrize("path", PATHS)
+def test_winograd_never_serves_float64_or_other_shapes(monkeypatch, winograd, path):
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
     g = torch.Generator().manual_seed(6)
     x = torch.randn(2, 32, 8, 8, generator=g, dtype=torch.float64)
     w = torch.randn(32, 32, 3, 3, generator=g, dtype=torch.float64)

@@ -160,7 +160,8 @@ def test_every_path_fused_relu_and_channels_last(monkeypatch, path):
     run_conv_case(fused, reference, 2, 6, 14, 14, 16, 5, 1, 0, 1, 1, fmt="channels_last")
 
 
-@pytest.mark.parametrize("winograd", ["off", None])
+# (The rule leaves these 8-channel groups to the direct path; "on" takes Winograd with groups.)
+@pytest.mark.parametrize("winograd", ["off", None, "on"])
 @pytest.mark.parametrize("path", PATHS)
 def test_every_path_bit_identical_for_any_thread_count(monkeypatch, path, winograd):
     monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
