@@ -1,19 +1,22 @@
 // `import cnnfast._C` loads this shared library, whose static initializers register the ops
 // (torch.ops.cnnfast.*). The module's own functions are the plain helpers that are not compute ops:
 // the CPU settings (cnnfast.backends.cpu), the CPU output cache (cnnfast.memory), the dtype sets
-// (csrc/dtypes.h) and the CPU's FMA-throughput probe (the bench's compute peak). Underscored: the
-// Python modules are their API. Limited C API (abi3).
+// (csrc/dtypes.h), the CPU's FMA-throughput probe (the bench's compute peak) and the tests' window on
+// the Winograd transforms of each ISA. Underscored: the Python modules are their API. Limited C API
+// (abi3).
 #include <Python.h>
 
 #include <c10/core/ScalarType.h>
 
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "cpu/common/capability.h"
 #include "cpu/common/fma_peak.h"
 #include "cpu/common/output_cache.h"
 #include "cpu/common/settings.h"
+#include "cpu/conv2d/winograd.h"
 #include "dtypes.h"
 
 namespace {
@@ -43,6 +46,16 @@ bool capability_arg(const char* name, cpu::Capability* out) {
   return false;
 }
 
+// A supported capability named `name`; false with a ValueError set otherwise (a path above the CPU's
+// would be an illegal instruction).
+bool supported_capability_arg(const char* name, cpu::Capability* out) {
+  if (!capability_arg(name, out)) return false;
+  if (static_cast<int>(*out) <= static_cast<int>(cpu::supported_capability())) return true;
+  PyErr_Format(PyExc_ValueError, "this CPU supports at most capability %s, got '%s'",
+               cpu::capability_name(cpu::supported_capability()), name);
+  return false;
+}
+
 PyObject* set_cpu_capability(PyObject*, PyObject* args) {
   const char* name = nullptr;
   if (!PyArg_ParseTuple(args, "s", &name)) return nullptr;
@@ -59,12 +72,7 @@ PyObject* cpu_fma_peak(PyObject*, PyObject* args) {
   long long iterations = 0;
   if (!PyArg_ParseTuple(args, "ssL", &name, &dtype, &iterations)) return nullptr;
   cpu::Capability c;
-  if (!capability_arg(name, &c)) return nullptr;
-  if (static_cast<int>(c) > static_cast<int>(cpu::supported_capability())) {
-    PyErr_Format(PyExc_ValueError, "this CPU supports at most capability %s, got '%s'",
-                 cpu::capability_name(cpu::supported_capability()), name);
-    return nullptr;
-  }
+  if (!supported_capability_arg(name, &c)) return nullptr;
   const std::string_view d(dtype);
   if (d != "float32" && d != "float64") {
     PyErr_Format(PyExc_ValueError, "dtype must be float32 or float64, got '%s'", dtype);
@@ -80,6 +88,57 @@ PyObject* cpu_fma_peak(PyObject*, PyObject* args) {
   Py_END_ALLOW_THREADS
   return Py_BuildValue("(Ldiiid)", static_cast<long long>(r.flops), r.seconds, r.threads, cpu::kFmaPeakChains,
                        r.lanes, r.checksum);
+}
+
+// The float32 contents of a bytes object of exactly n floats; null with a ValueError set otherwise.
+const float* floats_arg(PyObject* o, int64_t n, const char* what) {
+  char* data = nullptr;
+  Py_ssize_t size = 0;
+  if (PyBytes_AsStringAndSize(o, &data, &size) != 0) return nullptr;
+  if (size != static_cast<Py_ssize_t>(n * sizeof(float))) {
+    PyErr_Format(PyExc_ValueError, "%s must hold %lld float32 values, got %lld bytes", what,
+                 static_cast<long long>(n), static_cast<long long>(size));
+    return nullptr;
+  }
+  return reinterpret_cast<const float*>(data);
+}
+
+PyObject* floats_bytes(const std::vector<float>& v) {
+  return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(v.data()),
+                                   static_cast<Py_ssize_t>(v.size() * sizeof(float)));
+}
+
+// cpu::winograd_transforms (conv2d/winograd.h) on bytes of float32: (capability, (N, C, H, W, K,
+// pad_h, pad_w), x, w, dy, m, du, bias or None, relu) -> (v, y, u, vt, d, dw).
+PyObject* cpu_winograd_transforms(PyObject*, PyObject* args) {
+  const char* name = nullptr;
+  long long N, C, H, W, K, ph, pw;
+  PyObject *x, *w, *dy, *m, *du, *bias;
+  int relu = 0;
+  if (!PyArg_ParseTuple(args, "s(LLLLLLL)OOOOOOp", &name, &N, &C, &H, &W, &K, &ph, &pw, &x, &w, &dy, &m, &du,
+                        &bias, &relu))
+    return nullptr;
+  cpu::Capability c;
+  if (!supported_capability_arg(name, &c)) return nullptr;
+  Conv2dProblem p;
+  p.N = N, p.C = C, p.H = H, p.W = W, p.K = K, p.R = 3, p.S = 3, p.pad_h = ph, p.pad_w = pw;
+  p.compute_output_size();
+  if (N < 1 || C < 1 || K < 1 || ph < 0 || pw < 0 || !cpu::winograd_applies(p)) {
+    PyErr_SetString(PyExc_ValueError, "the problem must have N, C, K >= 1, padding >= 0 and a non-empty output");
+    return nullptr;
+  }
+  const int64_t tp = cpu::winograd_layout(p).groups * cpu::kWinoLanes;
+  const float* xf = floats_arg(x, p.input_numel(), "x");
+  const float* wf = xf ? floats_arg(w, K * C * 9, "w") : nullptr;
+  const float* dyf = wf ? floats_arg(dy, p.output_numel(), "dy") : nullptr;
+  const float* mf = dyf ? floats_arg(m, 16 * K * tp, "m") : nullptr;
+  const float* duf = mf ? floats_arg(du, 16 * K * C, "du") : nullptr;
+  if (duf == nullptr) return nullptr;
+  const float* bf = nullptr;
+  if (bias != Py_None && (bf = floats_arg(bias, K, "bias")) == nullptr) return nullptr;
+  const cpu::WinoTransforms r = cpu::winograd_transforms(c, p, xf, wf, dyf, mf, duf, bf, relu != 0);
+  return Py_BuildValue("(NNNNNN)", floats_bytes(r.v), floats_bytes(r.y), floats_bytes(r.u), floats_bytes(r.vt),
+                       floats_bytes(r.d), floats_bytes(r.dw));
 }
 
 PyObject* set_cpu_switch(PyObject*, PyObject* args) {
@@ -139,6 +198,8 @@ PyMethodDef methods[] = {
     {"_cuda_dtypes", cuda_dtypes, METH_NOARGS, "The dtypes of the CUDA kernels (c10 names)"},
     {"_cpu_fma_peak", cpu_fma_peak, METH_VARARGS,
      "CPU FMA probe (capability, dtype, iterations): (flops, seconds, threads, chains, lanes, checksum)"},
+    {"_cpu_winograd_transforms", cpu_winograd_transforms, METH_VARARGS,
+     "Each Winograd transform of one CPU capability on float32 bytes (the tests' window on them)"},
     {nullptr, nullptr, 0, nullptr},
 };
 

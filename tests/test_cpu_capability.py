@@ -125,7 +125,7 @@ DOT_CASES = [
 
 
 # winograd "0" keeps the direct path's GEMM blocking covered on the 3x3 stride-1 cases that the default
-# rule sends to Winograd (tests/test_winograd.py covers that one).
+# rule sends to Winograd (tests/test_conv2d_winograd.py covers that one).
 @pytest.mark.parametrize("winograd", ["off", None])
 @pytest.mark.parametrize("case", GRID[:4] + GRID[-2:] + BLOCK_CASES + DOT_CASES)
 @pytest.mark.parametrize("path", PATHS)
@@ -160,7 +160,8 @@ def test_every_path_fused_relu_and_channels_last(monkeypatch, path):
     run_conv_case(fused, reference, 2, 6, 14, 14, 16, 5, 1, 0, 1, 1, fmt="channels_last")
 
 
-@pytest.mark.parametrize("winograd", ["off", None])
+# (The rule leaves these 8-channel groups to the direct path; "on" takes Winograd with groups.)
+@pytest.mark.parametrize("winograd", ["off", None, "on"])
 @pytest.mark.parametrize("path", PATHS)
 def test_every_path_bit_identical_for_any_thread_count(monkeypatch, path, winograd):
     monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)

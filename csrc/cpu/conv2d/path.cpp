@@ -13,7 +13,7 @@ namespace {
 bool use_winograd(const Conv2dProblem& p, const Settings& s) {
   if (!winograd_applies(p)) return false;
   if (s.winograd != Switch::kAuto) return s.winograd == Switch::kOn;
-  return s.capability == Capability::kAvx512 && p.C_per_group() >= kWinogradMinChannels &&
+  return s.capability != Capability::kDefault && p.C_per_group() >= kWinogradMinChannels &&
          p.K_per_group() >= kWinogradMinChannels;
 }
 

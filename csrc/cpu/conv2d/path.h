@@ -4,7 +4,8 @@
 //
 // Forward (conv2d_forward_path):
 //   kWinograd         float32 3x3, stride 1, dilation 1, with at least kWinogradMinChannels input and
-//                     output channels per group, on AVX-512 (its transforms have no AVX2 version)
+//                     output channels per group, on a SIMD path (AVX-512 or AVX2; the portable one
+//                     was not measured and keeps the direct path)
 //   kImagesPerVector  float32 on a SIMD path with at least 16 images, when the columns the direct path
 //                     computes and drops outweigh the batch's padding to a multiple of 16 by
 //                     kImagesPerVectorMinGain of the work (small images: LeNet, MNIST, CIFAR)

@@ -80,11 +80,18 @@ void gemm16(Capability cap, int64_t kn, int64_t ncol, int64_t red, const UView& 
   }
 }
 
-const WinoKernels& kernels_for(Capability cap) {
-  return cap == Capability::kAvx512 ? winograd_kernels_avx512() : winograd_kernels_portable();
-}
-
 }  // namespace
+
+const WinoKernels& winograd_kernels(Capability cap) {
+  switch (cap) {
+    case Capability::kAvx512:
+      return winograd_kernels_avx512();
+    case Capability::kAvx2:
+      return winograd_kernels_avx2();
+    default:
+      return winograd_kernels_portable();
+  }
+}
 
 WinoLayout winograd_layout(const Conv2dProblem& p) {
   WinoLayout l;
@@ -130,7 +137,7 @@ WinoLayout winograd_layout(const Conv2dProblem& p) {
 
 void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& w, const float* b, float* y,
                       bool relu, Capability cap) {
-  const WinoKernels& kern = kernels_for(cap);
+  const WinoKernels& kern = winograd_kernels(cap);
   const WinoLayout l = winograd_layout(p);
   const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), PQ = l.PQ;
   const int64_t threads = num_threads();
@@ -227,7 +234,7 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
 }
 
 void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* x, float* dw, Capability cap) {
-  const WinoKernels& kern = kernels_for(cap);
+  const WinoKernels& kern = winograd_kernels(cap);
   const WinoLayout l = winograd_layout(p);
   const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), PQ = l.PQ;
   const int64_t threads = num_threads();
@@ -327,6 +334,23 @@ void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* 
       kern.filter_grad(du.data(), du_xi, Cg, kn, Cg, dw + (g * Kg + k0) * Cg * 9, Cg * 9);
     }
   });
+}
+
+WinoTransforms winograd_transforms(Capability cap, const Conv2dProblem& p, const float* x, const float* w,
+                                   const float* dy, const float* m, const float* du, const float* bias, bool relu) {
+  const WinoKernels& kern = winograd_kernels(cap);
+  const WinoLayout l = winograd_layout(p);
+  const int64_t C = p.C, K = p.K, Tp = l.groups * kWinoLanes;
+  WinoTransforms r;
+  r.v.resize(16 * C * Tp), r.y.resize(p.output_numel()), r.u.resize(16 * K * C);
+  r.vt.resize(16 * Tp * C), r.d.resize(16 * K * Tp), r.dw.resize(K * C * 9);
+  kern.input(l, x, C, 0, l.groups, r.v.data(), C * Tp, Tp);
+  kern.output(l, m, K * Tp, Tp, K, 0, l.groups, bias, relu, r.y.data());
+  kern.filter(w, C * 9, K, C, r.u.data(), K * C, C);
+  kern.input_t(l, x, C, 0, l.groups, r.vt.data(), Tp * C, C);
+  kern.grad_output(l, dy, K, 0, l.groups, r.d.data(), K * Tp, Tp);
+  kern.filter_grad(du, K * C, C, K, C, r.dw.data(), C * 9);
+  return r;
 }
 
 }  // namespace cnnfast::cpu

@@ -9,12 +9,13 @@
 // a larger rounding error than the direct sum (still far inside the project's tolerance: NOTES.md).
 //
 // Tiles are numbered t = (n * TH + th) * TW + tw over the whole batch (TH x TW tiles per image) and
-// handled 16 at a time ("groups" of 16 lanes, one zmm): the transforms work on 16 tiles at once, and
-// the GEMMs see tiles as columns. A group of 16 tiles is cut into segments, the runs of its lanes that
-// lie on one tile row of one image. Consecutive tiles of a tile row start 2 columns apart, so one
-// input row of a segment is read as two 32-float windows (masked to the segment's lanes and to the
-// image: the zero padding is never built), split into even and odd lanes by two-source permutes; an
-// output row is written as two 32-float windows interleaved from the tiles' two output columns.
+// handled 16 at a time ("groups" of 16 lanes: one zmm, or two ymm on AVX2): the transforms work on
+// 16 tiles at once, and the GEMMs see tiles as columns. A group of 16 tiles is cut into segments, the
+// runs of its lanes that lie on one tile row of one image. Consecutive tiles of a tile row start 2
+// columns apart, so one input row of a segment is read as two 32-float windows (masked to the
+// segment's lanes and to the image: the zero padding is never built), split into even and odd lanes
+// by two-source permutes; an output row is written as two 32-float windows interleaved from the
+// tiles' two output columns.
 #pragma once
 
 #include <cstdint>
@@ -77,7 +78,10 @@ struct WinoKernels {
 };
 
 const WinoKernels& winograd_kernels_avx512();
+const WinoKernels& winograd_kernels_avx2();
 const WinoKernels& winograd_kernels_portable();
+// The transforms of capability cap (which the CPU must support).
+const WinoKernels& winograd_kernels(Capability cap);
 
 // The 3x3 filters: a weight [groups, A, B, 3, 3] (contiguous). Not transposed: A is the problem's
 // output channels per group, B its input channels (a forward convolution). Transposed: the problem's
@@ -105,5 +109,18 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
 // transposition of the forward, dU[xi][k][c] = sum over tiles t of (A dY_t A^T)[xi][k] V_t[xi][c]
 // (16 GEMMs whose reduction runs over the tiles) and dW = G^T dU G. Bit-identical for any thread count.
 void winograd_grad_weight(const Conv2dProblem& p, const float* dy, const float* x, float* dw, Capability cap);
+
+// Each transform of `cap` applied once to the whole of a one-group problem p (every tile and channel
+// in one call) on plain buffers: the window through which the tests hold each ISA's transforms to the
+// portable ones bit for bit, and those to the matrix products above, lane split and masks included.
+// In: x [N][C][H][W], w [K][C][3][3], dy [N][K][P][Q], m [16][K][Tp] and du [16][K][C] (any values),
+// bias [K] or null, with Tp = 16 x winograd_layout(p).groups. Out: v = B^T d B [16][C][Tp],
+// y = relu?(A^T m A + bias) [N][K][P][Q], u = G w G^T [16][K][C], vt = v transposed [16][Tp][C],
+// d = A dY A^T [16][K][Tp], dw = G^T du G [K][C][9].
+struct WinoTransforms {
+  std::vector<float> v, y, u, vt, d, dw;
+};
+WinoTransforms winograd_transforms(Capability cap, const Conv2dProblem& p, const float* x, const float* w,
+                                   const float* dy, const float* m, const float* du, const float* bias, bool relu);
 
 }  // namespace cnnfast::cpu

@@ -1,5 +1,5 @@
 // winograd.h's transforms for any CPU: the 16 lanes of a group as plain loops over 16 floats (the
-// compiler vectorizes them for the baseline ISA). Used by the AVX2 and portable capabilities.
+// compiler vectorizes them for the baseline ISA). Used by the portable capability.
 #include <algorithm>
 #include <cstdint>
 
