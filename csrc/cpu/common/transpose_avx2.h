@@ -1,5 +1,6 @@
-// An 8 x 8 float transpose in AVX2 registers, for the AVX2 data movers (simd_avx2.cpp). Include it only
-// after the including file's `#pragma GCC target("avx2,...")`, with <immintrin.h> already included.
+// An 8 x 8 float transpose in AVX2 registers, shared by the AVX2 data movers (simd_avx2.cpp) and the
+// AVX2 Winograd transforms (winograd_avx2.cpp). Include it only after the including file's
+// `#pragma GCC target("avx2,...")`, with <immintrin.h> and <cstdint> already included.
 #pragma once
 
 namespace cnnfast::cpu::avx2 {

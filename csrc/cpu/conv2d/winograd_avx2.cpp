@@ -14,6 +14,8 @@
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 
+#include "cpu/common/transpose_avx2.h"
+
 namespace cnnfast::cpu {
 namespace wino_avx2_impl {
 namespace {
@@ -24,24 +26,7 @@ inline __m256i mask8(uint32_t bits) {
   return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(static_cast<int>(bits)), sel), sel);
 }
 
-// r[i][j] <- r[j][i] for an 8 x 8 block of floats.
-inline void transpose8(__m256* r) {
-  __m256 t[8], s[8];
-  for (int j = 0; j < 8; j += 2) {
-    t[j] = _mm256_unpacklo_ps(r[j], r[j + 1]);
-    t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]);
-  }
-  for (int j = 0; j < 8; j += 4) {
-    s[j] = _mm256_shuffle_ps(t[j], t[j + 2], _MM_SHUFFLE(1, 0, 1, 0));
-    s[j + 1] = _mm256_shuffle_ps(t[j], t[j + 2], _MM_SHUFFLE(3, 2, 3, 2));
-    s[j + 2] = _mm256_shuffle_ps(t[j + 1], t[j + 3], _MM_SHUFFLE(1, 0, 1, 0));
-    s[j + 3] = _mm256_shuffle_ps(t[j + 1], t[j + 3], _MM_SHUFFLE(3, 2, 3, 2));
-  }
-  for (int j = 0; j < 4; ++j) {
-    r[j] = _mm256_permute2f128_ps(s[j], s[j + 4], 0x20);
-    r[j + 4] = _mm256_permute2f128_ps(s[j], s[j + 4], 0x31);
-  }
-}
+using avx2::transpose8;
 
 // 8 filters x 9 taps (72 contiguous floats, in 9 ymm z) to 9 tap vectors, tap R: lane l = float
 // 9 l + R, which is in z[(9 l + R) / 8] at position (l + R) % 8. Those 8 positions are distinct, so
