@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "cpu/common/parallel.h"
-#include "cpu/max_pool2d/max_pool2d_avx512.h"
+#include "cpu/max_pool2d/max_pool2d_simd.h"
 #include "cpu/max_pool2d/windows.h"
 
 namespace cnnfast::cpu {
@@ -67,7 +67,7 @@ bool max_pool2d_backward(const Pool2dProblem& p, const T* dy, const int64_t* ind
   // which checks they are in range.
   std::atomic<bool> in_range{true};
   const bool has_empty = has_empty_windows(p);
-  const bool write_once = cap == Capability::kAvx512 && !has_empty && max_pool2d_write_once_fits<T>(p);
+  const bool write_once = cap == Capability::kAvx512 && !has_empty && max_pool2d_write_once_fits_avx512<T>(p);
   const std::vector<int32_t> row_window =
       write_once ? window_of_positions(p.H, p.P, p.kernel_h, p.stride_h, p.pad_h, p.dilation_h)
                  : std::vector<int32_t>();
@@ -76,7 +76,7 @@ bool max_pool2d_backward(const Pool2dProblem& p, const T* dy, const int64_t* ind
       const int64_t* ic = indices + c * out_plane;
       T* dxc = dx + c * in_plane;
       const T* dyc = dy + c * out_plane;
-      if (write_once && max_pool2d_backward_plane_write_once(p, dyc, ic, dxc, row_window.data())) continue;
+      if (write_once && max_pool2d_backward_plane_write_once_avx512(p, dyc, ic, dxc, row_window.data())) continue;
       if (!max_pool2d_backward_plane_scatter(p, dyc, ic, dxc, has_empty)) in_range = false;
     }
   });

@@ -1,6 +1,7 @@
 // The CPU max_pool2d kernels on raw contiguous NCHW planes (framework-free; float and double), for the
 // glue (cpu/max_pool2d_ops.cpp) and the ops that pool inside their own kernel (conv2d_relu_max_pool2d).
-// max_pool2d.cpp holds the portable path, max_pool2d_avx512.cpp the SIMD one, windows.h the window
+// max_pool2d.cpp holds the portable path, max_pool2d_simd.inc the SIMD one
+// (compiled for AVX-512: max_pool2d_simd.h), windows.h the window
 // geometry both share.
 #pragma once
 
