@@ -260,13 +260,13 @@ def test_max_pool2d_mix_of_empty_and_full_windows(path, monkeypatch):
     torch.testing.assert_close(gx, grad_dropping_empty_windows(x.shape, ridx, gy, empty))
 
 
-# The SIMD paths (csrc/cpu/max_pool2d/max_pool2d_avx512.cpp): the AVX-512 forward (window column stride 1 or 2,
-# L = 16 float / 8 double outputs per vector, output rows gathered 4 at a time across planes, rows of
-# at most 8 float outputs two to a vector, loads masked only at the ends of the tensor) and the
-# AVX-512 write-once backward (2-wide, stride-2 column windows that do not overlap, rows of more than
-# L/2 outputs; shorter rows and every other window take the zero-and-scatter path). Each case runs
-# on every path the CPU has, against torch.
-PATHS = [p for p in ALL_PATHS if p.values[0] in ("default", "avx512")]
+# The SIMD paths (csrc/cpu/max_pool2d/max_pool2d_simd.inc, compiled for AVX-512 and for AVX2): the
+# forward (window column stride 1 or 2, L outputs per vector: 16 float / 8 double on AVX-512, 8 / 4 on
+# AVX2; output rows gathered 4 at a time across planes, float rows of at most L/2 outputs two to a
+# vector, loads masked only at the ends of the tensor) and the write-once backward (2-wide, stride-2
+# column windows that do not overlap, rows of more than L/2 outputs; shorter rows and every other
+# window take the zero-and-scatter path). Each case runs on every path the CPU has, against torch.
+PATHS = ALL_PATHS
 
 FAST_GRID = [
     ((2, 3, 28, 28), 2, 2, 0, 1, False),          # LeNet: 14 outputs a row (a partial vector)
@@ -350,30 +350,69 @@ def test_max_pool2d_simd_paths_float64_and_channels_last(case, path, monkeypatch
     run_values_case(case, "randn", fmt="channels_last")
 
 
+# Rows of Q outputs around the vector widths: 8 (AVX2 float) and 16 (AVX-512 float), 4 and 8 for
+# double, and the L/2 rules (two rows to a vector up to L/2, write-once backward above it). Each
+# geometry gives rows of exactly Q outputs: 2x2 stride 2 (W = 2Q, and 2Q + 1 with a column in no
+# window), 3x3 stride 2 pad 1 (overlap), 3x3 stride 1 pad 1, 2x2 stride 2 with ceil_mode (W = 2Q - 1).
+EDGE_ROWS = [2, 3, 4, 5, 7, 8, 9, 15, 16, 17]
+
+
+def edge_row_cases(q):
+    return [
+        ((2, 3, 6, 2 * q), 2, 2, 0, 1, False),
+        ((3, 1, 5, 2 * q + 1), 2, 2, 0, 1, False),
+        ((2, 3, 7, 2 * q - 1), 3, 2, 1, 1, False),
+        ((1, 5, 4, q), 3, 1, 1, 1, False),
+        ((2, 2, 5, 2 * q - 1), 2, 2, 0, 1, True),
+    ]
+
+
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("shape", [(2, 3, 12, 70), (2, 3, 10, 10)])  # write-once rows, scatter rows
-def test_max_pool2d_backward_takes_any_index_in_range(shape, path, monkeypatch):
+@pytest.mark.parametrize("q", EDGE_ROWS)
+def test_max_pool2d_simd_paths_rows_around_the_vector_widths(q, path, monkeypatch):
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
+    for case in edge_row_cases(q):
+        n, c, h, w = case[0]
+        y = F.max_pool2d(torch.zeros(n, c, h, w), *case[1:5], ceil_mode=case[5])
+        assert y.shape[-1] == q, (case, y.shape)
+        for dtype in (torch.float32, torch.float64):
+            for kind in ("randn", "ties", "-inf", "nans"):
+                run_values_case(case, kind, dtype=dtype)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+# 35, 5, 4 and 2 outputs a row: write-once rows (AVX-512 float needs more than 8, AVX2 float more than
+# 4, AVX2 double more than 2) and zero-and-scatter rows on each side of those rules.
+@pytest.mark.parametrize("shape", [(2, 3, 12, 70), (2, 3, 10, 10), (2, 3, 8, 8), (2, 3, 6, 4)])
+def test_max_pool2d_backward_takes_any_index_in_range(shape, dtype, path, monkeypatch):
     # Indices are the caller's: ones outside their own window (here: a tenth, moved anywhere in the
     # plane) are added where they point, as torch's backward does.
     monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
     g = torch.Generator().manual_seed(3)
-    x = torch.randn(*shape, generator=g)
+    x = torch.randn(*shape, generator=g, dtype=dtype)
     args = ([2, 2], [2, 2], [0, 0], [1, 1], False)
-    _, idx = torch.ops.cnnfast.max_pool2d(x, *args)
-    moved = torch.rand(idx.shape, generator=g) < 0.1
-    idx = idx.masked_scatter(moved, torch.randint(0, shape[2] * shape[3], (int(moved.sum()),), generator=g))
-    gy = torch.randn(idx.shape, generator=g)
+    _, own = torch.ops.cnnfast.max_pool2d(x, *args)
+    moved = torch.rand(own.shape, generator=g) < 0.1
+    idx = own.masked_scatter(moved, torch.randint(0, shape[2] * shape[3], (int(moved.sum()),), generator=g))
+    gy = torch.randn(idx.shape, generator=g, dtype=dtype)
     got = torch.ops.cnnfast.max_pool2d_backward(gy, x, idx, *args)
     torch.testing.assert_close(got, torch.ops.aten.max_pool2d_with_indices_backward(gy, x, *args, idx))
-    for bad in (-1, shape[2] * shape[3], 2**32, 2**32 + 5, -(2**40)):  # 2**32 + 5 is 5 in int32
-        wrong = idx.clone()
-        wrong[1, 2, 3, 4] = bad
+    # One bad index among the plane's own (the others all inside their windows, so the write-once
+    # path, where the rows allow it, takes the plane): 2**32 + 5 is 5 in int32; 2**32 + w and
+    # w - 2**32 are, in int32, w: a position inside the window.
+    w = shape[3] * 4 + 2
+    for bad in (-1, shape[2] * shape[3], 2**32, 2**32 + 5, -(2**40), 2**32 + w, w - 2**32):
+        wrong = own.clone()
+        wrong[1, 2, 2, 1] = bad
         with pytest.raises(RuntimeError, match=r"indices must lie in \[0, H\*W\)"):
             torch.ops.cnnfast.max_pool2d_backward(gy, x, wrong, *args)
 
 
-@pytest.mark.parametrize("args", [(2, 2, 0), (3, 2, 1)])
-def test_max_pool2d_simd_paths_bit_identical_for_any_thread_count(args):
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("args", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+def test_max_pool2d_simd_paths_bit_identical_for_any_thread_count(args, path, monkeypatch):
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
     x = torch.randn(5, 7, 30, 44, requires_grad=True)
 
     def run():
