@@ -17,10 +17,11 @@
 // Backward. The general path zeroes each input plane and adds each gradient at its index in output
 // order (deterministic: one thread owns a plane), after checking the plane's indices are in range.
 // With a SIMD capability, windows 2 columns wide with column stride 2 that do not overlap (each input
-// element in at most one window: the common 2x2 stride-2 pool), in rows of more than L/2 outputs,
-// write dx once instead, L outputs at a time: dy of the window where its index points at the element,
-// 0 elsewhere, the even and odd columns interleaved by one permute (no zero pass, no
-// read-modify-write). Each plane counts the indices it placed; if one is not inside its own window
+// element in at most one window: the common 2x2 stride-2 pool), in rows long enough (max_pool2d_simd.h),
+// write dx once instead: dy of the window where its index points at the element, 0 elsewhere (AVX-512:
+// L outputs a step, the even and odd columns interleaved by one permute; AVX2 float: L/2 outputs a
+// step, each output's int64 index lane deciding its two columns), with no zero pass and no
+// read-modify-write. Each plane counts the indices it placed; if one is not inside its own window
 // (indices are the caller's), the plane is redone by the general path. Problems with empty windows
 // take the general path, which skips their outputs (their gradient is zero); so do the
 // images-per-vector pooling and its backward (they return false).

@@ -113,6 +113,32 @@ struct F32 {
   static I halves(int32_t lo, int32_t hi) {
     return _mm256_inserti128_si256(_mm256_set1_epi32(lo), _mm_set1_epi32(hi), 1);
   }
+  // The write-once backward in index lanes: L/2 outputs, their int64 indices in one vector.
+  static constexpr bool kIndexPairs = true;
+  // Measured against the zero-and-scatter (benchmarks/NOTES.md): 0.4-0.9x on rows of 5-10 outputs
+  // (the per-row work outweighs the scatter's few stores), 1.0-1.3x from 12 on.
+  static constexpr int64_t kWriteOnceMinQ = 12;
+  static M and_mask(M a, M b) { return _mm256_and_ps(a, b); }
+  static __m256i pair_cols(int64_t base) { return _mm256_add_epi64(_mm256_set1_epi64x(base), _mm256_setr_epi64x(0, 2, 4, 6)); }
+  static __m256i load_pair_index(const int64_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static __m256i load_pair_index(unsigned k, const int64_t* p) {
+    return _mm256_maskload_epi64(reinterpret_cast<const long long*>(p), mask64(k));
+  }
+  // Lane 2j where index j is column cols_j (the even one), lane 2j + 1 where it is cols_j + 1.
+  static M pair_hits(__m256i i, __m256i cols) {
+    const __m256i d = _mm256_sub_epi64(i, cols);
+    const __m256i at_even = _mm256_cmpeq_epi64(d, _mm256_setzero_si256());
+    const __m256i at_odd = _mm256_cmpeq_epi64(d, _mm256_set1_epi64x(1));
+    return _mm256_castsi256_ps(_mm256_blend_epi32(at_even, at_odd, 0xAA));
+  }
+  // g0 g0 g1 g1 ... from the L/2 values at p (k: the ones to read).
+  static V dup_pairs(const T* p) {
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(p)), _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+  }
+  static V dup_pairs(unsigned k, const T* p) {
+    const __m128i m = _mm256_castsi256_si128(_mm256_castps_si256(mask(k)));
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_maskload_ps(p, m)), _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+  }
 };
 
 struct F64 {
@@ -122,6 +148,10 @@ struct F64 {
   using M = __m256d;
   static constexpr int L = 4;
   static constexpr bool kPairs = false;  // (not written for double, as on AVX-512)
+  static constexpr bool kIndexPairs = false;
+  // Never: measured 0.35-0.9x the zero-and-scatter on rows of 3-64 outputs (two output columns take
+  // a whole ymm of doubles), within noise of it at best (benchmarks/NOTES.md).
+  static constexpr int64_t kWriteOnceMinQ = std::numeric_limits<int64_t>::max();
   static V set1(T a) { return _mm256_set1_pd(a); }
   static V load(const T* p) { return _mm256_loadu_pd(p); }
   static V loadz(M k, const T* p) { return _mm256_maskload_pd(p, _mm256_castpd_si256(k)); }

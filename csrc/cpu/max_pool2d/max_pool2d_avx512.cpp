@@ -32,6 +32,8 @@ struct F32 {
   using M = __mmask16;
   static constexpr int L = 16;
   static constexpr bool kPairs = true;
+  static constexpr bool kIndexPairs = false;
+  static constexpr int64_t kWriteOnceMinQ = L / 2 + 1;  // shorter rows: the scatter (benchmarks/NOTES.md)
   static V set1(T a) { return _mm512_set1_ps(a); }
   static V load(const T* p) { return _mm512_loadu_ps(p); }
   static V loadz(M k, const T* p) { return _mm512_maskz_loadu_ps(k, p); }
@@ -100,6 +102,8 @@ struct F64 {
   using M = __mmask8;
   static constexpr int L = 8;
   static constexpr bool kPairs = false;  // (not written for double)
+  static constexpr bool kIndexPairs = false;
+  static constexpr int64_t kWriteOnceMinQ = L / 2 + 1;
   static V set1(T a) { return _mm512_set1_pd(a); }
   static V load(const T* p) { return _mm512_loadu_pd(p); }
   static V loadz(M k, const T* p) { return _mm512_maskz_loadu_pd(k, p); }
