@@ -264,8 +264,8 @@ def test_max_pool2d_mix_of_empty_and_full_windows(path, monkeypatch):
 # forward (window column stride 1 or 2, L outputs per vector: 16 float / 8 double on AVX-512, 8 / 4 on
 # AVX2; output rows gathered 4 at a time across planes, float rows of at most L/2 outputs two to a
 # vector, loads masked only at the ends of the tensor) and the write-once backward (2-wide, stride-2
-# column windows that do not overlap, rows of more than L/2 outputs; shorter rows and every other
-# window take the zero-and-scatter path). Each case runs on every path the CPU has, against torch.
+# column windows that do not overlap, rows of more than L/2 outputs on AVX-512, of at least 12 for
+# AVX2 float, none for AVX2 double; shorter rows and every other window take the zero-and-scatter). Each case runs on every path the CPU has, against torch.
 PATHS = ALL_PATHS
 
 FAST_GRID = [
@@ -351,10 +351,11 @@ def test_max_pool2d_simd_paths_float64_and_channels_last(case, path, monkeypatch
 
 
 # Rows of Q outputs around the vector widths: 8 (AVX2 float) and 16 (AVX-512 float), 4 and 8 for
-# double, and the L/2 rules (two rows to a vector up to L/2, write-once backward above it). Each
+# double, the L/2 rule of the row pairs (two rows to a vector up to L/2) and the write-once backward's
+# (AVX-512: above L/2; AVX2 float: from 12, in steps of 4 outputs with tails of 1-3). Each
 # geometry gives rows of exactly Q outputs: 2x2 stride 2 (W = 2Q, and 2Q + 1 with a column in no
 # window), 3x3 stride 2 pad 1 (overlap), 3x3 stride 1 pad 1, 2x2 stride 2 with ceil_mode (W = 2Q - 1).
-EDGE_ROWS = [2, 3, 4, 5, 7, 8, 9, 15, 16, 17]
+EDGE_ROWS = [2, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 16, 17]
 
 
 def edge_row_cases(q):
@@ -382,9 +383,9 @@ def test_max_pool2d_simd_paths_rows_around_the_vector_widths(q, path, monkeypatc
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-# 35, 5, 4 and 2 outputs a row: write-once rows (AVX-512 float needs more than 8, AVX2 float more than
-# 4, AVX2 double more than 2) and zero-and-scatter rows on each side of those rules.
-@pytest.mark.parametrize("shape", [(2, 3, 12, 70), (2, 3, 10, 10), (2, 3, 8, 8), (2, 3, 6, 4)])
+# 35, 13, 11, 5 and 2 outputs a row: write-once rows (AVX-512 more than L/2, AVX2 float at least 12)
+# and zero-and-scatter rows on each side of those rules.
+@pytest.mark.parametrize("shape", [(2, 3, 12, 70), (2, 3, 8, 26), (2, 3, 8, 22), (2, 3, 10, 10), (2, 3, 6, 4)])
 def test_max_pool2d_backward_takes_any_index_in_range(shape, dtype, path, monkeypatch):
     # Indices are the caller's: ones outside their own window (here: a tenth, moved anywhere in the
     # plane) are added where they point, as torch's backward does.
@@ -407,6 +408,25 @@ def test_max_pool2d_backward_takes_any_index_in_range(shape, dtype, path, monkey
         wrong[1, 2, 2, 1] = bad
         with pytest.raises(RuntimeError, match=r"indices must lie in \[0, H\*W\)"):
             torch.ops.cnnfast.max_pool2d_backward(gy, x, wrong, *args)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("width", [25, 9])  # 13 and 5 outputs a row: write-once rows
+def test_max_pool2d_backward_index_just_past_a_row_s_last_window(width, dtype, path, monkeypatch):
+    # ceil_mode with an odd width: the last window of a row has one column, and "its" second column
+    # is the next row's first element. An index pointing there is outside the window; it is added
+    # there, as torch's backward does.
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 2, 6, width, generator=g, dtype=dtype)
+    args = ([2, 2], [2, 2], [0, 0], [1, 1], True)
+    _, idx = torch.ops.cnnfast.max_pool2d(x, *args)
+    q = idx.shape[-1]
+    idx[0, 1, 1, q - 1] = 3 * width  # input (3, 0), just past input row 2 of output (1, q - 1)'s window
+    gy = torch.randn(idx.shape, generator=g, dtype=dtype)
+    got = torch.ops.cnnfast.max_pool2d_backward(gy, x, idx, *args)
+    assert torch.equal(got, torch.ops.aten.max_pool2d_with_indices_backward(gy, x, *args, idx))
 
 
 @pytest.mark.parametrize("path", PATHS)
