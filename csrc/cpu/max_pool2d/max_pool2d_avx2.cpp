@@ -24,13 +24,9 @@ namespace cnnfast::cpu {
 namespace avx2_impl {
 namespace {
 
-// The even 32-bit lanes (odd: the odd ones) of the 16 in a, b, in order.
+// The even 32-bit lanes of the 16 in a, b, in order.
 inline __m256i even32(__m256i a, __m256i b) {
   const __m256 s = _mm256_shuffle_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), _MM_SHUFFLE(2, 0, 2, 0));
-  return _mm256_permute4x64_epi64(_mm256_castps_si256(s), _MM_SHUFFLE(3, 1, 2, 0));
-}
-inline __m256i odd32(__m256i a, __m256i b) {
-  const __m256 s = _mm256_shuffle_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), _MM_SHUFFLE(3, 1, 3, 1));
   return _mm256_permute4x64_epi64(_mm256_castps_si256(s), _MM_SHUFFLE(3, 1, 2, 0));
 }
 // The 4 32-bit lanes of m widened to 4 64-bit lanes (a mask stays a mask: sign extension).
@@ -58,9 +54,6 @@ struct F32 {
   static V even(V a, V b) {
     return _mm256_castsi256_ps(even32(_mm256_castps_si256(a), _mm256_castps_si256(b)));
   }
-  // a0 b0 a1 b1 ... : the first and second L of the 2L interleaved values.
-  static V zip_lo(V a, V b) { return _mm256_permute2f128_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b), 0x20); }
-  static V zip_hi(V a, V b) { return _mm256_permute2f128_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b), 0x31); }
   // Lanes (of k) where tap value a replaces the best b so far: a > b, or a is NaN (torch's rule).
   static M takes(V a, V b) { return _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_GT_OQ), _mm256_cmp_ps(a, a, _CMP_UNORD_Q)); }
   static M takes(M k, V a, V b) { return _mm256_and_ps(k, takes(a, b)); }
@@ -82,16 +75,6 @@ struct F32 {
     long long* q = reinterpret_cast<long long*>(p);
     _mm256_maskstore_epi64(q, widen_lo(m), widen_lo(i));
     _mm256_maskstore_epi64(q + 4, widen_hi(m), widen_hi(i));
-  }
-  // L int64 indices as int32: the low half where the high half is 0, else -1, so any value outside
-  // [0, 2^31) becomes a negative one (no window position is negative, none aliases a real one).
-  static I load_index(M k, const int64_t* p) {
-    const __m256i m = _mm256_castps_si256(k);
-    const long long* q = reinterpret_cast<const long long*>(p);
-    const __m256i a = _mm256_maskload_epi64(q, widen_lo(m)), b = _mm256_maskload_epi64(q + 4, widen_hi(m));
-    const __m256i high_set = _mm256_xor_si256(_mm256_cmpeq_epi32(odd32(a, b), _mm256_setzero_si256()),
-                                              _mm256_set1_epi32(-1));
-    return _mm256_or_si256(even32(a, b), high_set);
   }
   static M mask(unsigned b) {
     const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
