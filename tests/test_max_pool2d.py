@@ -553,3 +553,115 @@ def test_cuda_max_pool2d_and_relu(dtype, channels_last, case):
     assert torch.equal(z, torch.relu(x))
     out = torch.relu(x)
     assert torch.equal(torch.ops.cnnfast.relu_backward(dy.new_ones(x.shape), out), (out > 0).to(dtype))
+
+
+# ---- the images-per-vector pooling of each ISA, on its own -------------------------------------
+# max_pool2d_ipv_* and max_pool2d_backward_ipv_* (the fused conv2d_relu_max_pool2d's pooling in the
+# 16-lane layout) are framework-free: tests/cpu_kernels/max_pool2d_ipv.cpp builds them with g++ and
+# exposes them to ctypes, so every ISA's is checked even where the fused op does not take it yet.
+# Forward against torch exactly; backward against the gradients added by hand, output by output in
+# order, in float32 (the kernels' order), into a padded plane.
+
+import ctypes  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT_DIR = Path(__file__).resolve().parent.parent
+IPV_ISAS = [pytest.param(isa, code, marks=pytest.mark.skipif(
+    ("default", "avx2", "avx512").index(isa) > ("default", "avx2", "avx512").index(
+        cnnfast.backends.cpu.supported_capability), reason=f"CPU lacks {isa}")) for isa, code in (("avx2", 2), ("avx512", 3))]
+IPV_GRID = [  # H, W, kernel, stride, padding, dilation, ceil_mode
+    (28, 28, 2, 2, 0, 1, False),                 # LeNet conv1's pool
+    (10, 10, 2, 2, 0, 1, False),
+    (9, 11, 3, 2, 1, 1, True),                   # padding, overlap, ceil_mode
+    (12, 13, 2, 2, 0, 2, False),                 # dilation
+    (7, 7, 3, 1, 1, 1, False),                   # stride 1
+    (14, 14, (2, 3), (2, 1), (1, 1), 1, True),
+    (12, 12, (9, 8), 1, 4, 1, False),            # 72 taps: every window bounds-checked
+]
+
+
+@pytest.fixture(scope="module")
+def ipv_lib(tmp_path_factory):
+    cxx = shutil.which("g++")
+    if cxx is None:
+        pytest.skip("no g++")
+    out = tmp_path_factory.mktemp("ipv") / "max_pool2d_ipv.so"
+    src = [ROOT_DIR / "tests/cpu_kernels/max_pool2d_ipv.cpp", ROOT_DIR / "csrc/cpu/max_pool2d/max_pool2d_avx2.cpp",
+           ROOT_DIR / "csrc/cpu/max_pool2d/max_pool2d_avx512.cpp"]
+    subprocess.run([cxx, "-std=c++20", "-O2", "-shared", "-fPIC", f"-I{ROOT_DIR / 'csrc'}", *map(str, src), "-o",
+                    str(out)], check=True, capture_output=True)
+    return ctypes.CDLL(str(out))
+
+
+def ipv_args(case):
+    H, W, k, s, p, d, ceil_mode = case
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = pair(k), pair(s), pair(p), pair(d)
+    return (ctypes.c_int64 * 11)(H, W, kh, kw, sh, sw, ph, pw, dh, dw, int(ceil_mode))
+
+
+def to_lanes(t):  # [16 B, C, H, W] -> [B * C, H, W, 16]
+    n, c, h, w = t.shape
+    return t.reshape(n // 16, 16, c, h, w).permute(0, 2, 3, 4, 1).contiguous().reshape(-1, h, w, 16)
+
+
+def from_lanes(t, c):  # the inverse
+    planes, h, w, _ = t.shape
+    return t.reshape(planes // c, c, h, w, 16).permute(0, 4, 1, 2, 3).reshape(-1, c, h, w)
+
+
+def ptr(t):
+    return ctypes.c_void_p(t.data_ptr())
+
+
+@pytest.mark.parametrize("isa,code", IPV_ISAS)
+@pytest.mark.parametrize("kind", ["randn", "ties", "-inf", "nans"])
+@pytest.mark.parametrize("case", IPV_GRID, ids=[str(i) for i in range(len(IPV_GRID))])
+def test_max_pool2d_images_per_vector_pooling(ipv_lib, case, kind, isa, code):
+    H, W, k, s, p, d, ceil_mode = case
+    C, N = 3, 32
+    g = torch.Generator().manual_seed(1)
+    x = pool_values((N, C, H, W), kind, torch.float32, g)
+    ty, tidx = F.max_pool2d(x, k, s, p, d, ceil_mode, return_indices=True)
+    P, Q = ty.shape[-2:]
+    assert not empty_window_mask(H, W, k, s, p, d, ceil_mode).any()
+    xl, planes, a = to_lanes(x), N // 16 * C, ipv_args(case)
+    outs = []
+    for order in (0, 1):  # planes in either order: the same bits
+        ipv_lib.set_order(order)
+        y, idx = torch.full((planes, P, Q, 16), 7.0), torch.full((planes, P, Q, 16), -5, dtype=torch.int32)
+        assert ipv_lib.pool_ipv(code, a, ctypes.c_int64(planes), ptr(xl), ptr(y), ptr(idx)) == 1
+        outs.append((y, idx))
+    assert torch.equal(outs[0][0].view(torch.int32), outs[1][0].view(torch.int32))
+    assert torch.equal(outs[0][1], outs[1][1])
+    y, idx = outs[0]
+    assert torch.equal(from_lanes(y, C).nan_to_num(9.0), ty.nan_to_num(9.0))
+    assert torch.equal(from_lanes(idx, C).long(), tidx)
+
+    # Backward into planes padded by 1 row and 2 columns on each side, prefilled with NaN.
+    dy = torch.randn(N, C, P, Q, generator=g)
+    dyl = to_lanes(dy)
+    Hp, Wp = H + 2, W + 4
+    dx = torch.full((planes, Hp, Wp, 16), float("nan"))
+    assert ipv_lib.pool_backward_ipv(code, a, ctypes.c_int64(planes), ptr(dyl), ptr(idx), ptr(dx),
+                                     ctypes.c_int64(Hp * Wp * 16), ctypes.c_int64(Wp * 16),
+                                     ctypes.c_int64((Wp + 2) * 16)) == 1
+    rows = lambda t: t.reshape(planes, -1, 16).permute(0, 2, 1).reshape(planes * 16, -1)  # noqa: E731
+    ref = torch.zeros(planes * 16, H * W)
+    gi, gv = rows(idx).long(), rows(dyl)
+    for o in range(P * Q):  # one index per row and step: no two additions meet within a step
+        ref.scatter_add_(1, gi[:, o:o + 1], gv[:, o:o + 1])
+    assert torch.equal(rows(dx[:, 1:1 + H, 2:2 + W].contiguous()), ref)
+    border = dx.clone()
+    border[:, 1:1 + H, 2:2 + W] = 0
+    assert torch.equal(border, torch.zeros_like(border))
+
+    # An index naming no element of its window (the plane's last element, for output (0, 0)): refused.
+    (kh, kw), (ph, pw), (dh, dw) = pair(k), pair(p), pair(d)
+    assert (H - 1) not in range(-ph, -ph + kh * dh, dh) or (W - 1) not in range(-pw, -pw + kw * dw, dw)
+    bad = idx.clone()
+    bad[0, 0, 0, 3] = H * W - 1
+    assert ipv_lib.pool_backward_ipv(code, a, ctypes.c_int64(planes), ptr(dyl), ptr(bad), ptr(dx),
+                                     ctypes.c_int64(Hp * Wp * 16), ctypes.c_int64(Wp * 16),
+                                     ctypes.c_int64((Wp + 2) * 16)) == 0
