@@ -264,7 +264,7 @@ def test_max_pool2d_mix_of_empty_and_full_windows(path, monkeypatch):
 # forward (window column stride 1 or 2, L outputs per vector: 16 float / 8 double on AVX-512, 8 / 4 on
 # AVX2; output rows gathered 4 at a time across planes, float rows of at most L/2 outputs two to a
 # vector, loads masked only at the ends of the tensor) and the write-once backward (2-wide, stride-2
-# column windows that do not overlap, rows of more than L/2 outputs on AVX-512, of at least 12 for
+# column windows that do not overlap, rows of more than L/2 outputs on AVX-512, of at least 16 for
 # AVX2 float, none for AVX2 double; shorter rows and every other window take the zero-and-scatter). Each case runs on every path the CPU has, against torch.
 PATHS = ALL_PATHS
 
@@ -352,7 +352,7 @@ def test_max_pool2d_simd_paths_float64_and_channels_last(case, path, monkeypatch
 
 # Rows of Q outputs around the vector widths: 8 (AVX2 float) and 16 (AVX-512 float), 4 and 8 for
 # double, the L/2 rule of the row pairs (two rows to a vector up to L/2) and the write-once backward's
-# (AVX-512: above L/2; AVX2 float: from 12, in steps of 4 outputs with tails of 1-3). Each
+# (AVX-512: above L/2; AVX2 float: from 16, in steps of 4 outputs with tails of 1-3). Each
 # geometry gives rows of exactly Q outputs: 2x2 stride 2 (W = 2Q, and 2Q + 1 with a column in no
 # window), 3x3 stride 2 pad 1 (overlap), 3x3 stride 1 pad 1, 2x2 stride 2 with ceil_mode (W = 2Q - 1).
 EDGE_ROWS = [2, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 16, 17]
@@ -383,9 +383,9 @@ def test_max_pool2d_simd_paths_rows_around_the_vector_widths(q, path, monkeypatc
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-# 35, 13, 11, 5 and 2 outputs a row: write-once rows (AVX-512 more than L/2, AVX2 float at least 12)
+# 35, 17, 15, 5 and 2 outputs a row: write-once rows (AVX-512 more than L/2, AVX2 float at least 16)
 # and zero-and-scatter rows on each side of those rules.
-@pytest.mark.parametrize("shape", [(2, 3, 12, 70), (2, 3, 8, 26), (2, 3, 8, 22), (2, 3, 10, 10), (2, 3, 6, 4)])
+@pytest.mark.parametrize("shape", [(2, 3, 12, 70), (2, 3, 8, 34), (2, 3, 8, 30), (2, 3, 10, 10), (2, 3, 6, 4)])
 def test_max_pool2d_backward_takes_any_index_in_range(shape, dtype, path, monkeypatch):
     # Indices are the caller's: ones outside their own window (here: a tenth, moved anywhere in the
     # plane) are added where they point, as torch's backward does.
@@ -412,7 +412,7 @@ def test_max_pool2d_backward_takes_any_index_in_range(shape, dtype, path, monkey
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("width", [25, 9])  # 13 and 5 outputs a row: write-once rows
+@pytest.mark.parametrize("width", [33, 25, 9])  # 17, 13 and 5 outputs a row: write-once rows
 def test_max_pool2d_backward_index_just_past_a_row_s_last_window(width, dtype, path, monkeypatch):
     # ceil_mode with an odd width: the last window of a row has one column, and "its" second column
     # is the next row's first element. An index pointing there is outside the window; it is added

@@ -99,8 +99,9 @@ struct F32 {
   // The write-once backward in index lanes: L/2 outputs, their int64 indices in one vector.
   static constexpr bool kIndexPairs = true;
   // Measured against the zero-and-scatter (benchmarks/NOTES.md): 0.4-0.9x on rows of 5-10 outputs
-  // (the per-row work outweighs the scatter's few stores), 1.0-1.3x from 12 on.
-  static constexpr int64_t kWriteOnceMinQ = 12;
+  // (the per-row work outweighs the scatter's few stores), 0.8-1.2x on 12-15 (LeNet's 14: slower on 2
+  // threads), 1.03-1.38x from 16 on.
+  static constexpr int64_t kWriteOnceMinQ = 16;
   static M and_mask(M a, M b) { return _mm256_and_ps(a, b); }
   static __m256i pair_cols(int64_t base) { return _mm256_add_epi64(_mm256_set1_epi64x(base), _mm256_setr_epi64x(0, 2, 4, 6)); }
   static __m256i load_pair_index(const int64_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }

@@ -20,7 +20,7 @@ bool max_pool2d_forward_avx2(const Pool2dProblem& p, const T* x, T* y, int64_t* 
 // The write-once backward takes windows that do not overlap along rows and are 2 columns wide with
 // column stride 2 (no column padding or dilation), in rows long enough that it beats the
 // zero-and-scatter (measured, benchmarks/NOTES.md): AVX-512 more than L/2 outputs, AVX2 float at
-// least 12, AVX2 double never.
+// least 16, AVX2 double never.
 template <typename T>
 bool max_pool2d_write_once_fits_avx512(const Pool2dProblem& p);
 template <typename T>
