@@ -260,13 +260,13 @@ def test_max_pool2d_mix_of_empty_and_full_windows(path, monkeypatch):
     torch.testing.assert_close(gx, grad_dropping_empty_windows(x.shape, ridx, gy, empty))
 
 
-# The SIMD paths (csrc/cpu/max_pool2d/max_pool2d_avx512.cpp): the AVX-512 forward (window column stride 1 or 2,
-# L = 16 float / 8 double outputs per vector, output rows gathered 4 at a time across planes, rows of
-# at most 8 float outputs two to a vector, loads masked only at the ends of the tensor) and the
-# AVX-512 write-once backward (2-wide, stride-2 column windows that do not overlap, rows of more than
-# L/2 outputs; shorter rows and every other window take the zero-and-scatter path). Each case runs
-# on every path the CPU has, against torch.
-PATHS = [p for p in ALL_PATHS if p.values[0] in ("default", "avx512")]
+# The SIMD paths (csrc/cpu/max_pool2d/max_pool2d_simd.inc, compiled for AVX-512 and for AVX2): the
+# forward (window column stride 1 or 2, L outputs per vector: 16 float / 8 double on AVX-512, 8 / 4 on
+# AVX2; output rows gathered 4 at a time across planes, float rows of at most L/2 outputs two to a
+# vector, loads masked only at the ends of the tensor) and the write-once backward (2-wide, stride-2
+# column windows that do not overlap, rows of more than L/2 outputs on AVX-512, of at least 16 for
+# AVX2 float, none for AVX2 double; shorter rows and every other window take the zero-and-scatter). Each case runs on every path the CPU has, against torch.
+PATHS = ALL_PATHS
 
 FAST_GRID = [
     ((2, 3, 28, 28), 2, 2, 0, 1, False),          # LeNet: 14 outputs a row (a partial vector)
@@ -350,30 +350,89 @@ def test_max_pool2d_simd_paths_float64_and_channels_last(case, path, monkeypatch
     run_values_case(case, "randn", fmt="channels_last")
 
 
+# Rows of Q outputs around the vector widths: 8 (AVX2 float) and 16 (AVX-512 float), 4 and 8 for
+# double, the L/2 rule of the row pairs (two rows to a vector up to L/2) and the write-once backward's
+# (AVX-512: above L/2; AVX2 float: from 16, in steps of 4 outputs with tails of 1-3). Each
+# geometry gives rows of exactly Q outputs: 2x2 stride 2 (W = 2Q, and 2Q + 1 with a column in no
+# window), 3x3 stride 2 pad 1 (overlap), 3x3 stride 1 pad 1, 2x2 stride 2 with ceil_mode (W = 2Q - 1).
+EDGE_ROWS = [2, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 16, 17]
+
+
+def edge_row_cases(q):
+    return [
+        ((2, 3, 6, 2 * q), 2, 2, 0, 1, False),
+        ((3, 1, 5, 2 * q + 1), 2, 2, 0, 1, False),
+        ((2, 3, 7, 2 * q - 1), 3, 2, 1, 1, False),
+        ((1, 5, 4, q), 3, 1, 1, 1, False),
+        ((2, 2, 5, 2 * q - 1), 2, 2, 0, 1, True),
+    ]
+
+
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("shape", [(2, 3, 12, 70), (2, 3, 10, 10)])  # write-once rows, scatter rows
-def test_max_pool2d_backward_takes_any_index_in_range(shape, path, monkeypatch):
+@pytest.mark.parametrize("q", EDGE_ROWS)
+def test_max_pool2d_simd_paths_rows_around_the_vector_widths(q, path, monkeypatch):
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
+    for case in edge_row_cases(q):
+        n, c, h, w = case[0]
+        y = F.max_pool2d(torch.zeros(n, c, h, w), *case[1:5], ceil_mode=case[5])
+        assert y.shape[-1] == q, (case, y.shape)
+        for dtype in (torch.float32, torch.float64):
+            for kind in ("randn", "ties", "-inf", "nans"):
+                run_values_case(case, kind, dtype=dtype)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+# 35, 17, 15, 5 and 2 outputs a row: write-once rows (AVX-512 more than L/2, AVX2 float at least 16)
+# and zero-and-scatter rows on each side of those rules.
+@pytest.mark.parametrize("shape", [(2, 3, 12, 70), (2, 3, 8, 34), (2, 3, 8, 30), (2, 3, 10, 10), (2, 3, 6, 4)])
+def test_max_pool2d_backward_takes_any_index_in_range(shape, dtype, path, monkeypatch):
     # Indices are the caller's: ones outside their own window (here: a tenth, moved anywhere in the
     # plane) are added where they point, as torch's backward does.
     monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
     g = torch.Generator().manual_seed(3)
-    x = torch.randn(*shape, generator=g)
+    x = torch.randn(*shape, generator=g, dtype=dtype)
     args = ([2, 2], [2, 2], [0, 0], [1, 1], False)
-    _, idx = torch.ops.cnnfast.max_pool2d(x, *args)
-    moved = torch.rand(idx.shape, generator=g) < 0.1
-    idx = idx.masked_scatter(moved, torch.randint(0, shape[2] * shape[3], (int(moved.sum()),), generator=g))
-    gy = torch.randn(idx.shape, generator=g)
+    _, own = torch.ops.cnnfast.max_pool2d(x, *args)
+    moved = torch.rand(own.shape, generator=g) < 0.1
+    idx = own.masked_scatter(moved, torch.randint(0, shape[2] * shape[3], (int(moved.sum()),), generator=g))
+    gy = torch.randn(idx.shape, generator=g, dtype=dtype)
     got = torch.ops.cnnfast.max_pool2d_backward(gy, x, idx, *args)
     torch.testing.assert_close(got, torch.ops.aten.max_pool2d_with_indices_backward(gy, x, *args, idx))
-    for bad in (-1, shape[2] * shape[3], 2**32, 2**32 + 5, -(2**40)):  # 2**32 + 5 is 5 in int32
-        wrong = idx.clone()
-        wrong[1, 2, 3, 4] = bad
+    # One bad index among the plane's own (the others all inside their windows, so the write-once
+    # path, where the rows allow it, takes the plane): 2**32 + 5 is 5 in int32; 2**32 + w and
+    # w - 2**32 are, in int32, w: a position inside the window.
+    w = shape[3] * 4 + 2
+    for bad in (-1, shape[2] * shape[3], 2**32, 2**32 + 5, -(2**40), 2**32 + w, w - 2**32):
+        wrong = own.clone()
+        wrong[1, 2, 2, 1] = bad
         with pytest.raises(RuntimeError, match=r"indices must lie in \[0, H\*W\)"):
             torch.ops.cnnfast.max_pool2d_backward(gy, x, wrong, *args)
 
 
-@pytest.mark.parametrize("args", [(2, 2, 0), (3, 2, 1)])
-def test_max_pool2d_simd_paths_bit_identical_for_any_thread_count(args):
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("width", [33, 25, 9])  # 17, 13 and 5 outputs a row: write-once rows
+def test_max_pool2d_backward_index_just_past_a_row_s_last_window(width, dtype, path, monkeypatch):
+    # ceil_mode with an odd width: the last window of a row has one column, and "its" second column
+    # is the next row's first element. An index pointing there is outside the window; it is added
+    # there, as torch's backward does.
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 2, 6, width, generator=g, dtype=dtype)
+    args = ([2, 2], [2, 2], [0, 0], [1, 1], True)
+    _, idx = torch.ops.cnnfast.max_pool2d(x, *args)
+    q = idx.shape[-1]
+    idx[0, 1, 1, q - 1] = 3 * width  # input (3, 0), just past input row 2 of output (1, q - 1)'s window
+    gy = torch.randn(idx.shape, generator=g, dtype=dtype)
+    got = torch.ops.cnnfast.max_pool2d_backward(gy, x, idx, *args)
+    assert torch.equal(got, torch.ops.aten.max_pool2d_with_indices_backward(gy, x, *args, idx))
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("args", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+def test_max_pool2d_simd_paths_bit_identical_for_any_thread_count(args, path, monkeypatch):
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
     x = torch.randn(5, 7, 30, 44, requires_grad=True)
 
     def run():
@@ -494,3 +553,115 @@ def test_cuda_max_pool2d_and_relu(dtype, channels_last, case):
     assert torch.equal(z, torch.relu(x))
     out = torch.relu(x)
     assert torch.equal(torch.ops.cnnfast.relu_backward(dy.new_ones(x.shape), out), (out > 0).to(dtype))
+
+
+# ---- the images-per-vector pooling of each ISA, on its own -------------------------------------
+# max_pool2d_ipv_* and max_pool2d_backward_ipv_* (the fused conv2d_relu_max_pool2d's pooling in the
+# 16-lane layout) are framework-free: tests/cpu_kernels/max_pool2d_ipv.cpp builds them with g++ and
+# exposes them to ctypes, so every ISA's is checked even where the fused op does not take it yet.
+# Forward against torch exactly; backward against the gradients added by hand, output by output in
+# order, in float32 (the kernels' order), into a padded plane.
+
+import ctypes  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT_DIR = Path(__file__).resolve().parent.parent
+IPV_ISAS = [pytest.param(isa, code, marks=pytest.mark.skipif(
+    ("default", "avx2", "avx512").index(isa) > ("default", "avx2", "avx512").index(
+        cnnfast.backends.cpu.supported_capability), reason=f"CPU lacks {isa}")) for isa, code in (("avx2", 2), ("avx512", 3))]
+IPV_GRID = [  # H, W, kernel, stride, padding, dilation, ceil_mode
+    (28, 28, 2, 2, 0, 1, False),                 # LeNet conv1's pool
+    (10, 10, 2, 2, 0, 1, False),
+    (9, 11, 3, 2, 1, 1, True),                   # padding, overlap, ceil_mode
+    (12, 13, 2, 2, 0, 2, False),                 # dilation
+    (7, 7, 3, 1, 1, 1, False),                   # stride 1
+    (14, 14, (2, 3), (2, 1), (1, 1), 1, True),
+    (12, 12, (9, 8), 1, 4, 1, False),            # 72 taps: every window bounds-checked
+]
+
+
+@pytest.fixture(scope="module")
+def ipv_lib(tmp_path_factory):
+    cxx = shutil.which("g++")
+    if cxx is None:
+        pytest.skip("no g++")
+    out = tmp_path_factory.mktemp("ipv") / "max_pool2d_ipv.so"
+    src = [ROOT_DIR / "tests/cpu_kernels/max_pool2d_ipv.cpp", ROOT_DIR / "csrc/cpu/max_pool2d/max_pool2d_avx2.cpp",
+           ROOT_DIR / "csrc/cpu/max_pool2d/max_pool2d_avx512.cpp"]
+    subprocess.run([cxx, "-std=c++20", "-O2", "-shared", "-fPIC", f"-I{ROOT_DIR / 'csrc'}", *map(str, src), "-o",
+                    str(out)], check=True, capture_output=True)
+    return ctypes.CDLL(str(out))
+
+
+def ipv_args(case):
+    H, W, k, s, p, d, ceil_mode = case
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = pair(k), pair(s), pair(p), pair(d)
+    return (ctypes.c_int64 * 11)(H, W, kh, kw, sh, sw, ph, pw, dh, dw, int(ceil_mode))
+
+
+def to_lanes(t):  # [16 B, C, H, W] -> [B * C, H, W, 16]
+    n, c, h, w = t.shape
+    return t.reshape(n // 16, 16, c, h, w).permute(0, 2, 3, 4, 1).contiguous().reshape(-1, h, w, 16)
+
+
+def from_lanes(t, c):  # the inverse
+    planes, h, w, _ = t.shape
+    return t.reshape(planes // c, c, h, w, 16).permute(0, 4, 1, 2, 3).reshape(-1, c, h, w)
+
+
+def ptr(t):
+    return ctypes.c_void_p(t.data_ptr())
+
+
+@pytest.mark.parametrize("isa,code", IPV_ISAS)
+@pytest.mark.parametrize("kind", ["randn", "ties", "-inf", "nans"])
+@pytest.mark.parametrize("case", IPV_GRID, ids=[str(i) for i in range(len(IPV_GRID))])
+def test_max_pool2d_images_per_vector_pooling(ipv_lib, case, kind, isa, code):
+    H, W, k, s, p, d, ceil_mode = case
+    C, N = 3, 32
+    g = torch.Generator().manual_seed(1)
+    x = pool_values((N, C, H, W), kind, torch.float32, g)
+    ty, tidx = F.max_pool2d(x, k, s, p, d, ceil_mode, return_indices=True)
+    P, Q = ty.shape[-2:]
+    assert not empty_window_mask(H, W, k, s, p, d, ceil_mode).any()
+    xl, planes, a = to_lanes(x), N // 16 * C, ipv_args(case)
+    outs = []
+    for order in (0, 1):  # planes in either order: the same bits
+        ipv_lib.set_order(order)
+        y, idx = torch.full((planes, P, Q, 16), 7.0), torch.full((planes, P, Q, 16), -5, dtype=torch.int32)
+        assert ipv_lib.pool_ipv(code, a, ctypes.c_int64(planes), ptr(xl), ptr(y), ptr(idx)) == 1
+        outs.append((y, idx))
+    assert torch.equal(outs[0][0].view(torch.int32), outs[1][0].view(torch.int32))
+    assert torch.equal(outs[0][1], outs[1][1])
+    y, idx = outs[0]
+    assert torch.equal(from_lanes(y, C).nan_to_num(9.0), ty.nan_to_num(9.0))
+    assert torch.equal(from_lanes(idx, C).long(), tidx)
+
+    # Backward into planes padded by 1 row and 2 columns on each side, prefilled with NaN.
+    dy = torch.randn(N, C, P, Q, generator=g)
+    dyl = to_lanes(dy)
+    Hp, Wp = H + 2, W + 4
+    dx = torch.full((planes, Hp, Wp, 16), float("nan"))
+    assert ipv_lib.pool_backward_ipv(code, a, ctypes.c_int64(planes), ptr(dyl), ptr(idx), ptr(dx),
+                                     ctypes.c_int64(Hp * Wp * 16), ctypes.c_int64(Wp * 16),
+                                     ctypes.c_int64((Wp + 2) * 16)) == 1
+    rows = lambda t: t.reshape(planes, -1, 16).permute(0, 2, 1).reshape(planes * 16, -1)  # noqa: E731
+    ref = torch.zeros(planes * 16, H * W)
+    gi, gv = rows(idx).long(), rows(dyl)
+    for o in range(P * Q):  # one index per row and step: no two additions meet within a step
+        ref.scatter_add_(1, gi[:, o:o + 1], gv[:, o:o + 1])
+    assert torch.equal(rows(dx[:, 1:1 + H, 2:2 + W].contiguous()), ref)
+    border = dx.clone()
+    border[:, 1:1 + H, 2:2 + W] = 0
+    assert torch.equal(border, torch.zeros_like(border))
+
+    # An index naming no element of its window (the plane's last element, for output (0, 0)): refused.
+    (kh, kw), (ph, pw), (dh, dw) = pair(k), pair(p), pair(d)
+    assert (H - 1) not in range(-ph, -ph + kh * dh, dh) or (W - 1) not in range(-pw, -pw + kw * dw, dw)
+    bad = idx.clone()
+    bad[0, 0, 0, 3] = H * W - 1
+    assert ipv_lib.pool_backward_ipv(code, a, ctypes.c_int64(planes), ptr(dyl), ptr(bad), ptr(dx),
+                                     ctypes.c_int64(Hp * Wp * 16), ctypes.c_int64(Wp * 16),
+                                     ctypes.c_int64((Wp + 2) * 16)) == 0

@@ -1,5 +1,5 @@
 // Window geometry and the plain per-element and per-plane loops of the CPU max_pool2d, shared by its
-// portable path (max_pool2d.cpp) and its AVX-512 path (max_pool2d_avx512.cpp). Framework-free.
+// portable path (max_pool2d.cpp) and its SIMD paths (max_pool2d_simd.inc). Framework-free.
 #pragma once
 
 #include <algorithm>
