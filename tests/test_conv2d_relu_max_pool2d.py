@@ -92,7 +92,10 @@ def test_autograd_keeps_no_tensor_of_the_convolution_s_size():
     assert sorted(saved) == sorted([y.shape, y.shape, x.shape, w.shape])
 
 
-def test_bit_identical_for_any_thread_count():
+@pytest.mark.parametrize("path", PATHS)
+def test_bit_identical_for_any_thread_count(monkeypatch, path):
+    """On each path; batch 20 takes the images-per-vector layout (one full block, one partial) on SIMD."""
+    monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(20, 6, 14, 14, generator=g, requires_grad=True)
     w, b = torch.randn(16, 6, 5, 5, generator=g, requires_grad=True), torch.randn(16, generator=g, requires_grad=True)
@@ -250,9 +253,10 @@ def test_indices_outside_their_window_take_the_general_scatter(monkeypatch):
 
 
 @pytest.mark.parametrize("images_per_vector", ["off", "on"])
-def test_sixteen_images_bit_identical_for_any_thread_count(images_per_vector, monkeypatch):
+@pytest.mark.parametrize("path", PATHS)
+def test_sixteen_images_bit_identical_for_any_thread_count(images_per_vector, monkeypatch, path):
     monkeypatch.setattr(cnnfast.backends.cpu, "images_per_vector", images_per_vector)
-    test_bit_identical_for_any_thread_count()
+    test_bit_identical_for_any_thread_count(monkeypatch, path)
 
 
 # ---- CUDA: the composed op on a real device -------------------------------------------------------

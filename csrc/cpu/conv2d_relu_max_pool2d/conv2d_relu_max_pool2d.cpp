@@ -2,7 +2,7 @@
 // max_pool2d(relu(conv2d(...))) as one op. The convolution (with bias and ReLU in its GEMM's store,
 // cpu/conv2d/conv2d.h) writes into a pooled scratch block (cpu/common/scratch.h) that the pooling
 // (cpu/max_pool2d/max_pool2d.h) reads back while it is still warm, so no tensor of the convolution's size is allocated, returned or kept for the backward. When the
-// convolution runs with sixteen images per vector (float32, AVX-512), the pooling reads that layout as
+// convolution runs with sixteen images per vector (float32, AVX-512 or AVX2), the pooling reads that layout as
 // it is, sixteen images per compare, and only the pooled output and indices are copied out to NCHW:
 // the convolution's output is never transposed.
 // The backward needs only the pooled output and its indices: an element the pooling chose gets
@@ -61,7 +61,7 @@ void forward(const ConvPoolProblem& cp, const T* x, const T* w, const T* b, T* y
   const Conv2dProblem& p = cp.conv;
   const Pool2dProblem& q = cp.pool;
   if constexpr (std::is_same_v<T, float>) {
-    if (cap == Capability::kAvx512 && !has_empty_windows(q) &&
+    if (has_simd_movers(cap) && !has_empty_windows(q) &&
         conv2d_forward_path(p, s, true) == Conv2dForwardPath::kImagesPerVector) {
       const int64_t planes = (p.N + kIpvLanes - 1) / kIpvLanes * p.K, out_plane = q.P * q.Q;
       Scratch<float> pooled(planes * out_plane * kIpvLanes);
@@ -147,7 +147,7 @@ bool conv2d_relu_max_pool2d_backward(const ConvPoolProblem& cp, const T* dy, con
   // channel's sum is the sum of its masked pooled gradient (a quarter of the terms for a 2x2 pool).
   if (db) channel_sums(masked.data(), q.N, q.C, q.P * q.Q, db);
   if constexpr (std::is_same_v<T, float>) {
-    if (s.capability == Capability::kAvx512 && backward_ipv(cp, masked.data(), indices, x, w, dx, dw, s)) return true;
+    if (has_simd_movers(s.capability) && backward_ipv(cp, masked.data(), indices, x, w, dx, dw, s)) return true;
   }
   Scratch<T> g(p.output_numel());
   if (!max_pool2d_backward<T>(q, masked.data(), indices, g.data(), s.capability)) return false;
