@@ -454,12 +454,17 @@ def test_rivals_run_on_the_cpu_only(capsys):
 
 def test_which_rows_have_rivals():
     cases = {c.op: c for c in suites.suite_cases("lenet", batch=2)}
-    assert rivals.applies(cases["conv2d_relu_max_pool2d"], "fwd", "float32", "nchw", "cpu")
-    assert rivals.applies(cases["model"], "fwd", "float32", "nchw", "cpu")
-    assert not rivals.applies(cases["relu"], "fwd", "float32", "nchw", "cpu")
-    assert not rivals.applies(cases["conv2d"], "fwdbwd", "float32", "nchw", "cpu")
-    assert not rivals.applies(cases["conv2d"], "fwd", "float64", "nchw", "cpu")
-    assert not rivals.applies(cases["conv2d"], "fwd", "float32", "channels_last", "cpu")
+    names = ["onnxruntime", "openvino", "inductor"]
+    assert rivals.applicable(names, cases["conv2d_relu_max_pool2d"], "fwd", "float32", "nchw", "cpu") == names
+    assert rivals.applicable(names[::-1], cases["model"], "fwd", "float32", "nchw", "cpu") == names[::-1]
+    # a training step: only the rivals that train
+    assert rivals.applicable(names, cases["model"], "fwdbwd", "float32", "nchw", "cpu") == ["inductor"]
+    assert rivals.applicable(names[:2], cases["model"], "fwdbwd", "float32", "nchw", "cpu") == []
+    assert rivals.applicable(names, cases["relu"], "fwd", "float32", "nchw", "cpu") == []
+    assert rivals.applicable(names, cases["conv2d"], "fwdbwd", "float32", "nchw", "cpu") == []
+    assert rivals.applicable(names, cases["conv2d"], "bwd", "float32", "nchw", "cpu") == []
+    assert rivals.applicable(names, cases["conv2d"], "fwd", "float64", "nchw", "cpu") == []
+    assert rivals.applicable(names, cases["conv2d"], "fwd", "float32", "channels_last", "cpu") == []
 
 
 def _eager_rival(delta):
@@ -498,3 +503,30 @@ def test_a_rival_that_fails_its_check_is_reported_and_not_timed(monkeypatch, qui
     assert any(line.startswith(report.RED) and "openvino FAILED its check on lenet conv2d_relu_max_pool2d" in line
                for line in text.splitlines())
     assert doc["suites"]["lenet"]["rivals_geomean"] == {"onnxruntime": pytest.approx(good["ratio"]), "openvino": None}
+
+
+def test_a_training_rival_is_checked_on_every_gradient(monkeypatch, quick_timing):
+    """The training step's check holds a rival to the loss and every parameter's gradient: a layer off
+    by 1e-3 fails it, the plain model (eager, through the same path) passes."""
+    ref = runner.reference_impl()
+
+    def scaled_conv(model, fuse=False):
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.register_forward_hook(lambda mod, inp, out: out * (1 + 1e-3))
+        return model
+
+    case = suites.suite_cases("lenet", batch=2, ops=("model",))[0]
+    peaks = {"flops": {"float32": 1e11}, "bytes": 1e10}
+    row = runner.run_case(case, "fwdbwd", "float32", "nchw", "cpu", 2, 1, peaks, runner.cnnfast_impl(), ref,
+                          (torch.float32,))
+    prepare = lambda: runner.Prepared(case, "fwdbwd", torch.float32, "nchw", "cpu")  # noqa: E731
+    for convert, status in ((ref.convert, "ok"), (scaled_conv, "fail")):
+        impl = runner.Impl("inductor", ref.conv2d, ref.conv2d_relu, ref.max_pool2d, ref.relu, convert)
+        monkeypatch.setitem(rivals.TRAINING_IMPLS, "inductor", lambda impl=impl: impl)
+        row.pop("rivals", None)
+        rivals.Rivals(["onnxruntime", "inductor"], torch.get_num_threads(), 2, 1).add(row, case, prepare)
+        assert list(row["rivals"]) == ["inductor"]  # ONNX Runtime runs no training step
+        entry = row["rivals"]["inductor"]
+        assert entry["status"] == status, entry["message"]
+        assert ("ratio" in entry) == (status == "ok")

@@ -1,5 +1,6 @@
 """cnnfast bench --rivals with the real runtimes: ONNX Runtime, OpenVINO and torch.compile, each checked
-against PyTorch and timed on a small layer row and a small whole model. Needs the ``rivals`` extra
+against PyTorch and timed on small layer rows and a small whole model (inference, and for
+torch.compile the training step). Needs the ``rivals`` extra
 (``make test`` installs it); the argument errors and the check's failure path are in test_bench.py."""
 import argparse
 import functools
@@ -44,12 +45,13 @@ def test_every_rival_is_checked_and_timed_on_a_layer_and_a_model(tmp_path, quick
     assert doc["environment"]["rivals"]["onnxruntime"]["onnxruntime"] == onnxruntime.__version__
 
     with_rivals = [r for r in doc["rows"] if "rivals" in r]
-    # LeNet's two conv2d_relu_max_pool2d cases and its two model rows, forward; no training row
+    # LeNet's two conv2d_relu_max_pool2d cases forward, and its two model rows forward and training
     assert [(r["op"], r["direction"]) for r in with_rivals] == [("conv2d_relu_max_pool2d", "fwd")] * 2 + [
-        ("model", "fwd")] * 2
-    assert all(r["direction"] == "fwdbwd" for r in doc["rows"] if "rivals" not in r)
+        ("model", "fwd"), ("model", "fwdbwd")] * 2
+    assert all(r["op"] != "model" and r["direction"] == "fwdbwd" for r in doc["rows"] if "rivals" not in r)
     for row in with_rivals:
-        assert list(row["rivals"]) == list(RIVAL_NAMES)
+        # inductor is the one rival that trains
+        assert list(row["rivals"]) == (list(RIVAL_NAMES) if row["direction"] == "fwd" else ["inductor"])
         for name, entry in row["rivals"].items():
             where = f"{name} on {row['case']}"
             # checked against PyTorch in float64, with PyTorch's own error as the yardstick
@@ -61,13 +63,17 @@ def test_every_rival_is_checked_and_timed_on_a_layer_and_a_model(tmp_path, quick
             assert entry["setup_s"] > 0 and entry["inner"] >= 1
             assert len(entry["time"]["samples_s"]) == 2 and entry["time"]["median_s"] > 0, where
             assert entry["ratio"] == pytest.approx(entry["time"]["median_s"] / row["cnnfast"]["median_s"])
-        assert row["onnx_export_s"] > 0
+        if row["direction"] == "fwd":
+            assert row["onnx_export_s"] > 0
         fastest = min(row["rivals"], key=lambda n: row["rivals"][n]["ratio"])
         assert row["fastest_rival"] == {"name": fastest, "ratio": row["rivals"][fastest]["ratio"]}
-    # the fused model row reuses the measurement of the same unconverted model, with its own ratios
-    plain, fused = with_rivals[2:]
-    assert fused["rivals"]["openvino"]["same_as"] == plain["case"]
-    assert fused["rivals"]["openvino"]["time"] == plain["rivals"]["openvino"]["time"]
+    # the fused model rows reuse the measurement of the same unconverted model, with their own ratios
+    plain_fwd, plain_step, fused_fwd, fused_step = with_rivals[2:]
+    assert fused_fwd["rivals"]["openvino"]["same_as"] == plain_fwd["case"]
+    assert fused_fwd["rivals"]["openvino"]["time"] == plain_fwd["rivals"]["openvino"]["time"]
+    assert fused_step["rivals"]["inductor"]["time"] == plain_step["rivals"]["inductor"]["time"]
+    # the training step's check covers the output, the loss and every parameter's gradient
+    assert plain_step["rivals"]["inductor"]["error"]["max_rel"] < 1e-4
 
     assert "rival runtimes (ratio = rival ms / cnnfast ms" in text and "inductor/cnnfast" in text
     assert "every rival matches the reference" in text

@@ -272,8 +272,8 @@ def rivals_header(doc):
         parts.append(f"{name} ({version}; {RIVAL_SETTINGS.get(name, '').format(threads=env['threads'])})")
     return ("rivals: " + "; ".join(parts) + ". On the float32 NCHW forward rows of conv2d, conv2d_relu, "
             "conv2d_relu_max_pool2d, max_pool2d and the models (the unconverted model in eval mode), from one ONNX "
-            "export for both ONNX runtimes; each checked like cnnfast, then timed alone after its warm-up; "
-            "ratio = rival ms / cnnfast ms (> 1: cnnfast faster)")
+            "export for both ONNX runtimes, and inductor also on the models' training steps; each checked like "
+            "cnnfast, then timed alone after its warm-up; ratio = rival ms / cnnfast ms (> 1: cnnfast faster)")
 
 
 def _rival_cells(entry):
@@ -292,7 +292,7 @@ def rival_lines(doc, color=False):
     rows = [r for r in doc["rows"] if r.get("rivals")]
     if not rows:
         return ["rivals: no row of this run has rivals (they run on float32 NCHW forward rows of the conv, "
-                "pooling and model cases on the CPU)"]
+                "pooling and model cases, and inductor on the models' training steps, on the CPU)"]
     headers = ["suite", "op", "shape and arguments", "dir", "cnnfast ms"]
     for name in names:
         headers += [f"{name} ms", f"{name}/cnnfast"]

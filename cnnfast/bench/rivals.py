@@ -7,7 +7,9 @@ and all its samples together, so that a thread pool of one runtime that is still
 shares the cores with the next one's samples. A rival that fails its check is reported as failed
 and is not timed. Rivals run on the float32 NCHW forward rows of the layer ops that have an ONNX
 operator (conv2d, conv2d_relu, conv2d_relu_max_pool2d, max_pool2d) and of the whole models
-(inference, eval mode: the unconverted torch model).
+(inference, eval mode: the unconverted torch model). On the models' training-step rows (forward,
+cross-entropy, backward) inductor, the one rival that trains, runs the compiled unconverted model,
+checked and timed as cnnfast's side of the row is.
 """
 import copy
 import gc
@@ -21,9 +23,11 @@ import torch
 
 from ..testing import compare
 from . import RIVAL_NAMES, timing
-from .runner import _cast, _op_fn, reference_impl
+from .runner import Impl, _cast, _op_fn, check, reference_impl
 
 RIVAL_OPS = ("conv2d", "conv2d_relu", "conv2d_relu_max_pool2d", "max_pool2d", "model")
+# The rivals that run a training step (the ONNX runtimes run inference only).
+TRAINING_RIVALS = ("inductor",)
 
 # rival -> the Python modules it needs, each installed by the PyPI package of the same name; the
 # ``rivals`` extra installs them all. The ONNX file is made by torch.onnx.export's dynamo exporter,
@@ -70,9 +74,16 @@ def versions(names):
     return out
 
 
-def applies(case, direction, dtype, layout, device):
-    return (case.op in RIVAL_OPS and direction == "fwd" and dtype == "float32" and layout == "nchw"
-            and torch.device(device).type == "cpu")
+def applicable(names, case, direction, dtype, layout, device):
+    """The rivals of ``names`` that run on this row (in their order): every one on a forward row of a
+    layer or model, the training ones on a model's training step, none elsewhere."""
+    if case.op not in RIVAL_OPS or dtype != "float32" or layout != "nchw" or torch.device(device).type != "cpu":
+        return []
+    if direction == "fwd":
+        return list(names)
+    if direction == "fwdbwd" and case.op == "model":
+        return [n for n in names if n in TRAINING_RIVALS]
+    return []
 
 
 class _Layer(torch.nn.Module):
@@ -178,6 +189,25 @@ BUILDERS = {"onnxruntime": _onnxruntime, "openvino": _openvino, "inductor": _ind
 assert tuple(BUILDERS) == RIVAL_NAMES
 
 
+def inductor_impl():
+    """torch.compile of the unconverted model as a side of runner's comparison, so that its training
+    step is built, checked (with the ReLU branches it took, recorded by hooks that dynamo traces) and
+    timed by the code that does it for cnnfast."""
+    ref = reference_impl()
+
+    def convert(model, fuse=False):
+        torch._dynamo.reset()  # as in _inductor: each model its own static-shape compilation
+        return torch.compile(model, dynamic=False)
+
+    return Impl("inductor", ref.conv2d, ref.conv2d_relu, ref.max_pool2d, ref.relu, convert,
+                ref.conv2d_relu_max_pool2d)
+
+
+# rival -> the side of runner's comparison that runs its training step
+TRAINING_IMPLS = {"inductor": inductor_impl}
+assert tuple(TRAINING_IMPLS) == TRAINING_RIVALS
+
+
 def _as_tensor(value):
     if isinstance(value, torch.Tensor):
         return value.detach().clone()
@@ -195,17 +225,52 @@ def measure(name, subject, ref, truth, lengths, threads, repeat, warmup):
         first = _as_tensor(run())  # the first call: compilation for the lazy ones, so part of set-up
         entry["setup_s"] = time.perf_counter() - t0
         entry["error"] = compare([first], ref, truth, lengths, torch.float32)
-        if not entry["error"]["passed"]:
-            entry.update(status="fail", passed=False, message=entry["error"]["message"])
-            return entry
-        samples, inner = timing.block(run, "cpu", repeat, warmup)
-        entry["time"] = timing.summary(samples)
-        entry["inner"] = inner
+        if entry["error"]["passed"]:
+            _time(entry, run, repeat, warmup)
     except Exception as e:  # a rival that cannot run this row is reported, not the end of the bench
-        entry.update(status="error", passed=False, message=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        _crashed(entry, e)
     finally:
         run = None
         gc.collect()  # frees the runtime, and with it its thread pool, before the next one is timed
+    return _verdict(entry)
+
+
+def measure_training(name, prepared, repeat, warmup):
+    """Check and time the training step of one rival on a model's fwdbwd row: its entry of ``rivals``."""
+    entry = {"status": "ok", "passed": True, "message": ""}
+    run = None
+    try:
+        impl = TRAINING_IMPLS[name]()
+        t0 = time.perf_counter()
+        entry["error"] = check(prepared, impl, reference_impl())
+        if entry["error"]["passed"]:
+            run = prepared.fn(impl)
+            run()  # compiles the step that is timed (the checked one carried the recording hooks)
+            entry["setup_s"] = time.perf_counter() - t0
+            _time(entry, run, repeat, warmup)
+        else:
+            entry["setup_s"] = time.perf_counter() - t0
+    except Exception as e:
+        _crashed(entry, e)
+    finally:
+        run = None
+        gc.collect()
+    return _verdict(entry)
+
+
+def _time(entry, run, repeat, warmup):
+    samples, inner = timing.block(run, "cpu", repeat, warmup)
+    entry["time"] = timing.summary(samples)
+    entry["inner"] = inner
+
+
+def _crashed(entry, e):
+    entry.update(status="error", passed=False, message=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+
+
+def _verdict(entry):
+    if entry["status"] == "ok" and not entry["error"]["passed"]:
+        entry.update(status="fail", passed=False, message=entry["error"]["message"])
     return entry
 
 
@@ -219,17 +284,22 @@ class Rivals:
         self._models = {}
 
     def add(self, row, case, prepare):
-        """Run the rivals for ``row`` (of ``case``); ``prepare()`` gives its runner.Prepared."""
-        if not isinstance(row.get("cnnfast"), dict):
+        """Run the rivals that apply to ``row`` (of ``case``); ``prepare()`` gives its runner.Prepared."""
+        names = applicable(self.names, case, row["direction"], row["dtype"], row["layout"], "cpu")
+        if not names or not isinstance(row.get("cnnfast"), dict):
             return row
-        key = (case.suite, case.p["input"], case.p["model"]) if case.op == "model" else None
+        key = (case.suite, case.p["input"], case.p["model"], row["direction"]) if case.op == "model" else None
         if key is not None and key in self._models:
             first_case, measured, export_s = self._models[key]
             entries = {n: {**e, "same_as": first_case} for n, e in measured.items()}
+        elif row["direction"] == "fwd":
+            entries, export_s = self._measure(prepare(), names)
         else:
-            entries, export_s = self._measure(prepare())
-            if key is not None:
-                self._models[key] = (case.id, entries, export_s)
+            prepared = prepare()
+            entries = {n: measure_training(n, prepared, self.repeat, self.warmup) for n in names}
+            export_s = None
+        if key is not None and key not in self._models:
+            self._models[key] = (case.id, entries, export_s)
         t_cnnfast = row["cnnfast"]["median_s"]
         for entry in entries.values():
             if entry["status"] == "ok" and t_cnnfast > 0:
@@ -240,7 +310,7 @@ class Rivals:
         row["fastest_rival"] = {"name": min(timed)[1], "ratio": min(timed)[0]} if timed else None
         return row
 
-    def _measure(self, prepared):
+    def _measure(self, prepared, names):
         ref_impl = reference_impl()
         ref = prepared.outputs(ref_impl)
         truth = prepared.outputs(ref_impl, torch.float64)
@@ -248,7 +318,7 @@ class Rivals:
         subject = Subject(prepared)
         try:
             entries = {name: measure(name, subject, ref, truth, lengths, self.threads, self.repeat, self.warmup)
-                       for name in self.names}
+                       for name in names}
         finally:
             subject.close()
         return entries, subject.export_s
