@@ -57,11 +57,11 @@ def add_arguments(parser):
     parser.add_argument("--gpu", type=comma_list(GPU_NAMES), default=list(GPU_NAMES),
                         help=f"datasheet GPUs for --predict: {', '.join(GPU_NAMES)} or all (default: all)")
     parser.add_argument("--rivals", type=comma_list(RIVAL_NAMES), default=[],
-                        help=f"comma-separated other runtimes to time against cnnfast on the CPU: {', '.join(RIVAL_NAMES)} "
-                             "or all (ONNX Runtime and OpenVINO need the rivals extra: pip install 'cnnfast[rivals]'); "
-                             "on the float32 NCHW forward rows of the conv and pooling layers and of the models, each "
-                             "checked like a row, then timed alone; the row gains rival time / cnnfast time "
-                             "(default: none)")
+                        help=f"comma-separated other CPU runtimes to check and time against cnnfast: "
+                             f"{', '.join(RIVAL_NAMES)} or all, on the float32 NCHW forward rows of the conv and "
+                             "pooling layers and of the models (inductor also on the models' training steps); "
+                             "the row gains rival time / cnnfast time. ONNX Runtime and OpenVINO need the rivals "
+                             "extra: pip install 'cnnfast[rivals]' (default: none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs and weights (default: 0)")
     parser.add_argument("--cpu-isa", choices=("avx512", "avx2", "default"), default=None, dest="cpu_isa",
                         help="run cnnfast and torch both on at most this instruction set: lowers cnnfast's "
