@@ -531,8 +531,9 @@ def write_plot(doc, path):
     from matplotlib.patches import Patch  # noqa: PLC0415
 
     used = dict.fromkeys(r["direction"] for r in rows)
+    # With rival markers spread over the whole height no corner is always free: let matplotlib pick.
     ax.legend(handles=[Patch(color=colors[d], label=d) for d in used if d in colors] + rival_handles,
-              loc="lower right", fontsize=8)
+              loc="best" if rival_handles else "lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
