@@ -10,7 +10,7 @@ from torch import nn
 
 import cnnfast  # noqa: F401  (registers the ops)
 from cnnfast import bench, models, testing
-from cnnfast.bench import command, report, roofline, runner, suites, timing
+from cnnfast.bench import command, report, rivals, roofline, runner, suites, timing
 
 
 def parse(*argv):
@@ -240,6 +240,8 @@ def test_a_failing_row_is_red_and_fails_the_run():
     (["--repeat", "two"], "not an integer"),
     (["--threads", "-1"], "must be a positive integer"),
     (["--device", "tpu"], "invalid choice"),
+    (["--rivals", "onnxruntime,tvm"], "unknown 'tvm'"),
+    (["--rivals", ""], "empty list"),
 ])
 def test_argument_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
@@ -254,6 +256,9 @@ def test_defaults():
     assert args.ops == ["conv2d", "max_pool2d", "relu", "conv2d_relu", "conv2d_relu_max_pool2d", "model"]
     assert args.direction == ["fwd", "fwdbwd"] and args.dtype == ["float32"] and args.memory_format == ["nchw"]
     assert parse("--suite", "all").suite == list(suites.SUITES)
+    assert args.rivals == []
+    assert parse("--rivals", "all").rivals == ["onnxruntime", "openvino", "inductor"]
+    assert parse("--rivals", "inductor,onnxruntime,inductor").rivals == ["inductor", "onnxruntime"]
 
 
 def test_usage_errors_at_run_time(capsys):
@@ -280,6 +285,7 @@ def quick_timing(monkeypatch):
     import functools
 
     monkeypatch.setattr(timing, "interleaved", functools.partial(timing.interleaved, min_sample_s=0))
+    monkeypatch.setattr(timing, "block", functools.partial(timing.block, min_sample_s=0))
     monkeypatch.setattr(timing, "measure_peaks", functools.partial(timing.measure_peaks, seconds=0.05))
 
 
@@ -294,7 +300,10 @@ def test_small_real_run_on_cpu(tmp_path, quick_timing):
     assert "float32 FMA" in text and f"({cnnfast.backends.cpu.capability}, " in text and "matrix product (torch.mm)" in text
     assert "threads kept busy" in text
     assert "lenet: geometric mean speed-up" in text and "all rows match the reference" in text
+    assert "rival runtimes" not in text and "\nrivals: " not in text  # without --rivals: as it was
     doc = json.loads((tmp_path / "b.json").read_text())
+    assert doc["settings"]["rivals"] == [] and "rivals" not in doc["environment"]
+    assert not any(k in r for r in doc["rows"] for k in ("rivals", "fastest_rival"))
     assert report.validate(doc) == []
     peaks = doc["peaks"]
     assert peaks["flops_probe"] == "fma" and peaks["flops"]["float32"] == peaks["fma"]["float32"]["flops"] > 0
@@ -420,3 +429,104 @@ def test_model_training_step_check_still_catches_a_wrong_layer():
     wrong = runner.Impl("wrong", ref.conv2d, ref.conv2d_relu, ref.max_pool2d, ref.relu, wrong_convert)
     bad = runner.check(prepared, wrong, ref)
     assert not bad["passed"], bad
+
+
+# --- rivals: the errors before anything runs, and the check every rival goes through ------------------
+
+def test_a_rival_that_is_not_installed_is_a_usage_error(monkeypatch, capsys):
+    monkeypatch.setitem(rivals.REQUIRES, "openvino", ("openvino", "cnnfast_test_absent_module"))
+    assert command.main(parse("--device", "cpu", "--rivals", "inductor,openvino")) == 2
+    err = capsys.readouterr().err
+    assert "--rivals openvino needs the Python package 'cnnfast_test_absent_module'" in err
+    assert "pip install 'cnnfast[rivals]'" in err and "pip install cnnfast_test_absent_module" in err
+    monkeypatch.setitem(rivals.REQUIRES, "onnxruntime", ("cnnfast_test_absent_a", "cnnfast_test_absent_b"))
+    assert command.main(parse("--device", "cpu", "--rivals", "onnxruntime")) == 2
+    assert "packages 'cnnfast_test_absent_a', 'cnnfast_test_absent_b'" in capsys.readouterr().err
+    assert rivals.missing(["inductor"]) is None  # torch.compile needs nothing more
+
+
+def test_rivals_run_on_the_cpu_only(capsys):
+    assert command.main(parse("--device", "cuda", "--rivals", "inductor")) == 2
+    assert "--rivals runs inductor on the CPU: use it with --device cpu" in capsys.readouterr().err
+    assert command.main(parse("--device", "cuda", "--predict", "--rivals", "inductor")) == 2
+    assert "without --predict" in capsys.readouterr().err
+
+
+def test_which_rows_have_rivals():
+    cases = {c.op: c for c in suites.suite_cases("lenet", batch=2)}
+    names = ["onnxruntime", "openvino", "inductor"]
+    assert rivals.applicable(names, cases["conv2d_relu_max_pool2d"], "fwd", "float32", "nchw", "cpu") == names
+    assert rivals.applicable(names[::-1], cases["model"], "fwd", "float32", "nchw", "cpu") == names[::-1]
+    # a training step: only the rivals that train
+    assert rivals.applicable(names, cases["model"], "fwdbwd", "float32", "nchw", "cpu") == ["inductor"]
+    assert rivals.applicable(names[:2], cases["model"], "fwdbwd", "float32", "nchw", "cpu") == []
+    assert rivals.applicable(names, cases["relu"], "fwd", "float32", "nchw", "cpu") == []
+    assert rivals.applicable(names, cases["conv2d"], "fwdbwd", "float32", "nchw", "cpu") == []
+    assert rivals.applicable(names, cases["conv2d"], "bwd", "float32", "nchw", "cpu") == []
+    assert rivals.applicable(names, cases["conv2d"], "fwd", "float64", "nchw", "cpu") == []
+    assert rivals.applicable(names, cases["conv2d"], "fwd", "float32", "channels_last", "cpu") == []
+
+
+def _eager_rival(delta):
+    """A rival that runs the row's torch module itself, off by ``delta``: through the same path as the
+    real ones (build, check, time)."""
+    def build(subject, threads):
+        def run():
+            with torch.no_grad():
+                return subject.module(subject.x) + delta
+        return run
+    return build
+
+
+def test_a_rival_that_fails_its_check_is_reported_and_not_timed(monkeypatch, quick_timing):
+    monkeypatch.setitem(rivals.BUILDERS, "onnxruntime", _eager_rival(0.0))
+    monkeypatch.setitem(rivals.BUILDERS, "openvino", _eager_rival(1e-3))
+    case = suites.suite_cases("lenet", batch=2, ops=("conv2d_relu_max_pool2d",))[0]
+    peaks = {"flops": {"float32": 1e11}, "bytes": 1e10}
+    row = runner.run_case(case, "fwd", "float32", "nchw", "cpu", 2, 1, peaks, runner.cnnfast_impl(),
+                          runner.reference_impl(), (torch.float32,))
+    prepare = lambda: runner.Prepared(case, "fwd", torch.float32, "nchw", "cpu")  # noqa: E731
+    rivals.Rivals(["onnxruntime", "openvino"], torch.get_num_threads(), 2, 1).add(row, case, prepare)
+    good, bad = row["rivals"]["onnxruntime"], row["rivals"]["openvino"]
+    assert good["status"] == "ok" and good["error"]["passed"] and good["error"]["max_abs"] < 1e-5
+    assert good["ratio"] == pytest.approx(good["time"]["median_s"] / row["cnnfast"]["median_s"])
+    assert bad["status"] == "fail" and not bad["passed"] and "tolerance" in bad["message"]
+    assert bad["error"]["max_abs"] == pytest.approx(1e-3, rel=1e-2)
+    assert "time" not in bad and "ratio" not in bad
+    assert row["fastest_rival"] == {"name": "onnxruntime", "ratio": good["ratio"]}
+    doc = {"command": "cnnfast bench", "environment": report.environment("cpu", 2, False),
+           "settings": {"batch": {"lenet": 2}, "repeat": 2, "warmup": 1, "rivals": ["onnxruntime", "openvino"]},
+           "peaks": peaks, "rows": [row]}
+    doc["suites"] = report.suite_summaries(doc["rows"])
+    text = report.format_report(doc, color=True)
+    assert "onnxruntime/cnnfast" in text and "openvino/cnnfast" in text
+    assert any(line.startswith(report.RED) and "openvino FAILED its check on lenet conv2d_relu_max_pool2d" in line
+               for line in text.splitlines())
+    assert doc["suites"]["lenet"]["rivals_geomean"] == {"onnxruntime": pytest.approx(good["ratio"]), "openvino": None}
+
+
+def test_a_training_rival_is_checked_on_every_gradient(monkeypatch, quick_timing):
+    """The training step's check holds a rival to the loss and every parameter's gradient: a layer off
+    by 1e-3 fails it, the plain model (eager, through the same path) passes."""
+    ref = runner.reference_impl()
+
+    def scaled_conv(model, fuse=False):
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.register_forward_hook(lambda mod, inp, out: out * (1 + 1e-3))
+        return model
+
+    case = suites.suite_cases("lenet", batch=2, ops=("model",))[0]
+    peaks = {"flops": {"float32": 1e11}, "bytes": 1e10}
+    row = runner.run_case(case, "fwdbwd", "float32", "nchw", "cpu", 2, 1, peaks, runner.cnnfast_impl(), ref,
+                          (torch.float32,))
+    prepare = lambda: runner.Prepared(case, "fwdbwd", torch.float32, "nchw", "cpu")  # noqa: E731
+    for convert, status in ((ref.convert, "ok"), (scaled_conv, "fail")):
+        impl = runner.Impl("inductor", ref.conv2d, ref.conv2d_relu, ref.max_pool2d, ref.relu, convert)
+        monkeypatch.setitem(rivals.TRAINING_IMPLS, "inductor", lambda impl=impl: impl)
+        row.pop("rivals", None)
+        rivals.Rivals(["onnxruntime", "inductor"], torch.get_num_threads(), 2, 1).add(row, case, prepare)
+        assert list(row["rivals"]) == ["inductor"]  # ONNX Runtime runs no training step
+        entry = row["rivals"]["inductor"]
+        assert entry["status"] == status, entry["message"]
+        assert ("ratio" in entry) == (status == "ok")

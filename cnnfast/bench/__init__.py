@@ -4,6 +4,7 @@ Each suite is the list of distinct (op, shape, arguments) cases read from a real
 once with hooks, plus the whole model (inference forward and training step, converted against
 unconverted). Every row is checked against a float64 computation and timed interleaved with the
 reference; the table shows times, speed-ups, achieved rates, the roofline floor and the errors.
+``--rivals`` adds other runtimes (ONNX Runtime, OpenVINO, torch.compile) on the same rows.
 ``--device cuda --predict`` prints FLOPs, bytes and roofline floors for a datasheet GPU, measuring
 nothing.
 
@@ -18,6 +19,7 @@ DIRECTIONS = ("fwd", "bwd", "fwdbwd")
 DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64")
 LAYOUTS = ("nchw", "channels_last")
 GPU_NAMES = ("h100-sxm", "a100-sxm4-80gb")
+RIVAL_NAMES = ("onnxruntime", "openvino", "inductor")
 DEFAULT_REPEAT = 7
 DEFAULT_WARMUP = 2
 
@@ -54,6 +56,12 @@ def add_arguments(parser):
                              "for a datasheet GPU, measuring nothing (works without a GPU)")
     parser.add_argument("--gpu", type=comma_list(GPU_NAMES), default=list(GPU_NAMES),
                         help=f"datasheet GPUs for --predict: {', '.join(GPU_NAMES)} or all (default: all)")
+    parser.add_argument("--rivals", type=comma_list(RIVAL_NAMES), default=[],
+                        help=f"comma-separated other CPU runtimes to check and time against cnnfast: "
+                             f"{', '.join(RIVAL_NAMES)} or all, on the float32 NCHW forward rows of the conv and "
+                             "pooling layers and of the models (inductor also on the models' training steps); "
+                             "the row gains rival time / cnnfast time. ONNX Runtime and OpenVINO need the rivals "
+                             "extra: pip install 'cnnfast[rivals]' (default: none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs and weights (default: 0)")
     parser.add_argument("--cpu-isa", choices=("avx512", "avx2", "default"), default=None, dest="cpu_isa",
                         help="run cnnfast and torch both on at most this instruction set: lowers cnnfast's "

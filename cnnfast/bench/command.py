@@ -7,7 +7,7 @@ import time
 import torch
 
 from . import report, roofline, suites, timing
-from .runner import DTYPES, cnnfast_impl, cnnfast_supported_dtypes, reference_impl, run_case
+from .runner import DTYPES, Prepared, cnnfast_impl, cnnfast_supported_dtypes, reference_impl, run_case
 
 
 def _usage_error(msg):
@@ -39,6 +39,7 @@ def _settings(args, device, batches, threads, tf32):
         "dtypes": args.dtype, "layouts": args.memory_format, "batch": batches, "repeat": args.repeat,
         "warmup": args.warmup, "threads": threads, "tf32": tf32, "seed": args.seed,
         "time_limit": getattr(args, "time_limit", None), "cpu_isa": getattr(args, "cpu_isa", None),
+        "rivals": list(getattr(args, "rivals", None) or []),
     }
 
 
@@ -59,6 +60,16 @@ def main(args, out=None):
         if parent and not os.path.isdir(parent):
             return _usage_error(f"cannot write {path}: no directory {parent}")
     device = args.device or best_device()
+    rival_names = list(getattr(args, "rivals", None) or [])
+    if rival_names:
+        from . import rivals  # noqa: PLC0415
+
+        if args.predict or device != "cpu":
+            return _usage_error(f"--rivals runs {', '.join(rival_names)} on the CPU: use it with --device cpu"
+                                + (" and without --predict" if args.predict else ""))
+        problem = rivals.missing(rival_names)
+        if problem:
+            return _usage_error(problem)
     if device == "cuda" and not args.predict:
         if not torch.cuda.is_available():
             return _usage_error("no CUDA device is present here; `--device cuda --predict` prints roofline "
@@ -95,6 +106,10 @@ def main(args, out=None):
     impl, ref_impl = cnnfast_impl(), reference_impl()
     if device == "cpu":
         doc["environment"]["threads_busy"] = _threads_busy(impl, ref_impl)
+    rival_runner = None
+    if rival_names:
+        doc["environment"]["rivals"] = rivals.versions(rival_names)
+        rival_runner = rivals.Rivals(rival_names, threads, args.repeat, args.warmup)
     print("\n".join(report.header_lines({**doc, "rows": [], "suites": {}})), file=out, flush=True)
     print(f"running {len(work)} rows ...", file=out, flush=True)
     rows = []
@@ -108,8 +123,11 @@ def main(args, out=None):
                                "dtype": t, "layout": lay} for c, d, t, lay in work[i:]]
             break
         bar.set_postfix_str(f"{case.suite} {case.op} {direction}", refresh=False)
-        rows.append(run_case(case, direction, dtype, layout, device, args.repeat, args.warmup, doc["peaks"],
-                             impl, ref_impl, supported, seed=args.seed))
+        row = run_case(case, direction, dtype, layout, device, args.repeat, args.warmup, doc["peaks"],
+                       impl, ref_impl, supported, seed=args.seed)
+        if rival_runner is not None:
+            rival_runner.add(row, case, lambda: Prepared(case, direction, DTYPES[dtype], layout, device, args.seed))
+        rows.append(row)
     bar.close()
     doc["rows"] = rows
     doc["suites"] = report.suite_summaries(rows)

@@ -153,8 +153,17 @@ def suite_summaries(rows):
             s["failed"] += 1
         if row.get("speedup") is not None:
             s["_speedups"].append(row["speedup"])
+        if row.get("rivals"):
+            s["rival_rows"] = s.get("rival_rows", 0) + 1
+            ratios = s.setdefault("_rivals", {})
+            for name, entry in row["rivals"].items():
+                ratios.setdefault(name, []).append(entry.get("ratio"))
+            s.setdefault("_fastest", []).append((row.get("fastest_rival") or {}).get("ratio"))
     for s in out.values():
         s["geomean_speedup"] = geomean(s.pop("_speedups"))
+        if "_rivals" in s:
+            s["rivals_geomean"] = {name: geomean(v) for name, v in s.pop("_rivals").items()}
+            s["fastest_rival_geomean"] = geomean(s.pop("_fastest"))
     return out
 
 
@@ -217,6 +226,8 @@ def header_lines(doc):
                  "fwd = inference forward, fwdbwd = training step (forward, loss, backward)")
     lines.append("rate: cnnfast's GFLOP/s (conv, models) or GB/s of minimal traffic (pool, relu); floor = "
                  "max(FLOPs/peak FLOP/s, minimal bytes/peak bytes/s); err: cnnfast vs a float64 PyTorch computation")
+    if st.get("rivals"):
+        lines.append(rivals_header(doc))
     return lines
 
 
@@ -229,6 +240,8 @@ def format_report(doc, color=False):
     for row, line in zip(doc["rows"], body):
         lines.append(_color(color, line, row["status"] in ("fail", "error")))
     lines.append(rule)
+    if doc["settings"].get("rivals"):
+        lines += [""] + rival_lines(doc, color) + [""]
     for suite, s in doc["suites"].items():
         gm = s["geomean_speedup"]
         text = (f"{suite}: geometric mean speed-up {gm:.2f}x over {s['rows'] - s['not_supported']} rows"
@@ -239,6 +252,81 @@ def format_report(doc, color=False):
     lines.append(_color(color, f"FAILED: {failed} row(s) do not match the reference" if failed else
                         "all rows match the reference", failed > 0))
     return "\n".join(lines)
+
+
+# --- rivals -------------------------------------------------------------------------------------------
+
+RIVAL_SETTINGS = {
+    "onnxruntime": "CPUExecutionProvider, {threads} intra-op threads, inter-op 1, no spinning, all graph optimizations",
+    "openvino": "CPU, INFERENCE_NUM_THREADS {threads}, PERFORMANCE_HINT LATENCY, f32 precision",
+    "inductor": "torch.compile default mode, static shapes, torch's {threads} threads",
+}
+
+
+def rivals_header(doc):
+    env, st = doc["environment"], doc["settings"]
+    parts = []
+    for name in st["rivals"]:
+        found = (env.get("rivals") or {}).get(name) or {}
+        version = " ".join(f"{p} {v}" for p, v in found.items() if v)
+        parts.append(f"{name} ({version}; {RIVAL_SETTINGS.get(name, '').format(threads=env['threads'])})")
+    return ("rivals: " + "; ".join(parts) + ". On the float32 NCHW forward rows of conv2d, conv2d_relu, "
+            "conv2d_relu_max_pool2d, max_pool2d and the models (the unconverted model in eval mode), from one ONNX "
+            "export for both ONNX runtimes, and inductor also on the models' training steps; each checked like "
+            "cnnfast, then timed alone after its warm-up; ratio = rival ms / cnnfast ms (> 1: cnnfast faster)")
+
+
+def _rival_cells(entry):
+    if entry is None:
+        return ["-", "-"]
+    if entry["status"] != "ok":
+        return ["FAIL" if entry["status"] == "fail" else "ERROR", "-"]
+    ratio = entry.get("ratio")
+    return [_ms(entry.get("time")), "-" if ratio is None else f"{ratio:.2f}x"]
+
+
+def rival_lines(doc, color=False):
+    """The rivals' table (one line per row that has them), their geometric means per suite, and every
+    rival that failed its check or could not run."""
+    names = doc["settings"]["rivals"]
+    rows = [r for r in doc["rows"] if r.get("rivals")]
+    if not rows:
+        return ["rivals: no row of this run has rivals (they run on float32 NCHW forward rows of the conv, "
+                "pooling and model cases, and inductor on the models' training steps, on the CPU)"]
+    headers = ["suite", "op", "shape and arguments", "dir", "cnnfast ms"]
+    for name in names:
+        headers += [f"{name} ms", f"{name}/cnnfast"]
+    headers.append("fastest rival")
+    cells = []
+    for r in rows:
+        c = [r["suite"], r["op"], r["args"], r["direction"], _ms(r.get("cnnfast"))]
+        for name in names:
+            c += _rival_cells(r["rivals"].get(name))
+        fastest = r.get("fastest_rival")
+        c.append(f"{fastest['name']} {fastest['ratio']:.2f}x" if fastest else "-")
+        cells.append(c)
+    head, rule, body = _table(headers, cells, "<<<<>" + ">>" * len(names) + ">")
+    lines = ["rival runtimes (ratio = rival ms / cnnfast ms: > 1 means cnnfast is faster)", head, rule]
+    for r, line in zip(rows, body):
+        lines.append(_color(color, line, any(e["status"] != "ok" for e in r["rivals"].values())))
+    lines.append(rule)
+    for suite, s in doc["suites"].items():
+        gms = s.get("rivals_geomean") or {}
+        if not gms:
+            continue
+        parts = [f"{n} {gms[n]:.2f}x" for n in names if gms.get(n) is not None]
+        fastest = s.get("fastest_rival_geomean")
+        lines.append(f"{suite}: geometric mean of rival ms / cnnfast ms: {', '.join(parts) or '-'}"
+                     + (f"; fastest rival of each row {fastest:.2f}x" if fastest is not None else "")
+                     + f" (over {s['rival_rows']} rows)")
+    bad = [(r, n, e) for r in rows for n, e in r["rivals"].items() if e["status"] != "ok"]
+    for r, n, e in bad:
+        verdict = "FAILED its check" if e["status"] == "fail" else "could not run"
+        lines.append(_color(color, f"{n} {verdict} on {r['suite']} {r['op']} {r['args']}: {e['message']} (not timed)",
+                            True))
+    if not bad:
+        lines.append("every rival matches the reference")
+    return lines
 
 
 # --- predictions --------------------------------------------------------------------------------
@@ -291,6 +379,9 @@ ERROR_KEYS = {"max_abs": float, "max_rel": float, "ref_max_abs": float, "passed"
 # "flops_probe" ("fma": cnnfast's FMA probe on the CPU, per dtype in "fma"; "matmul": a GPU's matrix
 # product); "matmul_flops" is the matrix product on either device; "fma" is None on a GPU.
 PEAKS_KEYS = {"flops": dict, "flops_probe": str, "matmul_flops": dict, "fma": dict, "bytes": float}
+# One rival's entry in a row's "rivals" (status "ok", "fail": its check failed, or "error": it could not
+# run); a checked one also holds "error" and "setup_s", a timed one "time" and "ratio".
+RIVAL_KEYS = {"status": str, "passed": bool, "message": str}
 FMA_KEYS = {"flops": float, "capability": str, "threads": int, "chains": int, "lanes": int}
 
 
@@ -331,6 +422,21 @@ def validate(doc):
                     _check_keys(row[side], SUMMARY_KEYS, f"rows[{i}].{side}", problems)
             if isinstance(row.get("error"), dict):
                 _check_keys(row["error"], ERROR_KEYS, f"rows[{i}].error", problems)
+        if isinstance(row.get("rivals"), dict):
+            for name, entry in row["rivals"].items():
+                where = f"rows[{i}].rivals[{name}]"
+                if not isinstance(entry, dict):
+                    problems.append(f"{where} is {type(entry).__name__}, expected dict")
+                    continue
+                _check_keys(entry, RIVAL_KEYS, where, problems)
+                if entry.get("status") in ("ok", "fail"):
+                    _check_keys(entry, {"error": dict, "setup_s": float}, where, problems)
+                if entry.get("status") == "ok":
+                    _check_keys(entry, {"time": dict, "ratio": float}, where, problems)
+                    if isinstance(entry.get("time"), dict):
+                        _check_keys(entry["time"], SUMMARY_KEYS, f"{where}.time", problems)
+            if "fastest_rival" not in row:
+                problems.append(f"rows[{i}]: rivals without 'fastest_rival'")
         if doc["kind"] == "predicted":
             if not isinstance(row.get("predicted"), dict):
                 problems.append(f"rows[{i}]: missing 'predicted'")
@@ -372,6 +478,7 @@ def write_plot(doc, path):
     rows = [r for r in doc["rows"] if r.get("speedup")]
     colors = {"fwd": "#4c72b0", "bwd": "#dd8452", "fwdbwd": "#55a868"}
     xs, heights, cols, labels, edge = [], [], [], [], []
+    rival_points = {}  # rival -> ([x], [rival ms / cnnfast ms])
     groups = []  # (suite, first x, last x)
     x = 0
     for suite in dict.fromkeys(r["suite"] for r in rows):
@@ -381,6 +488,11 @@ def write_plot(doc, path):
             heights.append(r["speedup"])
             cols.append(colors.get(r["direction"], "#888888"))
             edge.append("red" if not r["passed"] else "none")
+            for name, entry in (r.get("rivals") or {}).items():
+                if entry.get("ratio"):
+                    px, py = rival_points.setdefault(name, ([], []))
+                    px.append(x)
+                    py.append(entry["ratio"])
             lbl = r["op"] + " " + r["args"]
             if r["layout"] != "nchw" or len({q["layout"] for q in rows}) > 1:
                 lbl += " " + r["layout"]
@@ -391,12 +503,19 @@ def write_plot(doc, path):
         groups.append((suite, start, x - 1))
         x += 1.5
     fig, ax = plt.subplots(figsize=(max(8.0, 0.28 * len(xs) + 2), 7.5))
+    markers = {"onnxruntime": ("o", "#8172b3"), "openvino": ("s", "#c44e52"), "inductor": ("^", "#937860")}
+    rival_handles = []
     if xs:
         ax.bar(xs, heights, color=cols, edgecolor=edge, linewidth=1.5)
+        for name, (px, py) in rival_points.items():
+            marker, color = markers.get(name, ("x", "#333333"))
+            rival_handles.append(ax.scatter(px, py, marker=marker, color=color, s=18, zorder=3,
+                                            label=f"{name} ms / cnnfast ms"))
         ax.set_yscale("log")
         ax.set_xticks(xs)
         ax.set_xticklabels(labels, rotation=90, fontsize=6)
-        lo, hi = min(heights + [1.0]), max(heights + [1.0])
+        ratios = [v for _, py in rival_points.values() for v in py]
+        lo, hi = min(heights + ratios + [1.0]), max(heights + ratios + [1.0])
         ax.set_ylim(lo / 1.5, hi * 1.5)
         for suite, a, b in groups:
             ax.axvspan(a - 0.5, b + 0.5, color="#f2f2f2" if groups.index((suite, a, b)) % 2 else "white", zorder=0)
@@ -404,14 +523,17 @@ def write_plot(doc, path):
             ax.text((a + b) / 2, hi * 1.3, f"{suite}" + (f"\ngeomean {gm:.2f}x" if gm else ""),
                     ha="center", va="top", fontsize=8)
     ax.axhline(1.0, color="black", linewidth=1)
-    ax.set_ylabel("speed-up (torch time / cnnfast time, log scale)")
+    ax.set_ylabel("speed-up (torch time / cnnfast time, log scale)" if not rival_points else
+                  "log scale; bars: torch time / cnnfast time\nmarkers: rival time / cnnfast time")
     env = doc["environment"]
     ax.set_title(f"cnnfast vs PyTorch on {env['device'].upper()} ({env['device_name']}, {env['threads']} threads), "
                  f"{env['date']}", fontsize=9)
     from matplotlib.patches import Patch  # noqa: PLC0415
 
     used = dict.fromkeys(r["direction"] for r in rows)
-    ax.legend(handles=[Patch(color=colors[d], label=d) for d in used if d in colors], loc="lower right", fontsize=8)
+    # With rival markers spread over the whole height no corner is always free: let matplotlib pick.
+    ax.legend(handles=[Patch(color=colors[d], label=d) for d in used if d in colors] + rival_handles,
+              loc="best" if rival_handles else "lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -50,6 +50,19 @@ def interleaved(fn_a, fn_b, device, repeat, warmup=1, min_sample_s=1e-2):
     return samples_a, samples_b, inner
 
 
+def block(fn, device, repeat, warmup=1, min_sample_s=1e-2):
+    """Time ``fn`` alone: ``warmup`` calls, then ``repeat`` samples back to back, with the same rule for
+    repeating a short call inside a sample as :func:`interleaved`. For a runtime with its own thread
+    pool (a rival), so that all its samples run together and no other pool shares the cores then.
+    Returns (samples, inner) with samples in seconds per call."""
+    timer = Timer(device)
+    first = None
+    for _ in range(max(1, warmup)):
+        first = timer(fn)
+    inner = max(1, min(1000, int(min_sample_s / max(first, 1e-7))))
+    return [timer(fn, inner) for _ in range(repeat)], inner
+
+
 def summary(samples):
     """Median with the spread: quartiles, min, max (seconds) and the IQR relative to the median."""
     s = sorted(samples)
