@@ -45,7 +45,7 @@ inline int64_t ipv_offset(const IpvLayout& b, int64_t hp, int64_t wp) {
 
 // [N, C, H, W] -> the layout above (padding ph, pw; strides sh, sw), zero in the padding, in the
 // phases' slack and past the batch's end; a full block of float32 images by register transposes on
-// AVX-512 (a row at a time, through a scratch row when the columns split into phases).
+// AVX-512 or AVX2 (a row at a time, the columns split into phases as they are stored).
 // With keep (laid out as x), the elements where keep <= 0 are laid out as 0 (a gradient masked by the
 // ReLU output that keep is).
 template <typename T>
