@@ -70,3 +70,13 @@ def test_without_the_flag_each_side_runs_at_its_best():
     sets = isa.describe()
     assert sets["cnnfast"] == cnnfast.backends.cpu.capability
     assert sets["aten"] == torch.backends.cpu.get_cpu_capability()
+
+
+def test_the_rivals_line_says_which_rivals_are_lowered():
+    doc = {"environment": {"threads": 2, "rivals": {}}, "settings": {"rivals": ["onnxruntime", "openvino"]}}
+    assert "--cpu-isa" not in report.rivals_header(doc)
+    doc["settings"]["cpu_isa"] = "avx2"
+    line = report.rivals_header(doc)
+    assert "--cpu-isa avx2 lowers inductor and OpenVINO too, not ONNX Runtime" in line
+    doc["settings"]["rivals"] = ["inductor"]
+    assert "ONNX Runtime" not in report.rivals_header(doc).split("; --cpu-isa")[1]

@@ -273,7 +273,20 @@ def rivals_header(doc):
     return ("rivals: " + "; ".join(parts) + ". On the float32 NCHW forward rows of conv2d, conv2d_relu, "
             "conv2d_relu_max_pool2d, max_pool2d and the models (the unconverted model in eval mode), from one ONNX "
             "export for both ONNX runtimes, and inductor also on the models' training steps; each checked like "
-            "cnnfast, then timed alone after its warm-up; ratio = rival ms / cnnfast ms (> 1: cnnfast faster)")
+            "cnnfast, then timed alone after its warm-up; ratio = rival ms / cnnfast ms (> 1: cnnfast faster)"
+            + _rivals_isa_note(st))
+
+
+def _rivals_isa_note(st):
+    """Which rivals --cpu-isa lowers: inductor (torch's ATen and oneDNN) and OpenVINO (its oneDNN reads
+    ONEDNN_MAX_CPU_ISA: brgconv_avx2_f32 in place of brgconv_avx512_f32), not ONNX Runtime (MLAS picks
+    its kernels from the CPU alone)."""
+    if not st.get("cpu_isa"):
+        return ""
+    note = f"; --cpu-isa {st['cpu_isa']} lowers inductor and OpenVINO too"
+    if "onnxruntime" in st["rivals"]:
+        note += ", not ONNX Runtime (its MLAS kernels follow the CPU)"
+    return note
 
 
 def _rival_cells(entry):
