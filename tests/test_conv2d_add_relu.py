@@ -256,3 +256,101 @@ def test_conv2d_add_relu_second_derivative_raises():
     with pytest.raises(RuntimeError, match="cnnfast::conv2d_add_relu: second derivatives"):
         gr.sum().backward()
 
+
+# ---- CUDA kernels through the CUDA-on-CPU harness, and on a real device --------------------------
+# The CUDA op is conv2d's forward kernels (bias in their epilogue) followed by the add + ReLU kernel
+# (csrc/cuda/conv2d_add_relu_kernel.cuh); here that sequence runs on the CPU through the harness in
+# every dtype and storage order, and cnnfast::conv2d_add_relu on a CUDA device where there is one. Its
+# backward is relu_backward's and conv2d's kernels, tested in tests/test_relu.py and tests/test_conv2d.py.
+
+from cuda_harness import (  # noqa: E402,F401  (lib: a fixture)
+    DTYPES, EPS, EPS_ACC, P, assert_device_result, assert_within, float64_twins, from_nhwc, harness, lib,
+    needs_cuda, nhwc, run_orders)
+from test_conv2d import CONV_CASES, CONV_IDS, conv_sizes, rounded_inputs  # noqa: E402
+
+
+@harness
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
+def test_cuda_kernel_conv2d_add_relu_forward(lib, dtype, layout, case):
+    x, w, b = rounded_inputs(case, dtype, seed=4)
+    st, pad, dil, g = case[7:]
+    Kr = w.shape[1] * w.shape[2] * w.shape[3]
+    is_nhwc = layout == "nhwc"
+    conv64 = F.conv2d(x.double(), w.double(), b.double(), st, pad, dil, g)
+    mag = F.conv2d(x.double().abs(), w.double().abs(), b.double().abs(), st, pad, dil, g)
+    gen = torch.Generator().manual_seed(5)
+    r = (torch.randn(conv64.shape, generator=gen) * conv64.abs().mean()).to(dtype)
+    expect = (conv64 + r.double()).relu()
+    xs, ws, rs = (nhwc(x), nhwc(w), nhwc(r)) if is_nhwc else (x.contiguous(), w.contiguous(), r.contiguous())
+    N, K, Pq, Qq = conv64.shape
+    y = torch.empty((N, Pq, Qq, K) if is_nhwc else (N, K, Pq, Qq), dtype=dtype)
+    for tf32 in (0, 1) if dtype == torch.float32 else (0,):
+        def fwd():
+            lib.call("cnnfast_conv2d_forward", DTYPES[dtype], conv_sizes(case), int(is_nhwc), P(xs), P(ws), P(b),
+                     0, tf32, P(y))
+            lib.call("cnnfast_add_relu", DTYPES[dtype], P(rs), P(y), y.numel())
+            return [y]
+
+        (out,) = run_orders(lib, fwd)
+        out = from_nhwc(out) if is_nhwc else out
+        # The convolution's bound (its sum and one rounding to dtype), then the addition's rounding in
+        # float and to dtype; the ReLU moves no error.
+        input_rounding = 2 * 2.0**-11 * mag if tf32 else 0
+        bound = (EPS_ACC * (Kr + 2) * mag + input_rounding + EPS[dtype] * conv64.abs()
+                 + (EPS_ACC + EPS[dtype]) * (conv64 + r.double()).abs() + 1e-30)
+        assert_within(out, expect, bound, f"conv2d_add_relu forward tf32={tf32}")
+        assert (out >= 0).all()
+
+
+@harness
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_cuda_kernel_add_relu_vector_and_tail(lib, dtype):
+    # 16-byte vectors, the scalar tail, a misaligned start (the scalar path), NaN kept, -0.0 as torch.
+    for n, offset in ((1000, 0), (37, 0), (64, 1)):
+        gen = torch.Generator().manual_seed(n)
+        y0 = torch.randn(n + offset, generator=gen).to(dtype)
+        r0 = torch.randn(n + offset, generator=gen).to(dtype)
+        y0[offset + 3], r0[offset + 5] = float("nan"), float("nan")
+        y, r = y0.clone()[offset:], r0[offset:]
+
+        def run():
+            y.copy_(y0[offset:])
+            lib.call("cnnfast_add_relu", DTYPES[dtype], P(r), P(y), n)
+            return [y]
+
+        (out,) = run_orders(lib, run)
+        expect = torch.relu(y0[offset:].float() + r.float()).to(dtype)
+        assert torch.equal(out.isnan(), expect.isnan())
+        assert torch.equal(torch.nan_to_num(out), torch.nan_to_num(expect)), f"n={n} offset={offset}"
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
+def test_cuda_conv2d_add_relu_against_torch(dtype, channels_last, case, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    x, w, b = (t.cuda() for t in rounded_inputs(case, dtype))
+    if channels_last:
+        x, w = x.to(memory_format=torch.channels_last), w.to(memory_format=torch.channels_last)
+    N, C, _, _, K, R, S, st, pad, dil, g = case
+    r = torch.randn(F.conv2d(x, w, b, st, pad, dil, g).shape, device="cuda").to(dtype)
+    if channels_last:
+        r = r.contiguous(memory_format=torch.channels_last)
+    leaves = [t.requires_grad_() for t in (x, w, b, r)]
+    twins = float64_twins(*leaves)
+    out = torch.ops.cnnfast.conv2d_add_relu(x, w, b, r, list(st), list(pad), list(dil), g)
+    ref = (F.conv2d(x, w, b, st, pad, dil, g) + r).relu()
+    truth = (F.conv2d(*twins[:3], st, pad, dil, g) + twins[3]).relu()
+    what = f"conv2d_add_relu {case} {dtype} channels_last={channels_last}"
+    assert_device_result([out], [ref], [truth], [(C // g) * R * S + 1], dtype, what)
+    dy = torch.randn_like(ref)
+    got = torch.autograd.grad(out, leaves, dy)
+    theirs = torch.autograd.grad(ref, leaves, dy)
+    true = torch.autograd.grad(truth, twins, dy.double().cpu())
+    pq = truth.shape[0] * truth.shape[2] * truth.shape[3]
+    assert_device_result(got, theirs, true, [(K // g) * R * S, pq, pq, 1], dtype, what + " backward",
+                         torch_truth=None)
