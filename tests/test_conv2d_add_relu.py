@@ -87,6 +87,7 @@ DIRECT_PATHS = [
 def test_conv2d_add_relu_direct_paths_on_every_capability(monkeypatch, path, case):
     monkeypatch.setattr(cnnfast.backends.cpu, "capability", path)
     monkeypatch.setattr(cnnfast.backends.cpu, "images_per_vector", "off")
+    monkeypatch.setattr(cnnfast.backends.cpu, "winograd", "off")
     n, c, h, w, k, kernel, stride, padding = case
     run_add_relu_case(n, c, h, w, k, kernel, stride, padding)
     run_add_relu_case(n, c, h, w, k, kernel, stride, padding, bias=False, seed=1)
