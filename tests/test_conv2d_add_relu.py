@@ -75,7 +75,8 @@ def test_conv2d_add_relu_matches_torch(case, fmt):
 DIRECT_PATHS = [
     (2, 16, 9, 9, 32, 3, 2, 1),     # pixel tiles, copied out (the residual added by the copy)
     (2, 3, 12, 12, 130, 3, 1, 1),   # 130 output channels: past a register block and a work item's rows
-    (1, 160, 6, 6, 20, 3, 1, 1),    # a reduction of 1440: several GEMM slices, the residual added once
+    (1, 160, 6, 6, 20, 3, 1, 1),    # a reduction of 1440 (several GEMM slices) on pixel tiles
+    (1, 64, 4, 64, 8, 3, 1, 1),     # row tiles with a reduction of 576: the GEMM adds the residual once, at the end
     (2, 70, 5, 5, 13, 1, 1, 0),     # 1x1 stride 1: the GEMM writes the output
     (1, 3, 40, 96, 8, 7, 2, 3),     # 48 wide: row tiles, the GEMM writes the output
     (2, 2, 5, 112, 70, 3, 1, 1),    # 112 wide row tiles, a masked last vector
