@@ -26,6 +26,7 @@ ALLOWED_SPILLS: dict[str, str] = {}
 BLOCK_THREADS = {
     "relu_kernel": 256,
     "relu_backward_kernel": 256,
+    "add_relu_kernel": 256,
     "max_pool2d_forward_kernel": 256,
     "max_pool2d_backward_gather_kernel": 256,
     "max_pool2d_backward_planes_kernel": 256,

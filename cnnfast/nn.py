@@ -5,7 +5,7 @@ import torch
 
 from . import functional as F
 
-__all__ = ["Conv2d", "MaxPool2d", "ReLU", "Conv2dReLU", "Conv2dReLUMaxPool2d"]
+__all__ = ["Conv2d", "MaxPool2d", "ReLU", "Conv2dReLU", "Conv2dAddReLU", "Conv2dReLUMaxPool2d"]
 
 
 class Conv2d(torch.nn.Conv2d):
@@ -28,6 +28,32 @@ class Conv2dReLU(Conv2d):
             input = torch.nn.functional.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             return F.conv2d_relu(input, weight, bias, self.stride, 0, self.dilation, self.groups)
         return F.conv2d_relu(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class Conv2dAddReLU(Conv2d):
+    """``Conv2d`` whose forward also takes the residual: ``relu(conv2d(input) + residual)`` by the fused
+    conv2d_add_relu op (a ResNet block's tail; made by ``cnnfast.convert(model, fuse=True)``). Same
+    parameters and state_dict keys as :class:`torch.nn.Conv2d`. A residual that is not of the
+    convolution output's shape and dtype (one that broadcasts, or promotes) is added by torch after the
+    convolution instead, so the result is always ``relu(conv(input) + residual)``."""
+
+    def forward(self, input, residual):
+        if residual.shape != self._output_shape(input) or residual.dtype != input.dtype:
+            return torch.relu(super().forward(input) + residual)
+        padding = self.padding
+        if self.padding_mode != "zeros":
+            input = torch.nn.functional.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            padding = 0
+        return F.conv2d_add_relu(input, self.weight, self.bias, residual, self.stride, padding, self.dilation,
+                                 self.groups)
+
+    def _output_shape(self, input):
+        size = list(input.shape[-2:])
+        if self.padding != "same":
+            pad = (0, 0) if self.padding == "valid" else self.padding
+            size = [(n + 2 * p - d * (k - 1) - 1) // s + 1
+                    for n, p, d, k, s in zip(size, pad, self.dilation, self.kernel_size, self.stride)]
+        return torch.Size([*input.shape[:-3], self.out_channels, *size])
 
 
 class Conv2dReLUMaxPool2d(Conv2d):

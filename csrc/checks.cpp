@@ -187,6 +187,18 @@ ConvPoolProblem make_conv2d_relu_max_pool2d_backward_problem(
   return cp;
 }
 
+Conv2dProblem make_conv2d_add_relu_problem(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                                           const std::optional<at::Tensor>& bias, const at::Tensor& residual,
+                                           at::IntArrayRef stride, at::IntArrayRef padding,
+                                           at::IntArrayRef dilation, int64_t groups, DtypeList supported) {
+  const Conv2dProblem p =
+      make_conv2d_problem(op, input, weight, bias, stride, padding, dilation, groups, supported);
+  TORCH_CHECK(residual.defined(), op, ": residual is an undefined tensor");
+  check_same_dtype_device(op, "residual", residual, "input", input);
+  check_same_size(op, "residual", residual, "the convolution's output", {p.N, p.K, p.P, p.Q});
+  return p;
+}
+
 Conv2dProblem make_conv2d_backward_problem(const char* op, const at::Tensor& grad_output,
                                            const std::optional<at::Tensor>& output, const at::Tensor& input,
                                            const at::Tensor& weight, at::IntArrayRef stride,

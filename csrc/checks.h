@@ -20,6 +20,13 @@ Conv2dProblem make_conv2d_problem(const char* op, const at::Tensor& input, const
                                   at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                                   DtypeList supported);
 
+// conv2d_add_relu: the convolution's checks, then residual against its output [N, K, P, Q] (size,
+// dtype and device).
+Conv2dProblem make_conv2d_add_relu_problem(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                                           const std::optional<at::Tensor>& bias, const at::Tensor& residual,
+                                           at::IntArrayRef stride, at::IntArrayRef padding,
+                                           at::IntArrayRef dilation, int64_t groups, DtypeList supported);
+
 // The names a pooling's window arguments have in an op's schema (the words of its errors).
 struct PoolArgNames {
   const char* kernel_size = "kernel_size";

@@ -22,6 +22,17 @@ TORCH_LIBRARY(cnnfast, m) {
   m.def("conv2d_relu_backward(Tensor grad_output, Tensor output, Tensor input, Tensor weight, int[2] stride, "
         "int[2] padding, int[2] dilation, int groups, bool[3] output_mask) -> (Tensor, Tensor, Tensor)",
         tags);
+  // relu(conv2d(...) + residual) in one pass (a ResNet block's tail): residual has the convolution's
+  // output size, dtype and device.
+  m.def("conv2d_add_relu(Tensor input, Tensor weight, Tensor? bias, Tensor residual, int[2] stride, "
+        "int[2] padding, int[2] dilation, int groups) -> Tensor",
+        tags);
+  // Gradients of conv2d_add_relu from its output (the ReLU mask, as conv2d_relu_backward's); output_mask
+  // selects (grad_input, grad_weight, grad_bias, grad_residual). grad_residual is the masked grad_output.
+  m.def("conv2d_add_relu_backward(Tensor grad_output, Tensor output, Tensor input, Tensor weight, "
+        "int[2] stride, int[2] padding, int[2] dilation, int groups, bool[4] output_mask) "
+        "-> (Tensor, Tensor, Tensor, Tensor)",
+        tags);
   // max_pool2d(relu(conv2d(...))) in one op: (output, indices), the indices into the planes of the
   // convolution's [N, K, P, Q] output (h * Q + w), as max_pool2d would give on that output. Without
   // return_indices the indices are an empty int64 tensor (none written: inference needs none; under

@@ -66,6 +66,46 @@ def test_conv2d_bad_input(op, what, call, words):
         assert w in str(info.value), f"{what}: {w!r} not in {info.value}"
 
 
+def _add_relu(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """conv2d_add_relu with a residual of the right shape when torch can give one (the conv2d table's
+    calls then fail on the same argument), else of any shape."""
+    try:
+        shape = torch.nn.functional.conv2d(x.float(), w.float(), None, stride, padding, dilation, groups).shape
+    except Exception:
+        shape = (1,)
+    return F.conv2d_add_relu(x, w, b, torch.randn(shape, dtype=x.dtype if x.dtype.is_floating_point else None),
+                             stride, padding, dilation, groups)
+
+
+@pytest.mark.parametrize("what,call,words", CONV_ERRORS, ids=[c[0] for c in CONV_ERRORS])
+def test_conv2d_add_relu_bad_conv_arguments(what, call, words):
+    original = F.conv2d
+    try:
+        F.conv2d = _add_relu
+        with pytest.raises((RuntimeError, TypeError, ValueError)) as info:
+            call()
+    finally:
+        F.conv2d = original
+    for w in words:
+        assert w in str(info.value), f"{what}: {w!r} not in {info.value}"
+
+
+@pytest.mark.parametrize("what,residual,words", [
+    ("size", x4(2, 4, 6, 5), ["cnnfast::conv2d_add_relu", "residual", "[2, 4, 6, 6]", "[2, 4, 6, 5]"]),
+    ("broadcast size", x4(1, 4, 1, 1), ["residual", "[2, 4, 6, 6]", "[1, 4, 1, 1]"]),
+    ("dtype", x4(2, 4, 6, 6, dtype=torch.float64), ["residual.dtype=Double", "input.dtype=Float"]),
+    ("device", torch.empty(2, 4, 6, 6, device="meta"), ["residual", "same device", "meta"]),
+])
+def test_conv2d_add_relu_bad_residual(what, residual, words):
+    x, w = x4(2, 3, 8, 8), x4(4, 3, 3, 3)
+    for call in (lambda: F.conv2d_add_relu(x, w, None, residual),
+                 lambda: torch.ops.cnnfast.conv2d_add_relu(x, w, None, residual, [1, 1], [0, 0], [1, 1], 1)):
+        with pytest.raises(RuntimeError) as info:
+            call()
+        for word in words:
+            assert word in str(info.value), f"{what}: {word!r} not in {info.value}"
+
+
 def test_conv2d_padding_string_errors():
     with pytest.raises(ValueError, match="padding='same' is not supported for strided convolutions"):
         F.conv2d(x4(1, 3, 8, 8), x4(4, 3, 3, 3), stride=2, padding="same")
@@ -136,6 +176,7 @@ def test_a_failed_call_writes_nothing():
 DOUBLE_BACKWARD = {
     "conv2d": lambda x, w: cnnfast.functional.conv2d(x, w, padding=1),
     "conv2d_relu": lambda x, w: cnnfast.functional.conv2d_relu(x, w, padding=1),
+    "conv2d_add_relu": lambda x, w: cnnfast.functional.conv2d_add_relu(x, w, None, x[:, :1].expand(-1, 4, -1, -1) * w.sum(), padding=1),
     "conv2d_relu_max_pool2d": lambda x, w: cnnfast.functional.conv2d_relu_max_pool2d(x, w, padding=1, kernel_size=2),
     "max_pool2d": lambda x, w: cnnfast.functional.max_pool2d(x * w.sum(), 2),
     "relu": lambda x, w: cnnfast.functional.relu(x * w.sum()),
@@ -143,6 +184,7 @@ DOUBLE_BACKWARD = {
 REFERENCE = {
     "conv2d": lambda x, w: torch.nn.functional.conv2d(x, w, padding=1),
     "conv2d_relu": lambda x, w: torch.relu(torch.nn.functional.conv2d(x, w, padding=1)),
+    "conv2d_add_relu": lambda x, w: torch.relu(torch.nn.functional.conv2d(x, w, padding=1) + x[:, :1].expand(-1, 4, -1, -1) * w.sum()),
     "conv2d_relu_max_pool2d": lambda x, w: torch.nn.functional.max_pool2d(
         torch.relu(torch.nn.functional.conv2d(x, w, padding=1)), 2),
     "max_pool2d": lambda x, w: torch.nn.functional.max_pool2d(x * w.sum(), 2),

@@ -22,7 +22,7 @@ def _cases(torch, F, tF):
     def grads(out, ref, leaves_a, leaves_b, gy):
         ga = torch.autograd.grad(out, leaves_a, gy)
         gb = torch.autograd.grad(ref, leaves_b, gy)
-        return list(zip(("grad input", "grad weight", "grad bias")[: len(ga)], ga, gb))
+        return list(zip(("grad input", "grad weight", "grad bias", "grad residual")[: len(ga)], ga, gb))
 
     def conv_inputs(device, dtype, n, c, h, w, k, r, groups=1, channels_last=False, bias=True):
         g = torch.Generator().manual_seed(0)
@@ -47,6 +47,16 @@ def _cases(torch, F, tF):
                 elif op == "conv2d_relu":
                     out = F.conv2d_relu(xa, wa, ba, stride, padding, 1, groups)
                     ref = torch.relu(tF.conv2d(xb, wb, bb, stride, padding, 1, groups))
+                elif op == "conv2d_add_relu":
+                    shape = tF.conv2d(x, w, b, stride, padding, 1, groups).shape
+                    r = torch.randn(shape, generator=torch.Generator().manual_seed(6)).to(device, dtype)
+                    if channels_last:
+                        r = r.contiguous(memory_format=torch.channels_last)
+                    ra, rb = r.clone().requires_grad_(), r.clone().requires_grad_()
+                    out = F.conv2d_add_relu(xa, wa, ba, ra, stride, padding, 1, groups)
+                    ref = torch.relu(tF.conv2d(xb, wb, bb, stride, padding, 1, groups) + rb)
+                    gy = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1)).to(device, dtype)
+                    return [("output", out, ref)] + grads(out, ref, (xa, wa, ba, ra), (xb, wb, bb, rb), gy)
                 else:  # conv2d_relu_max_pool2d
                     out = F.conv2d_relu_max_pool2d(xa, wa, ba, stride, padding, 1, groups, kernel_size=2)
                     ref = tF.max_pool2d(torch.relu(tF.conv2d(xb, wb, bb, stride, padding, 1, groups)), 2)
@@ -90,6 +100,8 @@ def _cases(torch, F, tF):
         ("conv2d float32 depthwise", f32, False, conv_case("conv2d", groups=8, c=8, k=8)),
         ("conv2d_relu float32", f32, False, conv_case("conv2d_relu")),
         ("conv2d_relu float16", f16, True, conv_case("conv2d_relu")),
+        ("conv2d_add_relu float32 channels_last", f32, False, conv_case("conv2d_add_relu", channels_last=True)),
+        ("conv2d_add_relu float16", f16, True, conv_case("conv2d_add_relu")),
         ("max_pool2d float32 nchw", f32, False, pool_case()),
         ("max_pool2d float16 channels_last", f16, True, pool_case(channels_last=True)),
         ("relu float32", f32, False, relu_case),

@@ -10,6 +10,7 @@
 #include <torch/library.h>
 
 #include "autograd/conv2d.h"
+#include "autograd/conv2d_add_relu.h"
 #include "autograd/conv2d_relu_max_pool2d.h"
 #include "autograd/max_pool2d.h"
 #include "autograd/relu.h"
@@ -19,6 +20,7 @@ namespace cnnfast::autograd {
 TORCH_LIBRARY_IMPL(cnnfast, Autograd, m) {
   m.impl("conv2d", &conv2d_autograd);
   m.impl("conv2d_relu", &conv2d_relu_autograd);
+  m.impl("conv2d_add_relu", &conv2d_add_relu_autograd);
   m.impl("conv2d_relu_max_pool2d", &conv2d_relu_max_pool2d_autograd);
   m.impl("max_pool2d", &max_pool2d_autograd);
   m.impl("relu", &relu_autograd);

@@ -26,6 +26,11 @@ using ConvBackwardSig = Grads3(const at::Tensor&, const at::Tensor&, const at::T
                                at::IntArrayRef, at::IntArrayRef, int64_t, std::array<bool, 3>);
 using ConvReluBackwardSig = Grads3(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                    at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, int64_t, std::array<bool, 3>);
+using ConvAddSig = at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                              const at::Tensor&, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, int64_t);
+using ConvAddBackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, at::IntArrayRef, at::IntArrayRef,
+    at::IntArrayRef, int64_t, std::array<bool, 4>);
 using PoolSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, at::IntArrayRef, at::IntArrayRef,
                                                     at::IntArrayRef, at::IntArrayRef, bool);
 using PoolBackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, at::IntArrayRef,
@@ -56,6 +61,8 @@ CNNFAST_OP(conv2d_op, ConvSig, "cnnfast::conv2d")
 CNNFAST_OP(conv2d_relu_op, ConvSig, "cnnfast::conv2d_relu")
 CNNFAST_OP(conv2d_backward_op, ConvBackwardSig, "cnnfast::conv2d_backward")
 CNNFAST_OP(conv2d_relu_backward_op, ConvReluBackwardSig, "cnnfast::conv2d_relu_backward")
+CNNFAST_OP(conv2d_add_relu_op, ConvAddSig, "cnnfast::conv2d_add_relu")
+CNNFAST_OP(conv2d_add_relu_backward_op, ConvAddBackwardSig, "cnnfast::conv2d_add_relu_backward")
 CNNFAST_OP(conv2d_relu_max_pool2d_op, ConvPoolSig, "cnnfast::conv2d_relu_max_pool2d")
 CNNFAST_OP(conv2d_relu_max_pool2d_backward_op, ConvPoolBackwardSig, "cnnfast::conv2d_relu_max_pool2d_backward")
 CNNFAST_OP(max_pool2d_op, PoolSig, "cnnfast::max_pool2d")

@@ -1,8 +1,8 @@
-// torch.autocast on CUDA for cnnfast::conv2d, conv2d_relu and conv2d_relu_max_pool2d: floating CUDA arguments
-// (except float64) are cast to the autocast dtype, as torch does for torch.nn.functional.conv2d
-// (a "lower precision" op), then the op is called again with autocast excluded; autograd records
-// the casts, so gradients reach the original dtypes. relu and max_pool2d run in their input dtype,
-// as torch's do.
+// torch.autocast on CUDA for cnnfast::conv2d, conv2d_relu, conv2d_add_relu and conv2d_relu_max_pool2d:
+// floating CUDA arguments (except float64; conv2d_add_relu's residual included) are cast to the autocast
+// dtype, as torch does for torch.nn.functional.conv2d (a "lower precision" op), then the op is called
+// again with autocast excluded; autograd records the casts, so gradients reach the original dtypes.
+// relu and max_pool2d run in their input dtype, as torch's do.
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
@@ -38,6 +38,22 @@ at::Tensor conv_autocast(const at::Tensor& input, const at::Tensor& weight, cons
   return op.call(cast(input, dtype), cast(weight, dtype), b, stride, padding, dilation, groups);
 }
 
+at::Tensor conv_add_relu_autocast(const at::Tensor& input, const at::Tensor& weight,
+                                  const std::optional<at::Tensor>& bias, const at::Tensor& residual,
+                                  at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                                  int64_t groups) {
+  using Signature = at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                               const at::Tensor&, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, int64_t);
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
+  const at::ScalarType dtype = at::autocast::get_autocast_dtype(at::kCUDA);
+  static const auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("cnnfast::conv2d_add_relu", "").typed<Signature>();
+  std::optional<at::Tensor> b = bias;
+  if (b && b->defined()) b = cast(*b, dtype);
+  return op.call(cast(input, dtype), cast(weight, dtype), b, cast(residual, dtype), stride, padding, dilation,
+                 groups);
+}
+
 std::tuple<at::Tensor, at::Tensor> conv_pool_autocast(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, at::IntArrayRef kernel_size,
@@ -64,6 +80,7 @@ constexpr char kConv2dRelu[] = "cnnfast::conv2d_relu";
 TORCH_LIBRARY_IMPL(cnnfast, AutocastCUDA, m) {
   m.impl("conv2d", &conv_autocast<kConv2d>);
   m.impl("conv2d_relu", &conv_autocast<kConv2dRelu>);
+  m.impl("conv2d_add_relu", &conv_add_relu_autocast);
   m.impl("conv2d_relu_max_pool2d", &conv_pool_autocast);
 }
 

@@ -1,6 +1,7 @@
 // C entry points of cnnfast's CUDA kernels built for the CPU harness (g++, no torch header), for the
 // per-op tests (tests/test_<op>.py, through tests/cuda_harness.py and ctypes). dtype: 0 float,
 // 1 half, 2 bfloat16 (storage types).
+#include "cuda/conv2d_add_relu_kernel.cuh"
 #include "cuda/conv2d_wmma_kernel.cuh"
 #include "cuda/max_pool2d_kernel.cuh"
 #include "cuda/relu_kernel.cuh"
@@ -57,6 +58,15 @@ int cnnfast_relu_backward(int dtype, const void* dy, const void* y, void* dx, lo
     with_type(dtype, [&](auto* tag) {
       cnnfast::cuda::relu_backward(static_cast<const CNNFAST_T*>(dy), static_cast<const CNNFAST_T*>(y),
                                    static_cast<CNNFAST_T*>(dx), n, nullptr);
+    });
+  });
+}
+
+// conv2d_add_relu's tail: y = relu(y + residual) in place.
+int cnnfast_add_relu(int dtype, const void* residual, void* y, long long n) {
+  return guarded([&] {
+    with_type(dtype, [&](auto* tag) {
+      cnnfast::cuda::add_relu(static_cast<const CNNFAST_T*>(residual), static_cast<CNNFAST_T*>(y), n, nullptr);
     });
   });
 }

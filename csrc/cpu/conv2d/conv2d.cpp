@@ -18,20 +18,20 @@ namespace cnnfast::cpu {
 
 template <typename T>
 void conv2d_forward(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu,
-                    const Settings& s) {
+                    const Settings& s, const T* residual) {
   const Capability cap = s.capability;
   switch (conv2d_forward_path(p, s, std::is_same_v<T, float>)) {
     case Conv2dForwardPath::kWinograd:
-      if constexpr (std::is_same_v<T, float>) winograd_forward(p, x, WinoWeight{w, false}, b, y, relu, cap);
+      if constexpr (std::is_same_v<T, float>) winograd_forward(p, x, WinoWeight{w, false}, b, y, relu, cap, residual);
       return;
     case Conv2dForwardPath::kImagesPerVector:
-      if constexpr (std::is_same_v<T, float>) forward_ipv(p, x, w, b, y, relu, cap);
+      if constexpr (std::is_same_v<T, float>) forward_ipv(p, x, w, b, y, relu, cap, residual);
       return;
     case Conv2dForwardPath::kPointwise:
-      forward_pointwise(p, x, w, b, y, relu, cap);
+      forward_pointwise(p, x, w, b, y, relu, cap, residual);
       return;
     case Conv2dForwardPath::kDirect:
-      forward_direct(p, x, w, b, y, relu, cap);
+      forward_direct(p, x, w, b, y, relu, cap, residual);
       return;
   }
 }
@@ -135,7 +135,8 @@ void channel_sums(const T* x, int64_t N, int64_t C, int64_t plane, T* s) {
 }
 
 #define CNNFAST_INSTANTIATE(T)                                                                          \
-  template void conv2d_forward<T>(const Conv2dProblem&, const T*, const T*, const T*, T*, bool, const Settings&); \
+  template void conv2d_forward<T>(const Conv2dProblem&, const T*, const T*, const T*, T*, bool, const Settings&,  \
+                                  const T*);                                                                   \
   template void conv2d_backward<T>(const Conv2dProblem&, const T*, const T*, const T*, const T*, T*, T*, T*,    \
                                    const Settings&);                                                           \
   template void channel_sums<T>(const T*, int64_t, int64_t, int64_t, T*);

@@ -13,10 +13,11 @@
 
 namespace cnnfast::cpu {
 
-// y [N, K, P, Q] = conv2d(x, w) + b (b may be null), then ReLU when relu is set.
+// y [N, K, P, Q] = conv2d(x, w) + b (b may be null) + residual (laid out as y; may be null), then ReLU
+// when relu is set. Each path adds the residual where it writes the output (conv2d_add_relu).
 template <typename T>
 void conv2d_forward(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu,
-                    const Settings& s);
+                    const Settings& s, const T* residual = nullptr);
 
 // The gradients from dy [N, K, P, Q]: dx [N, C, H, W], dw [K, C/groups, R, S] and db [K], each computed
 // when its pointer is not null (every element written). With relu_out (the output of conv2d_relu), dy

@@ -139,7 +139,8 @@ Buffer<T> flipped_weight(const Conv2dProblem& p, const T* w) {
 }
 
 template <typename T>
-void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu, Capability cap) {
+void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu, Capability cap,
+                    const T* residual) {
   const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), red = p.reduction();
   const PhaseLayout l = phase_layout(p);
   const int64_t Wp = l.Wh, plane = l.plane, PQ = p.P * p.Q;
@@ -153,6 +154,7 @@ void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, 
       a.N = p.Q;
       a.b = xp.data() + (n * p.C + g * Cg) * plane + oh * Wp, a.b_off = boff.data();
       a.c = y + (n * p.K + g * Kg + k0) * PQ + oh * p.Q, a.ldc = PQ;
+      if (residual) a.res = residual + (a.c - y), a.ldr = PQ;
     });
     return;
   }
@@ -172,17 +174,31 @@ void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, 
       a.b = xp.data() + (n * p.C + g * Cg) * plane + v0, a.b_off = boff.data();
       a.c = tmp.data(), a.ldc = kTile;
       a.init = b ? b + g * Kg + k0 : nullptr;
-      a.relu = relu;
+      // The tile's columns run on the phase width, not the output's, so the residual is added (and
+      // then the ReLU applied) by the copy out, which already visits each output element once.
+      a.relu = relu && !residual;
       gemm(cap, a);
       // Valid columns (ow < Q) of each padded row the tile covers.
-      T* yg = y + (n * p.K + g * Kg + k0) * PQ;
+      const int64_t yoff = (n * p.K + g * Kg + k0) * PQ;
+      T* yg = y + yoff;
       for (int64_t v = v0; v < v0 + len;) {
         const int64_t oh = v / Wp, ow = v % Wp;
         const int64_t run = std::min(v0 + len - v, Wp - ow);
         const int64_t valid = std::max<int64_t>(0, std::min(run, p.Q - ow));
         if (valid > 0) {
-          for (int64_t k = 0; k < k1 - k0; ++k)
-            std::memcpy(yg + k * PQ + oh * p.Q + ow, tmp.data() + k * kTile + (v - v0), valid * sizeof(T));
+          for (int64_t k = 0; k < k1 - k0; ++k) {
+            T* dst = yg + k * PQ + oh * p.Q + ow;
+            const T* src = tmp.data() + k * kTile + (v - v0);
+            if (residual) {
+              const T* r = residual + yoff + k * PQ + oh * p.Q + ow;
+              for (int64_t j = 0; j < valid; ++j) {
+                const T sum = src[j] + r[j];
+                dst[j] = (relu && sum < T(0)) ? T(0) : sum;
+              }
+            } else {
+              std::memcpy(dst, src, valid * sizeof(T));
+            }
+          }
         }
         v += run;
       }
@@ -192,7 +208,8 @@ void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, 
 
 // Reads the input itself as its B matrix.
 template <typename T>
-void forward_pointwise(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu, Capability cap) {
+void forward_pointwise(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu, Capability cap,
+                       const T* residual) {
   const int64_t PQ = p.P * p.Q, tiles = (PQ + kTile - 1) / kTile;
   const int64_t Cg = p.C_per_group(), Kg = p.K_per_group();
   forward_items(p, p.N, tiles, w, b, relu, cap, [&](GemmArgs<T>& a, int64_t n, int64_t g, int64_t t, int64_t k0) {
@@ -200,6 +217,7 @@ void forward_pointwise(const Conv2dProblem& p, const T* x, const T* w, const T* 
     a.N = std::min(kTile, PQ - pix0);
     a.b = x + (n * p.C + g * Cg) * PQ + pix0, a.ldb = PQ;
     a.c = y + (n * p.K + g * Kg + k0) * PQ + pix0, a.ldc = PQ;
+    if (residual) a.res = residual + (a.c - y), a.ldr = PQ;
   });
 }
 
@@ -399,8 +417,10 @@ void grad_weight_direct(const Conv2dProblem& p, const T* dy, const T* x, T* dw, 
 #define CNNFAST_INSTANTIATE(T)                                                                                 \
   template Buffer<T> padded_input<T>(const Conv2dProblem&, const T*, Capability);                             \
   template Buffer<T> flipped_weight<T>(const Conv2dProblem&, const T*);                                       \
-  template void forward_direct<T>(const Conv2dProblem&, const T*, const T*, const T*, T*, bool, Capability);    \
-  template void forward_pointwise<T>(const Conv2dProblem&, const T*, const T*, const T*, T*, bool, Capability); \
+  template void forward_direct<T>(const Conv2dProblem&, const T*, const T*, const T*, T*, bool, Capability,        \
+                                  const T*);                                                                  \
+  template void forward_pointwise<T>(const Conv2dProblem&, const T*, const T*, const T*, T*, bool, Capability,     \
+                                     const T*);                                                               \
   template void grad_input_pointwise<T>(const Conv2dProblem&, const T*, const T*, T*, Capability);            \
   template void grad_input_phase<T>(const Conv2dProblem&, const T*, const T*, T*, Capability);                \
   template void grad_weight_direct<T>(const Conv2dProblem&, const T*, const T*, T*, Capability);

@@ -152,12 +152,15 @@ inline Conv2dProblem grad_input_problem(const Conv2dProblem& p) {
 template <typename T>
 Buffer<T> flipped_weight(const Conv2dProblem& p, const T* w);
 
-// The direct kernels (direct.cpp), each writing every element of its output.
+// The direct kernels (direct.cpp), each writing every element of its output. With residual (laid out
+// as y), the forward adds it to each finished sum before the ReLU, where the element is written.
 template <typename T>
-void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu, Capability cap);
+void forward_direct(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu, Capability cap,
+                    const T* residual = nullptr);
 // A 1x1 convolution with stride 1 and no padding.
 template <typename T>
-void forward_pointwise(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu, Capability cap);
+void forward_pointwise(const Conv2dProblem& p, const T* x, const T* w, const T* b, T* y, bool relu, Capability cap,
+                       const T* residual = nullptr);
 // Grad-input of a 1x1 kernel: each input pixel takes at most one tap, and col2im is a strided copy.
 template <typename T>
 void grad_input_pointwise(const Conv2dProblem& p, const T* dy, const T* w, T* dx, Capability cap);

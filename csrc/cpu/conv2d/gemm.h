@@ -1,5 +1,5 @@
 // One small GEMM shape serves every conv2d kernel on the CPU (framework-free):
-//   C[i, j] = epilogue(init[i] + sum_kk A[i, kk] * B[kk, j])     (store mode), or
+//   C[i, j] = epilogue(init[i] + sum_kk A[i, kk] * B[kk, j] + R[i, j])   (store mode; R optional), or
 //   C[i, j] += sum_kk A[i, kk] * B[kk, j]                       (accumulate mode)
 // for i < M, j < N, kk < K, with A read through two strides (so W and W^T are both views, no
 // packing), B and C row-major with leading dimensions. Every C element is a sum in the fixed order
@@ -33,6 +33,11 @@ struct GemmArgs {
   T* c = nullptr;
   int64_t ldc = 0;
   const T* init = nullptr;  // store mode: per-row start value (bias), or zero when null
+  // Store mode: when set, R[i, j] = res[i * ldr + j] is added to the finished sum, before the ReLU
+  // (conv2d_add_relu's residual). Added once, after the whole reduction, so the sum is rounded as a
+  // convolution's output before the addition, as torch's separate add sees it.
+  const T* res = nullptr;
+  int64_t ldr = 0;
   bool accumulate = false;
   bool relu = false;  // store mode: clamp_min(., 0) as torch (NaN and -0.0 kept)
 };
@@ -93,8 +98,9 @@ void gemm_portable(const GemmArgs<T>& g) {
       }
       for (int64_t i = 0; i < rows; ++i) {
         T* ci = g.c + (i0 + i) * g.ldc + j0;
+        const T* ri = g.res && !g.accumulate ? g.res + (i0 + i) * g.ldr + j0 : nullptr;
         for (int64_t j = 0; j < n; ++j) {
-          const T v = acc[i][j];
+          const T v = ri ? acc[i][j] + ri[j] : acc[i][j];
           ci[j] = (g.relu && !g.accumulate && v < T(0)) ? T(0) : v;
         }
       }

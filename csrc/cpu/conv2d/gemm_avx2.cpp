@@ -27,6 +27,7 @@ struct Isa {
   static inline V load_mask(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
   static inline void store(float* p, V v) { _mm256_storeu_ps(p, v); }
   static inline void store_mask(float* p, V v, Mask m) { _mm256_maskstore_ps(p, m, v); }
+  static inline V add(V a, V b) { return _mm256_add_ps(a, b); }
   static inline V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   // max(0, v) with 0 first: v when v is NaN or -0.0, as torch's clamp_min.
   static inline V relu(V v) { return _mm256_max_ps(_mm256_setzero_ps(), v); }

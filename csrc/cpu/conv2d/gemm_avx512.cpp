@@ -30,6 +30,7 @@ struct Isa {
   static inline V load_mask(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
   static inline void store(float* p, V v) { _mm512_storeu_ps(p, v); }
   static inline void store_mask(float* p, V v, Mask m) { _mm512_mask_storeu_ps(p, m, v); }
+  static inline V add(V a, V b) { return _mm512_add_ps(a, b); }
   static inline V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   // max(0, v) with 0 first: v when v is NaN or -0.0, as torch's clamp_min.
   static inline V relu(V v) { return _mm512_max_ps(_mm512_setzero_ps(), v); }

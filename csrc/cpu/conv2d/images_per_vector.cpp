@@ -74,21 +74,42 @@ Buffer<T> to_ipv(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t
 }
 
 template <typename T>
-void from_ipv(const T* yb, int64_t N, int64_t K, int64_t PQ, T* y, Capability cap) {
+void from_ipv(const T* yb, int64_t N, int64_t K, int64_t PQ, T* y, Capability cap, const T* residual,
+              bool relu) {
   const int64_t NB = (N + kIpvLanes - 1) / kIpvLanes;
+  const auto add_relu = [relu](T v, T r) {
+    const T sum = v + r;
+    return relu && sum < T(0) ? T(0) : sum;
+  };
   parallel_for(0, NB * K, 1, [&](int64_t begin, int64_t end) {
     for (int64_t bk = begin; bk < end; ++bk) {
       const int64_t b = bk / K, k = bk % K;
       const T* src = yb + bk * PQ * kIpvLanes;
-      T* dst = y + (b * kIpvLanes * K + k) * PQ;
+      const int64_t off = (b * kIpvLanes * K + k) * PQ;
+      T* dst = y + off;
       if constexpr (std::is_same_v<T, float>) {
         if (N >= (b + 1) * kIpvLanes && has_simd_movers(cap)) {
           lanes16_to_rows(cap, src, dst, K * PQ, PQ);
+          // The block's 16 rows were just written (16 * PQ floats, in L1 or L2 for the small images
+          // this layout serves): the residual is added there rather than in a pass over all of y.
+          if (residual)
+            for (int64_t l = 0; l < kIpvLanes; ++l) {
+              T* d = dst + l * K * PQ;
+              const T* r = residual + off + l * K * PQ;
+              for (int64_t i = 0; i < PQ; ++i) d[i] = add_relu(d[i], r[i]);
+            }
           continue;
         }
       }
-      for (int64_t l = 0; l < kIpvLanes && b * kIpvLanes + l < N; ++l)
-        for (int64_t i = 0; i < PQ; ++i) dst[l * K * PQ + i] = src[i * kIpvLanes + l];
+      for (int64_t l = 0; l < kIpvLanes && b * kIpvLanes + l < N; ++l) {
+        T* d = dst + l * K * PQ;
+        if (residual) {
+          const T* r = residual + off + l * K * PQ;
+          for (int64_t i = 0; i < PQ; ++i) d[i] = add_relu(src[i * kIpvLanes + l], r[i]);
+        } else {
+          for (int64_t i = 0; i < PQ; ++i) d[i] = src[i * kIpvLanes + l];
+        }
+      }
     }
   });
 }
@@ -98,8 +119,8 @@ template Buffer<float> to_ipv<float>(const float*, int64_t, int64_t, int64_t, in
                                      int64_t, Capability, const float*);
 template Buffer<double> to_ipv<double>(const double*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                                        int64_t, Capability, const double*);
-template void from_ipv<float>(const float*, int64_t, int64_t, int64_t, float*, Capability);
-template void from_ipv<double>(const double*, int64_t, int64_t, int64_t, double*, Capability);
+template void from_ipv<float>(const float*, int64_t, int64_t, int64_t, float*, Capability, const float*, bool);
+template void from_ipv<double>(const double*, int64_t, int64_t, int64_t, double*, Capability, const double*, bool);
 
 namespace {
 
@@ -173,11 +194,12 @@ void conv2d_forward_ipv(const Conv2dProblem& p, const float* x, const float* w, 
 }
 
 void forward_ipv(const Conv2dProblem& p, const float* x, const float* w, const float* bias, float* y, bool relu,
-                 Capability cap) {
+                 Capability cap, const float* residual) {
   const int64_t PQ = p.P * p.Q;
   Buffer<float> yb(ipv_layout(p).NB * p.K * PQ * kIpvLanes);
-  conv2d_forward_ipv(p, x, w, bias, yb.data(), relu, cap);
-  from_ipv(yb.data(), p.N, p.K, PQ, y, cap);
+  // With a residual the ReLU comes after its addition, in from_ipv.
+  conv2d_forward_ipv(p, x, w, bias, yb.data(), relu && !residual, cap);
+  from_ipv(yb.data(), p.N, p.K, PQ, y, cap, residual, relu);
 }
 
 void grad_weight_ipv(const Conv2dProblem& p, const float* dy, const float* x, float* dw, Capability cap) {

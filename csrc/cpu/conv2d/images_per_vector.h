@@ -51,17 +51,20 @@ inline int64_t ipv_offset(const IpvLayout& b, int64_t hp, int64_t wp) {
 template <typename T>
 Buffer<T> to_ipv(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, int64_t sh,
                  int64_t sw, Capability cap, const T* keep = nullptr);
-// The inverse of to_ipv without padding or strides: [NB, K, P, Q, 16] -> [N, K, P, Q].
+// The inverse of to_ipv without padding or strides: [NB, K, P, Q, 16] -> [N, K, P, Q]. With residual
+// (laid out as y), y = value + residual, then ReLU'd when relu, each block's rows while still in cache.
 template <typename T>
-void from_ipv(const T* yb, int64_t N, int64_t K, int64_t PQ, T* y, Capability cap);
+void from_ipv(const T* yb, int64_t N, int64_t K, int64_t PQ, T* y, Capability cap, const T* residual = nullptr,
+              bool relu = false);
 
 // The forward in the layout, with the output left in it: yb [NB, K, P, Q, 16] (images past N computed
 // from zero images).
 void conv2d_forward_ipv(const Conv2dProblem& p, const float* x, const float* w, const float* bias, float* yb,
                         bool relu, Capability cap);
-// The forward into y [N, K, P, Q] (through the layout).
+// The forward into y [N, K, P, Q] (through the layout). With residual (laid out as y), it is added
+// before the ReLU by the copy out of the layout.
 void forward_ipv(const Conv2dProblem& p, const float* x, const float* w, const float* bias, float* y, bool relu,
-                 Capability cap);
+                 Capability cap, const float* residual = nullptr);
 // Grad-weight of p with dy and x in NCHW (both laid out here).
 void grad_weight_ipv(const Conv2dProblem& p, const float* dy, const float* x, float* dw, Capability cap);
 

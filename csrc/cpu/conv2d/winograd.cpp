@@ -135,8 +135,34 @@ WinoLayout winograd_layout(const Conv2dProblem& p) {
   return l;
 }
 
+namespace {
+
+// y += residual, then the ReLU when relu, on the outputs of channels k < nk and tile groups [q0, q1)
+// that the output transform has just written (y and residual point at channel 0 of image 0 of the
+// item's first channel). The transforms (winograd_simd.inc) write bias and ReLU only, so the residual
+// is added here, per work item while its outputs are still in cache, rather than in a pass over y.
+void add_residual(const WinoLayout& l, int64_t nk, int64_t q0, int64_t q1, const float* residual, bool relu,
+                  float* y) {
+  for (int64_t k = 0; k < nk; ++k)
+    for (int32_t si = l.first[q0]; si < l.first[q1]; ++si) {
+      const WinoSegment& s = l.segs[si];
+      const int64_t count = __builtin_popcount(s.out_lo) + __builtin_popcount(s.out_hi);
+      for (int64_t row = 0; row < (s.row1 ? 2 : 1); ++row) {
+        const int64_t off = k * l.PQ + s.yoff + row * l.Q;
+        float* d = y + off;
+        const float* r = residual + off;
+        for (int64_t j = 0; j < count; ++j) {
+          const float sum = d[j] + r[j];
+          d[j] = relu && sum < 0.0f ? 0.0f : sum;
+        }
+      }
+    }
+}
+
+}  // namespace
+
 void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& w, const float* b, float* y,
-                      bool relu, Capability cap) {
+                      bool relu, Capability cap, const float* residual) {
   const WinoKernels& kern = winograd_kernels(cap);
   const WinoLayout l = winograd_layout(p);
   const int64_t G = p.groups, Cg = p.C_per_group(), Kg = p.K_per_group(), PQ = l.PQ;
@@ -144,6 +170,7 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
   // The weight as stored: [G][A][B][3][3]; U is computed on it as stored, [xi][a][b].
   const bool tr = w.transposed;
   const int64_t A = tr ? Cg : Kg, B = tr ? Kg : Cg, ld = B * 9;
+  const bool out_relu = relu && !residual;  // with a residual, the ReLU follows its addition
 
 
   const int64_t Tpad = l.groups * kWinoLanes;
@@ -182,8 +209,10 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
           const float* ug = u.data() + g * 16 * u_xi;
           const UView uv = tr ? UView{ug + k0, u_xi, 1, B, true} : UView{ug + k0 * B, u_xi, B, 1, false};
           gemm16(cap, kn, ncol, Cg, uv, v.data(), v_xi, kBlockTiles, m.data(), m_xi);
-          kern.output(l, m.data(), m_xi, kBlockTiles, kn, q0, q1, b ? b + g * Kg + k0 : nullptr, relu,
+          kern.output(l, m.data(), m_xi, kBlockTiles, kn, q0, q1, b ? b + g * Kg + k0 : nullptr, out_relu,
                       y + (g * Kg + k0) * PQ);
+          if (residual)
+            add_residual(l, kn, q0, q1, residual + (g * Kg + k0) * PQ, relu, y + (g * Kg + k0) * PQ);
         }
       }
     });
@@ -226,8 +255,10 @@ void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& 
       for (int64_t blk = 0; blk < blocks; ++blk) {
         const int64_t q0 = blk * kBlockGroups, q1 = std::min(l.groups, q0 + kBlockGroups);
         gemm16(cap, kn, (q1 - q0) * kWinoLanes, Cg, uv, v.data() + g * Cg * Tpad + q0 * kWinoLanes, v_xi, Tpad, m.data(), m_xi);
-        kern.output(l, m.data(), m_xi, kBlockTiles, kn, q0, q1, b ? b + g * Kg + k0 : nullptr, relu,
+        kern.output(l, m.data(), m_xi, kBlockTiles, kn, q0, q1, b ? b + g * Kg + k0 : nullptr, out_relu,
                     y + (g * Kg + k0) * PQ);
+        if (residual)
+          add_residual(l, kn, q0, q1, residual + (g * Kg + k0) * PQ, relu, y + (g * Kg + k0) * PQ);
       }
     }
   });

@@ -100,10 +100,11 @@ inline bool winograd_applies(const Conv2dProblem& p) {
          p.P > 0 && p.Q > 0;
 }
 
-// y = relu?(conv(x, w) + b) for p (winograd_applies(p)), NCHW contiguous, bit-identical for any thread
-// count.
+// y = relu?(conv(x, w) + b [+ residual]) for p (winograd_applies(p)), NCHW contiguous, bit-identical for
+// any thread count. The residual (laid out as y, may be null) is added to the elements each output
+// transform has just written, while they are in cache, before the ReLU.
 void winograd_forward(const Conv2dProblem& p, const float* x, const WinoWeight& w, const float* b, float* y,
-                      bool relu, Capability cap);
+                      bool relu, Capability cap, const float* residual = nullptr);
 
 // dw = the weight gradient of p (winograd_applies(p)) from dy and x, NCHW contiguous: by the
 // transposition of the forward, dU[xi][k][c] = sum over tiles t of (A dY_t A^T)[xi][k] V_t[xi][c]
