@@ -26,6 +26,8 @@ def test_every_name_sets_every_switch_of_both_sides():
     for name, env in isa.ENVIRONMENT.items():
         assert set(env) == set(isa.KEYS)
         assert env["CNNFAST_CPU_CAPABILITY"] == name and env["ATEN_CPU_CAPABILITY"] == name
+    # inductor's compiled kernels are kept apart per set (a shared cache served AVX-512 code to AVX2 runs)
+    assert len({env["TORCHINDUCTOR_CACHE_DIR"] for env in isa.ENVIRONMENT.values()}) == len(isa.NAMES)
     assert isa.in_effect("avx2", dict(isa.ENVIRONMENT["avx2"]))
     assert not isa.in_effect("avx2", {**isa.ENVIRONMENT["avx2"], "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"})
     assert not isa.in_effect("avx2", {})

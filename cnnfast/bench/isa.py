@@ -4,10 +4,12 @@ Lowering cnnfast's capability alone (``cnnfast.backends.cpu.capability``) would 
 kernels against torch's AVX-512 ones on an AVX-512 CPU: a ratio no AVX2 CPU ever shows. Torch reads
 its own switches (ATen's ``ATEN_CPU_CAPABILITY``, oneDNN's ``ONEDNN_MAX_CPU_ISA``, MKL's
 ``MKL_ENABLE_INSTRUCTIONS``) once, at the first kernel that needs them, so the bench sets them, with
-cnnfast's ``CNNFAST_CPU_CAPABILITY``, for a fresh process of itself.
+cnnfast's ``CNNFAST_CPU_CAPABILITY`` (and a compile cache of inductor's own for each set), for a
+fresh process of itself.
 """
 import os
 import sys
+import tempfile
 
 NAMES = ("avx512", "avx2", "default")
 
@@ -20,6 +22,12 @@ ENVIRONMENT = {
     "default": {"CNNFAST_CPU_CAPABILITY": "default", "ATEN_CPU_CAPABILITY": "default",
                 "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
 }
+# Inductor's cache keeps kernels compiled for the CPU's own instruction set and, on torch 2.14.1, serves
+# them to a process started with a lower ATEN_CPU_CAPABILITY: a compiled conv2d on an AVX-512 Xeon then
+# returned values off by 1e19 (NaN with a ReLU), and fresh compiles were right. Each set gets a cache
+# of its own.
+for _name, _env in ENVIRONMENT.items():
+    _env["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"torchinductor_cnnfast_bench_{_name}")
 KEYS = tuple(ENVIRONMENT["avx2"])
 
 
