@@ -342,3 +342,13 @@ def test_bench_time_limit_stops_starting_rows(tmp_path):
     assert doc["not_run"][0]["args"] == "1x6x28x28" and doc["not_run"][0]["direction"] == "fwd"
     assert doc["settings"]["time_limit"] == 1
     assert "time limit of 1 s reached: 0 of 4 rows run, 4 not run (suites: lenet)" in out.getvalue()
+
+
+def test_the_files_left_out_of_the_gpu_tests_hold_no_cuda_test():
+    """They are left out only because their imports may be missing on a GPU machine's python."""
+    for name in gpu_check.NO_CUDA_TESTS:
+        text = (ROOT / name).read_text()
+        assert "mark.cuda" not in text and "needs_cuda" not in text, name
+    run = type("Run", (), {"python": sys.executable, "args": type("A", (), {"per_test_limit": 60})()})()
+    cmd = gpu_check.tests_command(run, "j.xml", "state")
+    assert all(f"--ignore={name}" in cmd for name in gpu_check.NO_CUDA_TESTS)
