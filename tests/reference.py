@@ -39,3 +39,20 @@ def to_format(t, fmt):
         wide[..., ::2] = t
         return wide[..., ::2]
     raise ValueError(fmt)
+
+
+def assert_bit_identical_for_thread_counts(run, threads=(2, 3)):
+    """run() gives the same bits (every tensor it returns) on 1 thread and on each count of threads:
+    cnnfast's CPU kernels give every sum one order, whichever thread computes it."""
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = run()
+        for n in threads:
+            torch.set_num_threads(n)
+            again = run()
+            assert len(again) == len(serial)
+            for i, (a, b) in enumerate(zip(serial, again)):
+                assert torch.equal(a, b), f"output {i} differs between 1 and {n} threads"
+    finally:
+        torch.set_num_threads(old)

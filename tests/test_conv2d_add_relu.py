@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 import cnnfast
-from reference import assert_close_to_reference, memory_format_of, to_format
+from reference import (assert_bit_identical_for_thread_counts, assert_close_to_reference, memory_format_of,
+                       to_format)
 from test_conv2d import GRID
 from test_cpu_capability import PATHS
 
@@ -170,15 +171,7 @@ def test_conv2d_add_relu_bit_identical_for_any_thread_count(monkeypatch, path, f
         y = fused(*leaves, stride=stride, padding=padding)
         return [y, *torch.autograd.grad(y, leaves, gy)]
 
-    old = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        serial = run()
-        for threads in (2, 3):
-            torch.set_num_threads(threads)
-            assert all(torch.equal(a, b_) for a, b_ in zip(serial, run()))
-    finally:
-        torch.set_num_threads(old)
+    assert_bit_identical_for_thread_counts(run)
 
 
 def test_conv2d_add_relu_float64_gradcheck():

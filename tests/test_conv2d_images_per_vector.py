@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import cnnfast
-from reference import assert_close_to_reference
+from reference import assert_bit_identical_for_thread_counts, assert_close_to_reference
 from test_conv2d import conv, run_conv_case
 from test_conv2d_relu import fused, reference
 from test_cpu_capability import BEST, PATHS
@@ -100,15 +100,7 @@ def test_images_per_vector_bit_identical_for_any_thread_count(monkeypatch, image
     g = torch.Generator().manual_seed(7)
     x, w = torch.randn(n, c, h, w_, generator=g), torch.randn(k, c, r, r, generator=g)
     b, gy = torch.randn(k, generator=g), torch.randn(n, k, h + 2 * pad - r + 1, w_ + 2 * pad - r + 1, generator=g)
-    old = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        serial = _forward_and_gradients(x, w, b, gy, pad)
-        for threads in (2, 3, 4):
-            torch.set_num_threads(threads)
-            assert all(torch.equal(a, b_) for a, b_ in zip(serial, _forward_and_gradients(x, w, b, gy, pad)))
-    finally:
-        torch.set_num_threads(old)
+    assert_bit_identical_for_thread_counts(lambda: _forward_and_gradients(x, w, b, gy, pad), threads=(2, 3, 4))
 
 
 def test_images_per_vector_is_chosen_by_the_rule_and_forced_by_the_setting(monkeypatch):

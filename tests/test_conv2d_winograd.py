@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 import cnnfast
 from cnnfast import _C
+from reference import assert_bit_identical_for_thread_counts
 from test_conv2d import conv, run_conv_case
 from test_conv2d_relu import fused, reference
 from test_cpu_capability import BEST, ORDER, PATHS
@@ -102,15 +103,7 @@ def test_winograd_bit_identical_for_any_thread_count(monkeypatch, winograd, path
     g = torch.Generator().manual_seed(7)
     x, w = torch.randn(n, c, h, w_, generator=g), torch.randn(k, c, 3, 3, generator=g)
     b, gy = torch.randn(k, generator=g), torch.randn(n, k, h, w_, generator=g)
-    old = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        serial = _forward_and_gradients(x, w, b, gy)
-        for threads in (2, 3, 4):
-            torch.set_num_threads(threads)
-            assert all(torch.equal(a, b_) for a, b_ in zip(serial, _forward_and_gradients(x, w, b, gy)))
-    finally:
-        torch.set_num_threads(old)
+    assert_bit_identical_for_thread_counts(lambda: _forward_and_gradients(x, w, b, gy), threads=(2, 3, 4))
 
 
 # The AVX2 transforms hold 16 lanes as two halves of 8: tile rows of 7, 8, 9, 15, 16 and 17 tiles (odd

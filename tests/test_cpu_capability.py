@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import cnnfast
+from reference import assert_bit_identical_for_thread_counts
 from test_conv2d import GRID, conv, run_conv_case
 from test_conv2d_relu import fused, reference
 
@@ -181,15 +182,7 @@ def test_every_path_bit_identical_for_any_thread_count(monkeypatch, path, winogr
             outs += [y, *torch.autograd.grad(y, (x, w, b), torch.ones_like(y))]
         return outs
 
-    old = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        serial = run()
-        for threads in (2, 3):
-            torch.set_num_threads(threads)
-            assert all(torch.equal(a, b_) for a, b_ in zip(serial, run()))
-    finally:
-        torch.set_num_threads(old)
+    assert_bit_identical_for_thread_counts(run)
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -12,21 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnfast
-from reference import memory_format_of, to_format
+from reference import assert_bit_identical_for_thread_counts, memory_format_of, to_format
 from test_cpu_capability import PATHS as ALL_PATHS
 
 
 def assert_same_for_1_and_2_threads(run):
     """run() gives a tuple of tensors (an output and gradients): each bit-identical on 1 and on 2 threads."""
-    old = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        a = run()
-        torch.set_num_threads(2)
-        b = run()
-    finally:
-        torch.set_num_threads(old)
-    assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
+    assert_bit_identical_for_thread_counts(run, threads=(2,))
 
 
 def run_pool_case(shape, kernel, stride=None, padding=0, dilation=1, ceil_mode=False, fmt="nchw",
