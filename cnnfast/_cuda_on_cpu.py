@@ -138,6 +138,18 @@ class Library:
     def set_order(self, order, seed: int = 0) -> None:
         self.lib.coc_set_order(ORDERS.get(order, order), seed)
 
+    BANK_KINDS = {"ldmatrix": 0, "lds": 1, "sts": 2}
+
+    def bank_counts(self, kind: str) -> tuple[int, int]:
+        """(warp accesses, bank conflicts as extra wavefronts) of the sm_80 shared-memory primitives
+        of one kind ("ldmatrix", "lds", "sts") since reset_bank_counts()."""
+        accesses, conflicts = ctypes.c_ulonglong(), ctypes.c_ulonglong()
+        self.lib.coc_bank_counts(self.BANK_KINDS[kind], ctypes.byref(accesses), ctypes.byref(conflicts))
+        return accesses.value, conflicts.value
+
+    def reset_bank_counts(self) -> None:
+        self.lib.coc_reset_bank_counts()
+
     def last_error(self) -> str:
         return self.lib.coc_last_error().decode()
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cuda_on_cpu.h"
+#include "sm80.h"
 
 namespace cuda_on_cpu {
 namespace c_api {
@@ -38,6 +39,19 @@ extern "C" {
 __attribute__((visibility("default"))) void coc_set_order(int order, unsigned long long seed) {
   cuda_on_cpu::options().order = static_cast<cuda_on_cpu::Order>(order);
   cuda_on_cpu::options().seed = seed;
+}
+
+// Shared-memory accesses and bank conflicts (extra wavefronts) of the sm_80 warp primitives since
+// the last reset, by kind: 0 ldmatrix, 1 lds, 2 sts (cuda_on_cpu/sm80.h).
+__attribute__((visibility("default"))) void coc_bank_counts(int kind, unsigned long long* accesses,
+                                                            unsigned long long* conflicts) {
+  const auto& c = cuda_on_cpu::sm80::bank_counts();
+  *accesses = kind >= 0 && kind < cuda_on_cpu::sm80::kSharedKinds ? c.accesses[kind] : 0;
+  *conflicts = kind >= 0 && kind < cuda_on_cpu::sm80::kSharedKinds ? c.conflicts[kind] : 0;
+}
+
+__attribute__((visibility("default"))) void coc_reset_bank_counts() {
+  cuda_on_cpu::sm80::bank_counts() = cuda_on_cpu::sm80::BankCounts{};
 }
 
 __attribute__((visibility("default"))) const char* coc_last_error() {

@@ -23,7 +23,7 @@ namespace detail {
 constexpr int kWarp = 32;
 
 enum class State : uint8_t { runnable, at_barrier, at_warp, done };
-enum class WarpOp : uint8_t { syncwarp, shfl, shfl_up, shfl_down, shfl_xor, ballot, any, all, wmma };
+enum class WarpOp : uint8_t { syncwarp, shfl, shfl_up, shfl_down, shfl_xor, ballot, any, all, wmma, sm80 };
 
 inline const char* warp_op_name(WarpOp op) {
   switch (op) {
@@ -36,12 +36,23 @@ inline const char* warp_op_name(WarpOp op) {
     case WarpOp::any: return "__any_sync";
     case WarpOp::all: return "__all_sync";
     case WarpOp::wmma: return "wmma (warp-wide *_sync)";
+    case WarpOp::sm80: return "mma.sync / ldmatrix / lds / sts (warp-wide)";
   }
   return "?";
 }
 
+// A cp.async copy in flight (sm80.h): the source's bytes as read at issue, landed at a wait.
+struct AsyncCopy {
+  unsigned char* dst = nullptr;
+  unsigned char data[16] = {};
+  int bytes = 0;
+};
+
 struct Fiber {
   ucontext_t ctx;
+  // cp.async: this thread's copies not yet committed, and its committed groups, oldest first.
+  std::vector<AsyncCopy> async_open;
+  std::vector<std::vector<AsyncCopy>> async_groups;
   uint3 tid;
   unsigned linear = 0;
   State state = State::runnable;

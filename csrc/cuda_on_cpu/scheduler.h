@@ -87,6 +87,8 @@ inline void run_block(Launch& L, std::vector<unsigned>& order, uint64_t block_li
   for (unsigned i = 0; i < L.nthreads; ++i) {
     Fiber& f = L.fibers[i];
     f.state = State::runnable;
+    f.async_open.clear();  // copies a previous block left in flight never land in this one
+    f.async_groups.clear();
     f.ctx = proto;
     f.ctx.uc_stack.ss_sp = pool[i].bottom();
     f.ctx.uc_stack.ss_size = pool[i].bytes;

@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "swizzle.cuh"  // CNNFAST_HOST_DEVICE
+#include "swizzle.cuh"  // CNNFAST_HD_INLINE
 
 namespace cnnfast {
 namespace cuda {
@@ -26,7 +26,7 @@ struct FastDivmod {
   }
 
   // n / divisor for n in [0, 2^31).
-  CNNFAST_HOST_DEVICE int div(int n) const {
+  CNNFAST_HD_INLINE int div(int n) const {
     const uint32_t u = static_cast<uint32_t>(n);
 #if defined(__CUDA_ARCH__)
     const uint32_t hi = __umulhi(u, multiplier);
@@ -36,7 +36,7 @@ struct FastDivmod {
     return static_cast<int>((hi + u) >> shift);
   }
   // q = n / divisor, r = n % divisor.
-  CNNFAST_HOST_DEVICE void divmod(int n, int& q, int& r) const {
+  CNNFAST_HD_INLINE void divmod(int n, int& q, int& r) const {
     q = div(n);
     r = n - q * divisor;
   }

@@ -12,9 +12,9 @@
 #include "launch.cuh"
 
 #if defined(__CUDACC__)
-#define CNNFAST_HOST_DEVICE __host__ __device__ __forceinline__
+#define CNNFAST_HD_INLINE __host__ __device__ __forceinline__
 #else
-#define CNNFAST_HOST_DEVICE inline
+#define CNNFAST_HD_INLINE inline
 #endif
 
 namespace cnnfast {
@@ -24,7 +24,7 @@ template <int B, int M, int S>
 struct Swizzle {
   static_assert(B >= 0 && M >= 0 && S >= B, "Swizzle<B, M, S>: the XORed bit ranges must not overlap");
   static constexpr uint32_t kMask = ((1u << B) - 1u) << (M + S);
-  CNNFAST_HOST_DEVICE static uint32_t apply(uint32_t offset) { return offset ^ ((offset & kMask) >> S); }
+  CNNFAST_HD_INLINE static uint32_t apply(uint32_t offset) { return offset ^ ((offset & kMask) >> S); }
 };
 
 // The swizzle for rows of RowBytes (a multiple of 16 up to 128, or a multiple of 128).
