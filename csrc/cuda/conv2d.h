@@ -9,10 +9,13 @@
 namespace cnnfast {
 namespace cuda {
 
+// Bytes of the scratch buffer launch_conv2d_forward needs (0 or more; 16-byte aligned).
+int64_t conv2d_forward_workspace(Dtype t, const Conv2dProblem& p, bool nhwc, bool allow_tf32);
 // y = conv2d(x, w) + bias (bias may be null), then ReLU when relu. float16/bfloat16 on tensor cores;
 // float on tensor cores as TF32 when allow_tf32, else FFMA (the same for the backward passes).
 cudaError_t launch_conv2d_forward(Dtype t, const Conv2dProblem& p, bool nhwc, const void* x, const void* w,
-                                  const void* bias, bool relu, bool allow_tf32, void* y, cudaStream_t stream);
+                                  const void* bias, bool relu, bool allow_tf32, void* y, void* workspace,
+                                  cudaStream_t stream);
 // relu_out (may be null): the output of conv2d_relu; grad_output counts only where it is > 0.
 // allow_tf32: as for the forward (float on tensor cores as TF32, else FFMA).
 cudaError_t launch_conv2d_grad_input(Dtype t, const Conv2dProblem& p, bool nhwc, const void* dy,

@@ -13,8 +13,9 @@ namespace cuda {
 
 cudaError_t launch_conv2d_add_relu_forward(Dtype t, const Conv2dProblem& p, bool nhwc, const void* x,
                                            const void* w, const void* bias, const void* residual,
-                                           bool allow_tf32, void* y, cudaStream_t stream) {
-  const cudaError_t e = launch_conv2d_forward(t, p, nhwc, x, w, bias, /*relu=*/false, allow_tf32, y, stream);
+                                           bool allow_tf32, void* y, void* workspace,
+                                           cudaStream_t stream) {
+  const cudaError_t e = launch_conv2d_forward(t, p, nhwc, x, w, bias, /*relu=*/false, allow_tf32, y, workspace, stream);
   if (e != cudaSuccess) return e;
   with_type(t, [&](auto* tag) {
     using T = CNNFAST_TYPE_OF(tag);

@@ -12,7 +12,8 @@ namespace cuda {
 // allow_tf32 as for launch_conv2d_forward.
 cudaError_t launch_conv2d_add_relu_forward(Dtype t, const Conv2dProblem& p, bool nhwc, const void* x,
                                            const void* w, const void* bias, const void* residual,
-                                           bool allow_tf32, void* y, cudaStream_t stream);
+                                           bool allow_tf32, void* y, void* workspace,
+                                           cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace cnnfast

@@ -35,9 +35,12 @@ at::Tensor forward(const char* op, bool relu, const at::Tensor& input, const at:
   if (y.numel() == 0) return y;
   const at::Tensor x = input.contiguous(format), w = weight.contiguous(format);
   const at::Tensor b = contiguous_if_given(bias);
+  const bool tf32 = at::globalContext().allowTF32CuDNN();
+  const at::Tensor work = at::empty({conv2d_forward_workspace(dtype_of(x), p, is_nhwc(format), tf32)},
+                                    input.options().dtype(at::kByte));
   C10_CUDA_CHECK(launch_conv2d_forward(dtype_of(x), p, is_nhwc(format), x.const_data_ptr(), w.const_data_ptr(),
-                                       data_or_null(b), relu, /*allow_tf32=*/at::globalContext().allowTF32CuDNN(),
-                                       y.mutable_data_ptr(), current_stream()));
+                                       data_or_null(b), relu, tf32, y.mutable_data_ptr(), work.mutable_data_ptr(),
+                                       current_stream()));
   return y;
 }
 

@@ -15,8 +15,10 @@ namespace cuda {
 cudaError_t launch_conv2d_relu_max_pool2d_forward(Dtype t, const Conv2dProblem& p, const Pool2dProblem& q,
                                                   bool nhwc, const void* x, const void* w, const void* bias,
                                                   bool allow_tf32, void* conv, void* y, int64_t* indices,
+                                                  void* workspace,
                                                   cudaStream_t stream) {
-  const cudaError_t e = launch_conv2d_forward(t, p, nhwc, x, w, bias, /*relu=*/true, allow_tf32, conv, stream);
+  const cudaError_t e =
+      launch_conv2d_forward(t, p, nhwc, x, w, bias, /*relu=*/true, allow_tf32, conv, workspace, stream);
   if (e != cudaSuccess) return e;
   return launch_max_pool2d_forward(t, q, nhwc, conv, y, indices, stream);
 }

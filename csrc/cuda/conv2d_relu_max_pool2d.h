@@ -14,6 +14,7 @@ namespace cuda {
 cudaError_t launch_conv2d_relu_max_pool2d_forward(Dtype t, const Conv2dProblem& p, const Pool2dProblem& q,
                                                   bool nhwc, const void* x, const void* w, const void* bias,
                                                   bool allow_tf32, void* conv, void* y, int64_t* indices,
+                                                  void* workspace,
                                                   cudaStream_t stream);
 // The backward as far as the convolution's output: grad_conv = the pooling's gather of dy masked
 // where the pooled output y is not > 0. `masked` is a scratch buffer of q.output_numel() elements of

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "cuda/common/glue.h"
+#include "cuda/conv2d.h"
 #include "cuda/conv2d_relu_max_pool2d.h"
 
 namespace cnnfast {
@@ -46,10 +47,13 @@ std::tuple<at::Tensor, at::Tensor> conv2d_relu_max_pool2d_kernel(
     const at::Tensor x = input.contiguous(format), w = weight.contiguous(format);
     const at::Tensor b = contiguous_if_given(bias);
     at::Tensor conv = at::empty({p.N, p.K, p.P, p.Q}, input.options().memory_format(format));
+    const bool tf32 = at::globalContext().allowTF32CuDNN();
+    const at::Tensor work = at::empty({conv2d_forward_workspace(dtype_of(x), p, is_nhwc(format), tf32)},
+                                      input.options().dtype(at::kByte));
     C10_CUDA_CHECK(launch_conv2d_relu_max_pool2d_forward(
-        dtype_of(x), p, q, is_nhwc(format), x.const_data_ptr(), w.const_data_ptr(),
-        data_or_null(b), /*allow_tf32=*/at::globalContext().allowTF32CuDNN(),
-        conv.mutable_data_ptr(), y.mutable_data_ptr(), idx.mutable_data_ptr<int64_t>(), current_stream()));
+        dtype_of(x), p, q, is_nhwc(format), x.const_data_ptr(), w.const_data_ptr(), data_or_null(b), tf32,
+        conv.mutable_data_ptr(), y.mutable_data_ptr(), idx.mutable_data_ptr<int64_t>(), work.mutable_data_ptr(),
+        current_stream()));
   }
   if (!return_indices) return {y, at::empty({0}, input.options().dtype(at::kLong))};
   return {y, idx};

@@ -17,6 +17,7 @@
 
 #include "common/wmma.cuh"
 #include "conv2d_kernel.cuh"
+#include "conv2d_mma_kernel.cuh"
 
 namespace cnnfast {
 namespace cuda {
@@ -172,14 +173,35 @@ inline bool use_tensor_cores(bool allow_tf32) {
   return !std::is_same<T, float>::value || allow_tf32;
 }
 
+// Whether the forward runs on the mma.sync engine (conv2d_mma_kernel.cuh): tensor cores and a
+// problem it takes; the rest (groups, depthwise, FFMA) stays on the kernels here.
+template <class T>
+inline bool forward_uses_mma(const Conv2dProblem& p, bool allow_tf32) {
+  return use_tensor_cores<T>(allow_tf32) && !is_depthwise(p) && mma_forward_supported(p);
+}
+
+// Bytes of workspace conv2d_forward needs (the layout transposes of an NCHW call on the mma engine).
+template <class T>
+inline int64_t conv2d_forward_workspace(const Conv2dProblem& p, bool nhwc, bool allow_tf32) {
+  return forward_uses_mma<T>(p, allow_tf32) ? mma_forward_workspace<T>(p, nhwc) : 0;
+}
+
 // y = conv2d(x, w) (+ bias) (then ReLU). x, w, y in one storage order (NCHW: KCRS weight; NHWC:
-// KRSC weight). Output nonempty. Depthwise problems: conv2d_depthwise_kernel.cuh.
+// KRSC weight). Output nonempty. workspace: conv2d_forward_workspace bytes, 16-byte aligned;
+// sm_count: the device's SMs (the mma engine's tile choice). Depthwise problems:
+// conv2d_depthwise_kernel.cuh.
 template <class T, class Stream>
 void conv2d_forward(const Conv2dProblem& p, bool nhwc, const T* x, const T* w, const T* bias, bool relu,
-                    bool allow_tf32, T* y, Stream stream) {
+                    bool allow_tf32, T* y, void* workspace, int sm_count, Stream stream) {
   if (is_depthwise(p)) {
     conv2d_depthwise_forward(p, nhwc, x, w, bias, relu, y, stream);
     return;
+  }
+  if constexpr (sizeof(T) == 2 || sizeof(T) == 4) {
+    if (forward_uses_mma<T>(p, allow_tf32)) {
+      conv2d_mma_forward(p, nhwc, x, w, bias, relu, y, workspace, sm_count, /*tile=*/-1, stream);
+      return;
+    }
   }
   const ConvGemmParams P = conv_forward_params(p, nhwc, x, w, bias, relu, y);
   if (use_tensor_cores<T>(allow_tf32))

@@ -8,6 +8,9 @@
 
 #include "cuda_on_cpu/c_api.h"
 
+#include <stdexcept>
+#include <vector>
+
 using cuda_on_cpu::c_api::guarded;
 
 namespace {
@@ -20,6 +23,9 @@ void with_type(int dtype, F&& f) {
 }
 
 #define CNNFAST_T std::remove_pointer_t<decltype(tag)>
+
+// The SM count the mma engine chooses its tile for (cnnfast_set_sm_count; an H100's by default).
+int kSmCount = 132;
 
 // sizes: N C H W K R S stride_h stride_w pad_h pad_w dilation_h dilation_w groups
 cnnfast::Conv2dProblem conv_problem(const long long* s) {
@@ -98,10 +104,40 @@ int cnnfast_conv2d_forward(int dtype, const long long* sizes, int nhwc, const vo
   return guarded([&] {
     with_type(dtype, [&](auto* tag) {
       using T = CNNFAST_T;
-      cnnfast::cuda::conv2d_forward(conv_problem(sizes), nhwc != 0, static_cast<const T*>(x), static_cast<const T*>(w),
-                                    static_cast<const T*>(bias), relu != 0, tf32 != 0, static_cast<T*>(y), nullptr);
+      const cnnfast::Conv2dProblem p = conv_problem(sizes);
+      std::vector<int4> work((cnnfast::cuda::conv2d_forward_workspace<T>(p, nhwc != 0, tf32 != 0) + 15) / 16);
+      cnnfast::cuda::conv2d_forward(p, nhwc != 0, static_cast<const T*>(x), static_cast<const T*>(w),
+                                    static_cast<const T*>(bias), relu != 0, tf32 != 0, static_cast<T*>(y),
+                                    work.data(), kSmCount, nullptr);
     });
   });
+}
+
+void cnnfast_set_sm_count(int n) { kSmCount = n; }
+
+// The mma.sync forward with a given tile configuration (a kMma* id; -1: chosen for the SM count);
+// the half types and float as TF32.
+int cnnfast_conv2d_mma_forward(int dtype, const long long* sizes, int nhwc, const void* x, const void* w,
+                               const void* bias, int relu, int tile, void* y) {
+  return guarded([&] {
+    with_type(dtype, [&](auto* tag) {
+      using T = CNNFAST_T;
+      const cnnfast::Conv2dProblem p = conv_problem(sizes);
+      if (!cnnfast::cuda::mma_forward_supported(p)) throw std::invalid_argument("mma forward: unsupported problem");
+      std::vector<int4> work((cnnfast::cuda::mma_forward_workspace<T>(p, nhwc != 0) + 15) / 16);
+      cnnfast::cuda::conv2d_mma_forward(p, nhwc != 0, static_cast<const T*>(x), static_cast<const T*>(w),
+                                        static_cast<const T*>(bias), relu != 0, static_cast<T*>(y), work.data(),
+                                        kSmCount, tile, nullptr);
+    });
+  });
+}
+
+// The tile the mma forward picks for an M x K output on sm_count SMs; ctas and waves (x1000) out.
+int cnnfast_conv2d_mma_choice(long long M, long long K, int sm_count, long long* ctas, long long* waves_x1000) {
+  const cnnfast::cuda::MmaChoice c = cnnfast::cuda::mma_forward_choice(M, K, sm_count);
+  *ctas = c.ctas;
+  *waves_x1000 = static_cast<long long>(c.waves * 1000 + 0.5);
+  return c.tile;
 }
 
 int cnnfast_conv2d_grad_input(int dtype, const long long* sizes, int nhwc, const void* dy, const void* relu_out,
