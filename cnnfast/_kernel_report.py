@@ -38,7 +38,28 @@ BLOCK_THREADS = {
     "splitk_reduce_kernel": 256,
     "bias_grad_nhwc_kernel": 256,
     "bias_grad_nchw_kernel": 256,
+    "transpose_kernel": 256,
 }
+
+# The tensor-core engine's kernels take their block size and dynamic shared memory from the tile
+# configuration in their template arguments (conv2d_mma_kernel.cuh's MmaTile<BM, BN, WarpsM,
+# WarpsN, Stages, RowBytes>).
+_MMA_TILE = re.compile(r"MmaTile<(\d+), (\d+), (\d+), (\d+), (\d+), (\d+)>")
+
+
+def mma_tile_resources(demangled: str) -> tuple[int, int] | None:
+    """(threads, dynamic shared bytes) of a conv2d_mma_kernel.cuh instantiation, else None."""
+    m = _MMA_TILE.search(demangled)
+    if not m:
+        return None
+    bm, bn, wm, wn, stages, row_bytes = map(int, m.groups())
+    pipe = max(stages * (bm + bn) * row_bytes, wm * 16 * (bn + 8) * 4)  # pipeline or epilogue tile
+    return 32 * wm * wn, pipe + bm * 16  # + the row address table
+
+
+def block_threads(demangled: str) -> int:
+    tile = mma_tile_resources(demangled)
+    return tile[0] if tile else BLOCK_THREADS.get(base_name(demangled), 0)
 
 # Per-SM limits (CUDA occupancy calculator figures) of the archs cnnfast builds by default.
 SM_LIMITS = {
@@ -122,8 +143,11 @@ def build_report(texts: list[str]) -> list[dict]:
     for r, name in zip(unique, names):
         r["name"] = name
         r["kernel"] = base_name(name)
-        r["block_threads"] = BLOCK_THREADS.get(r["kernel"], 0)
-        r["occupancy"] = round(occupancy(r["arch"], r["block_threads"], r["registers"], r["shared_bytes"]), 4)
+        r["block_threads"] = block_threads(name)
+        tile = mma_tile_resources(name)
+        r["dynamic_shared_bytes"] = tile[1] if tile else 0
+        r["occupancy"] = round(occupancy(r["arch"], r["block_threads"], r["registers"], r["shared_bytes"],
+                                         r["dynamic_shared_bytes"]), 4)
     unique.sort(key=lambda r: (r["name"], r["arch"]))
     return unique
 
@@ -178,8 +202,12 @@ def table(report: dict) -> list[str]:
         math = r.get("loop_math")
         math_text = "n/a (no cuobjdump at build)" if math is None else (
             " ".join(f"{n} {op}" for op, n in sorted(math.items())) or "-")
+        mma = r.get("mma_ratio")
+        if mma:
+            math_text += (f"; {mma['kernel']:.1f} instructions per MMA over the kernel, "
+                          f"{mma['loop']:.1f} in the main loop")
         lines.append(
-            f"{name[:60]:<60} {r['arch']:<6} {r['registers']:>4} {r['shared_bytes']:>6} {r['stack_bytes']:>5} "
+            f"{name[:60]:<60} {r['arch']:<6} {r['registers']:>4} {r['shared_bytes'] + r.get('dynamic_shared_bytes', 0):>6} {r['stack_bytes']:>5} "
             f"{r['spill_stores'] + r['spill_loads']:>5} {r['block_threads']:>4} {r['occupancy'] * 100:>4.0f}%"
             f"  {math_text}"
         )
@@ -189,7 +217,14 @@ def table(report: dict) -> list[str]:
 # ---- machine code (cuobjdump / nvdisasm; PyPI: nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm) -------
 
 # Kernels that must contain tensor-core instructions (HMMA) in the SASS.
-TENSOR_CORE_KERNELS = ("conv2d_wmma_kernel",)
+TENSOR_CORE_KERNELS = ("conv2d_wmma_kernel", "conv2d_mma_fprop_kernel")
+# The mma.sync engine's kernels: HMMA, ldmatrix (LDSM) and, on the vector path, cp.async (LDGSTS);
+# no subroutine call; at most this many instructions per MMA over the whole kernel (the vector path;
+# the masked path gathers elements one by one and is held to the second figure); at least this
+# occupancy (8 of 64 warps per SM).
+MMA_ENGINE_KERNELS = ("conv2d_mma_fprop_kernel",)
+MMA_MAX_INSTRUCTIONS_PER_MMA = {"vector": 40.0, "masked": 56.0}
+MMA_MIN_OCCUPANCY = 0.125
 # Kernels whose vector path must issue 128-bit global loads (float storage) in the SASS.
 VECTOR_LOAD_KERNELS = ("relu_kernel<float>", "relu_backward_kernel<float>", "conv2d_gemm_kernel<float, 0, true>")
 
@@ -247,9 +282,8 @@ _INSTR = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)
 MATH_PREFIXES = ("FFMA", "FMUL", "FADD", "HMMA", "DFMA")
 
 
-def sass_loops(binary: str, arch: str = "sm_80") -> dict[str, dict[str, int]]:
-    """Per kernel (mangled name): the math instructions (FFMA, HMMA, ...) of its main loop, taken as
-    the backward branch's body that holds the most math instructions."""
+def sass_instructions(binary: str, arch: str = "sm_80") -> dict[str, list[tuple[int, str, str]]]:
+    """Per kernel (mangled name): its instructions as (address, opcode with modifiers, operands)."""
     found = find_cuobjdump()
     if found is None:
         raise FileNotFoundError("cuobjdump and nvdisasm not found")
@@ -266,19 +300,57 @@ def sass_loops(binary: str, arch: str = "sm_80") -> dict[str, dict[str, int]]:
         m = _INSTR.search(line)
         if cur is not None and m:
             cur.append((int(m.group(1), 16), m.group(2), m.group(3).strip()))
+    return kernels
+
+
+def _loops(instrs):
+    """(first, last address) of every backward branch's body."""
+    for addr, op, args in instrs:
+        t = re.search(r"0x([0-9a-f]+)", args) if op == "BRA" else None
+        if t and int(t.group(1), 16) < addr:
+            yield int(t.group(1), 16), addr
+
+
+def mma_ratios(instrs) -> dict | None:
+    """Instructions per tensor-core MMA (HMMA) over the whole kernel and over its main loop (the
+    backward branch's body with the most HMMA), without the trailing NOP padding; None without HMMA."""
+    body = [i for i in instrs if i[1] != "NOP"]
+    mma = sum(1 for _, op, _ in body if op.startswith("HMMA"))
+    if not mma:
+        return None
+    best = (0, 0)
+    for lo, hi in _loops(body):
+        inside = [op for a, op, _ in body if lo <= a <= hi]
+        n = sum(1 for op in inside if op.startswith("HMMA"))
+        if n > best[0]:
+            best = (n, len(inside))
+    return {"kernel": round(len(body) / mma, 2), "loop": round(best[1] / best[0], 2) if best[0] else 0.0,
+            "hmma": mma, "loop_hmma": best[0]}
+
+
+def subroutine_calls(instrs) -> list[str]:
+    """CALLs into subroutines (e.g. the 64-bit division routines of `/` and `%`): a kernel with RET
+    returns from one. ptxas's CALL.REL.NOINC to the instruction after next (a convergence idiom,
+    no subroutine) is not one."""
+    out = [f"{op} at {a:#x}" for a, op, _ in instrs if op.startswith("RET")]
+    for a, op, args in instrs:
+        t = re.search(r"0x([0-9a-f]+)", args) if op.startswith("CALL") else None
+        if op.startswith("CALL") and not (t and 0 < int(t.group(1), 16) - a <= 0x20):
+            out.append(f"{op} {args} at {a:#x}")
+    return out
+
+
+def sass_loops(binary: str, arch: str = "sm_80") -> dict[str, dict[str, int]]:
+    """Per kernel (mangled name): the math instructions (FFMA, HMMA, ...) of its main loop, taken as
+    the backward branch's body that holds the most math instructions."""
+    kernels = sass_instructions(binary, arch)
     result = {}
     for name, instrs in kernels.items():
         best: dict[str, int] = {}
-        for addr, op, args in instrs:
-            if op != "BRA":
-                continue
-            t = re.search(r"0x([0-9a-f]+)", args)
-            if not t or int(t.group(1), 16) >= addr:
-                continue
-            lo = int(t.group(1), 16)
+        for lo, hi in _loops(instrs):
             body: dict[str, int] = {}
             for a, o, _ in instrs:
-                if lo <= a <= addr and o.startswith(MATH_PREFIXES):
+                if lo <= a <= hi and o.startswith(MATH_PREFIXES):
                     key = o.split(".")[0]
                     body[key] = body.get(key, 0) + 1
             if sum(body.values()) > sum(best.values()):
@@ -296,9 +368,15 @@ def add_sass(report: dict, binary: str) -> None:
             loops = sass_loops(binary, arch)
         except (OSError, subprocess.CalledProcessError):
             continue
+        try:
+            ratios = {m: mma_ratios(instrs) for m, instrs in sass_instructions(binary, arch).items()}
+        except (OSError, subprocess.CalledProcessError):
+            ratios = {}
         for r in report["kernels"]:
             if r["arch"] == arch and r["mangled"] in loops:
                 r["loop_math"] = loops[r["mangled"]]
+            if r["arch"] == arch and ratios.get(r["mangled"]):
+                r["mma_ratio"] = ratios[r["mangled"]]
 
 
 def sass_problems(binary: str, arch: str = "sm_80") -> list[str]:
@@ -316,4 +394,25 @@ def sass_problems(binary: str, arch: str = "sm_80") -> list[str]:
             out.append(f"{name} [{arch}]: no 128-bit global load (LDG.*.128) on its vector path")
         if base_name(name) in TENSOR_CORE_KERNELS and not any(op.startswith("HMMA") for op in ops):
             out.append(f"{name} [{arch}]: a tensor-core kernel without HMMA instructions")
+    engine = [m for m in counts if base_name(names[m]) in MMA_ENGINE_KERNELS]
+    instrs = sass_instructions(binary, arch) if engine else {}
+    for mangled in engine:
+        name, ops = names[mangled], counts[mangled]
+        vector = name.split("(", 1)[0].rstrip().endswith("true>")
+        need = ("HMMA", "LDSM", "LDGSTS") if vector else ("HMMA", "LDSM")
+        for op in need:
+            if not any(o.startswith(op) for o in ops):
+                out.append(f"{name} [{arch}]: no {op}")
+        for call in subroutine_calls(instrs[mangled]):
+            out.append(f"{name} [{arch}]: subroutine call {call}")
+        ratio = mma_ratios(instrs[mangled])
+        limit = MMA_MAX_INSTRUCTIONS_PER_MMA["vector" if vector else "masked"]
+        if ratio is None or ratio["kernel"] > limit:
+            out.append(f"{name} [{arch}]: {ratio and ratio['kernel']} instructions per MMA (at most {limit})")
     return out
+
+
+def occupancy_problems(report: dict) -> list[str]:
+    """The mma.sync engine's kernels below MMA_MIN_OCCUPANCY by ptxas's figures."""
+    return [f"{r['name']} [{r['arch']}]: occupancy {r['occupancy']:.3f} < {MMA_MIN_OCCUPANCY}"
+            for r in report["kernels"] if r["kernel"] in MMA_ENGINE_KERNELS and r["occupancy"] < MMA_MIN_OCCUPANCY]

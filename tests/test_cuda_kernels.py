@@ -43,7 +43,8 @@ def test_kernel_report_no_spills():
 
 def test_kernel_machine_code():
     """SASS of the built extension: no local memory (LDL/STL), 128-bit loads on the float vector paths,
-    HMMA in every tensor-core kernel, the FFMA implicit GEMM's main loop fully unrolled (8 x 64 FFMA)."""
+    HMMA in every tensor-core kernel, the FFMA implicit GEMM's main loop fully unrolled (8 x 64 FFMA),
+    the mma.sync engine's gates (kernel_report.sass_problems)."""
     kr = _kernel_report()
     try:
         from cnnfast import _build_config as build
@@ -66,6 +67,10 @@ def test_kernel_machine_code():
         wmma = [ops for name, ops in counts.items() if "conv2d_wmma_kernel" in name]
         assert len(wmma) == 18  # tensor cores: half, bfloat16, TF32 x three passes x two layouts
         assert all(sum(n for op, n in ops.items() if op.startswith("HMMA")) >= 16 for ops in wmma)
+        # The mma.sync engine (sass_problems gates HMMA, LDSM, LDGSTS on the vector path, no
+        # subroutine call, instructions per MMA): four vector tiles and the masked one, three types.
+        engine = [name for name in counts if "conv2d_mma_fprop_kernel" in name]
+        assert len(engine) == 15, len(engine)
     # The build's report has each kernel's main-loop math when cuobjdump was there at build time.
     report = kr.load()
     if report and all("loop_math" in r for r in report["kernels"]):
@@ -74,6 +79,36 @@ def test_kernel_machine_code():
                 assert r["loop_math"].get("FFMA", 0) >= 512, r["name"]  # 8 slices x 8 x 8 per thread
             if r["kernel"] == "conv2d_wmma_kernel":
                 assert r["loop_math"].get("HMMA", 0) >= 16, r["name"]
+
+
+def test_mma_engine_occupancy_and_report():
+    """ptxas's registers and the tile's shared memory leave at least 8 warps per SM for every engine
+    kernel on sm_80 and sm_90; the report carries each one's instructions per MMA."""
+    kr = _kernel_report()
+    report = kr.load()
+    if report is None:
+        pytest.skip("CPU-only build: no CUDA kernels, no ptxas report")
+    engine = [r for r in report["kernels"] if r["kernel"] == "conv2d_mma_fprop_kernel"]
+    assert {r["arch"] for r in engine} >= {"sm_80", "sm_90"}
+    assert not kr.occupancy_problems(report), kr.occupancy_problems(report)
+    for r in engine:
+        assert r["dynamic_shared_bytes"] > 48 * 1024 and r["block_threads"] in (128, 256), r["name"]
+        if "mma_ratio" in r:  # cuobjdump was there at build time
+            assert 0 < r["mma_ratio"]["loop"] < r["mma_ratio"]["kernel"], r["name"]
+    # The shared-memory figure from the template arguments: 128x128, 3 stages of 64-byte rows.
+    assert kr.mma_tile_resources("k<__half, cnnfast::cuda::MmaTile<128, 128, 2, 4, 3, 64>, true>") == (
+        256, 3 * 256 * 64 + 128 * 16)
+
+
+def test_subroutine_calls_are_told_from_the_convergence_idiom():
+    kr = _kernel_report()
+    idiom = [(0x100, "CALL.REL.NOINC", "0x120"), (0x110, "BRA", "0x130"), (0x120, "EXIT", "")]
+    assert kr.subroutine_calls(idiom) == []
+    division = [(0x100, "CALL.REL.NOINC", "0x400"), (0x400, "IMAD", "R1, R2, R3, RZ"), (0x410, "RET.REL.NODEC", "R20 0x0")]
+    assert len(kr.subroutine_calls(division)) == 2
+    loop = [(0x0, "HMMA.16816.F32", ""), (0x10, "LDSM.16.M88.4", ""), (0x20, "HMMA.16816.F32", ""),
+            (0x30, "BRA", "0x0"), (0x40, "STG.E", ""), (0x50, "EXIT", ""), (0x60, "NOP", "")]
+    assert kr.mma_ratios(loop) == {"kernel": 3.0, "loop": 2.0, "hmma": 2, "loop_hmma": 2}
 
 
 def test_kernel_report_parses_ptxas():
