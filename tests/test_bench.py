@@ -364,6 +364,24 @@ def test_predict_without_a_gpu(tmp_path):
     assert h100["floor_s"] == pytest.approx(max(row["flops"] / 67e12, row["min_bytes"] / 3350e9))
     assert h100["bound"] == "memory"
     assert not any(k in r for r in doc["rows"] for k in ("cnnfast", "reference", "speedup"))
+    # float32 with TF32 off runs on FFMA: no tensor-core tile. bfloat16 forward convolutions have one.
+    assert "mma" not in h100
+    assert "h100-sxm tile, CTAs, waves, quantized floor us" in text
+    from harness import missing  # noqa: PLC0415  (why the CUDA-on-CPU build cannot run here, or None)
+
+    if missing is not None:
+        pytest.skip(f"the tile choice needs the CUDA-on-CPU build of the engine's host code: {missing}")
+    assert "mma_choice" not in doc["settings"], doc["settings"]["mma_choice"]
+    bf = next(r for r in doc["rows"] if r["op"] == "conv2d" and r["dtype"] == "bfloat16" and r["direction"] == "fwd")
+    mma = {g: bf["predicted"][g]["mma"] for g in ("h100-sxm", "a100-sxm4-80gb")}
+    # lenet's first conv: M = 64*28*28 = 50176 pixels, K = 6 filters: the narrow 128x32 tile, 392 CTAs;
+    # 132 SMs hold 132 * 2 of them at once (shared memory), 108 SMs 216.
+    assert mma["h100-sxm"]["tile"] == "128x32" and mma["h100-sxm"]["ctas"] == 392
+    assert mma["h100-sxm"]["waves"] == pytest.approx(392 / 264, abs=1e-3)
+    assert mma["a100-sxm4-80gb"]["waves"] == pytest.approx(392 / 216, abs=1e-3)
+    # two whole waves of 128x32 tiles over R*S*C = 25 padded to one 32-element slice, at 989.4 TFLOP/s
+    assert mma["h100-sxm"]["quantized_floor_s"] == pytest.approx(2 * 264 * 2 * 128 * 32 * 32 / 989.4e12)
+    assert all(r["predicted"]["h100-sxm"].get("mma") is None for r in doc["rows"] if r["direction"] != "fwd")
 
 
 def test_pytest_benchmark_suite_runs():

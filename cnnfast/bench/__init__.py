@@ -5,8 +5,8 @@ once with hooks, plus the whole model (inference forward and training step, conv
 unconverted). Every row is checked against a float64 computation and timed interleaved with the
 reference; the table shows times, speed-ups, achieved rates, the roofline floor and the errors.
 ``--rivals`` adds other runtimes (ONNX Runtime, OpenVINO, torch.compile) on the same rows.
-``--device cuda --predict`` prints FLOPs, bytes and roofline floors for a datasheet GPU, measuring
-nothing.
+``--device cuda --predict`` prints FLOPs, bytes and roofline floors for a datasheet GPU, and the
+tensor-core engine's tile, CTAs, waves and wave-quantized floor, measuring nothing.
 
 Exit status: 0 when every row passes, 1 when a row fails its check, 2 for a usage error.
 """
@@ -53,7 +53,8 @@ def add_arguments(parser):
     parser.add_argument("--plot", metavar="FILE", default=None, help="write a PNG of the speed-ups per case")
     parser.add_argument("--predict", action="store_true",
                         help="with --device cuda: print FLOPs, minimal bytes and the roofline floor of every case "
-                             "for a datasheet GPU, measuring nothing (works without a GPU)")
+                             "for a datasheet GPU, and the tensor-core engine's tile, CTAs and waves, "
+                             "measuring nothing (works without a GPU)")
     parser.add_argument("--gpu", type=comma_list(GPU_NAMES), default=list(GPU_NAMES),
                         help=f"datasheet GPUs for --predict: {', '.join(GPU_NAMES)} or all (default: all)")
     parser.add_argument("--rivals", type=comma_list(RIVAL_NAMES), default=[],

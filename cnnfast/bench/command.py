@@ -148,8 +148,32 @@ def main(args, out=None):
     return 0 if doc["passed"] else 1
 
 
+def _mma_chooser():
+    """The mma engine's tile choice through the CUDA-on-CPU build of its host code, or None (with the
+    reason) where that cannot build (no g++ or CUDA headers)."""
+    import ctypes  # noqa: PLC0415
+
+    from .. import _cuda_on_cpu  # noqa: PLC0415
+
+    try:
+        lib = _cuda_on_cpu.load_kernels()
+    except (_cuda_on_cpu.BuildError, OSError) as e:
+        return None, str(e).splitlines()[0]
+
+    def choose(m, k, sms):
+        bm, bn, ctas, slots = ctypes.c_int(), ctypes.c_int(), ctypes.c_longlong(), ctypes.c_longlong()
+        lib.coc_conv2d_mma_choice(ctypes.c_longlong(m), ctypes.c_longlong(k), sms, ctypes.byref(bm),
+                                  ctypes.byref(bn), ctypes.byref(ctas), ctypes.byref(slots))
+        return bm.value, bn.value, ctas.value, slots.value
+
+    return choose, None
+
+
 def _predict(doc, work, args, out):
     rows = []
+    choose, why_not = _mma_chooser()
+    if why_not:
+        doc["settings"]["mma_choice"] = f"not available: {why_not}"
     for case, direction, dtype, layout in work:
         itemsize = roofline.ITEMSIZE[dtype]
         row = {
@@ -167,6 +191,10 @@ def _predict(doc, work, args, out):
                 "floor_s": roofline.case_floor(case, direction, itemsize, pf, pb),
                 "bound": roofline.bound(case, direction, itemsize, pf, pb),
             }
+            if choose is not None and direction == "fwd":
+                mma = roofline.mma_forward_prediction(case, dtype, doc["settings"]["tf32"], gpu, choose)
+                if mma:
+                    row["predicted"][gpu]["mma"] = mma
         rows.append(row)
     doc["settings"]["gpus"] = args.gpu
     doc["rows"] = rows

@@ -357,8 +357,11 @@ def format_prediction(doc):
                      f"(dense), {spec['gbps']:.0f} GB/s. Source: {spec['source']}")
     lines.append(f"float32 floors use the {'TF32 tensor-core' if env['tf32'] else 'plain FP32'} rate (--tf32 "
                  f"{'on' if env['tf32'] else 'off'}); batch: " + ", ".join(f"{s} {b}" for s, b in st["batch"].items()))
+    if st.get("mma_choice"):
+        lines.append(f"tensor-core tile choice {st['mma_choice']}")
     headers = ["suite", "op", "shape and arguments", "dir", "dtype", "layout", "GFLOP", "min MB", "FLOP/byte"]
     headers += [f"{g} floor us" for g in gpus]
+    headers += [f"{g} tile, CTAs, waves, quantized floor us" for g in gpus]
     cells = []
     for r in doc["rows"]:
         c = [r["suite"], r["op"], r["args"], r["direction"], r["dtype"], r["layout"],
@@ -367,10 +370,16 @@ def format_prediction(doc):
         for g in gpus:
             p = r["predicted"][g]
             c.append(f"{p['floor_s'] * 1e6:.2f} ({p['bound'][0]})")
+        for g in gpus:
+            m = r["predicted"][g].get("mma")
+            c.append(f"{m['tile']} {m['ctas']} {m['waves']:.2f} {m['quantized_floor_s'] * 1e6:.2f}" if m else "-")
         cells.append(c)
-    head, rule, body = _table(headers, cells, "<<<<<<" + ">" * (3 + len(gpus)))
+    head, rule, body = _table(headers, cells, "<<<<<<" + ">" * (3 + 2 * len(gpus)))
     lines += ["", head, rule] + body + [rule, "(c) compute-bound, (m) memory-bound at that GPU's peaks. "
-                                        "Compare a measured `cnnfast bench --device cuda` run with these floors."]
+                                        "Compare a measured `cnnfast bench --device cuda` run with these floors.",
+                                        "Tile, CTAs, waves: the tensor-core forward's own choice for that GPU's SMs "
+                                        "(forward convolutions on tensor cores only); the quantized floor runs whole "
+                                        "waves of whole tiles at the tensor rate. Predictions, not measurements."]
     return "\n".join(lines)
 
 

@@ -32,12 +32,14 @@ GPUS = {
         "name": "NVIDIA H100 SXM5 80GB",
         "tflops": {"fp32": 67.0, "tf32": 494.7, "float16": 989.4, "bfloat16": 989.4, "float64": 34.0},
         "gbps": 3350.0,
+        "sms": 132,
         "source": "NVIDIA H100 Tensor Core GPU datasheet (H100 SXM; dense rates = half the sparsity figures)",
     },
     "a100-sxm4-80gb": {
         "name": "NVIDIA A100 SXM4 80GB",
         "tflops": {"fp32": 19.5, "tf32": 156.0, "float16": 312.0, "bfloat16": 312.0, "float64": 9.7},
         "gbps": 2039.0,
+        "sms": 108,
         "source": "NVIDIA A100 Tensor Core GPU datasheet (A100 80GB SXM; dense rates)",
     },
 }
@@ -153,3 +155,28 @@ def bound(case, direction, itemsize, peak_flops, peak_bytes):
 def is_compute_op(case):
     """Whether a case's achieved rate is best read as FLOP/s (conv, models) or bytes/s (pool, ReLU)."""
     return case.op in ("conv2d", "conv2d_relu", "conv2d_relu_max_pool2d", "model")
+
+
+# --- the tensor-core engine's tile choice ----------------------------------------------------------
+
+def mma_forward_prediction(case, dtype, tf32, gpu, choose):
+    """For a forward convolution that runs on the mma.sync engine (float16, bfloat16, float32 as
+    TF32; groups 1): the tile it chooses on ``gpu``'s SM count, its CTAs and waves, and the
+    wave-quantized tensor-rate floor: whole waves of whole tiles (every CTA computes BM x BN outputs
+    over the reduction padded to its slices) at the datasheet tensor rate. ``choose(M, K, sms)`` is
+    the engine's own choice (cnnfast/_cuda_on_cpu's coc_conv2d_mma_choice) -> (bm, bn, ctas, slots).
+    None where the engine does not run the case."""
+    if case.op not in ("conv2d", "conv2d_relu", "conv2d_relu_max_pool2d") or case.p.get("groups", 1) != 1:
+        return None
+    if dtype not in ("float16", "bfloat16") and not (dtype == "float32" and tf32):
+        return None
+    n, k, p, q = case.p.get("conv_output", case.p["output"])
+    _, c, r, s = case.p["weight"]
+    m = n * p * q
+    bm, bn, ctas, slots = choose(m, k, GPUS[gpu]["sms"])
+    slice_elems = 32 if ITEMSIZE[dtype] == 2 else 16  # the smallest slice of any tile (64 bytes)
+    rsc = -(-(r * s * c) // slice_elems) * slice_elems
+    waves = ctas / slots
+    peak, _ = gpu_peaks(gpu, dtype, tf32)
+    floor = math.ceil(waves) * slots * 2 * bm * bn * rsc / peak
+    return {"tile": f"{bm}x{bn}", "ctas": ctas, "waves": round(waves, 3), "quantized_floor_s": floor}

@@ -8,3 +8,22 @@
 //     return cuda_on_cpu::c_api::guarded([&] { cnnfast::cuda::relu(x, y, n, nullptr); });
 //   }
 #include "c_api.h"
+
+#include "cuda/conv2d_mma_kernel.cuh"
+
+extern "C" {
+
+// The tensor-core forward's tile choice for an M x K output on sm_count SMs (cnnfast bench
+// --predict): the tile id, its BM and BN, the CTAs and the CTAs resident per wave.
+__attribute__((visibility("default"))) int coc_conv2d_mma_choice(long long M, long long K, int sm_count, int* bm,
+                                                                 int* bn, long long* ctas, long long* slots) {
+  const cnnfast::cuda::MmaChoice c = cnnfast::cuda::mma_forward_choice(M, K, sm_count);
+  const cnnfast::cuda::MmaTileShape& t = cnnfast::cuda::kMmaTileShapes[c.tile];
+  *bm = t.bm;
+  *bn = t.bn;
+  *ctas = c.ctas;
+  *slots = static_cast<long long>(sm_count) * cnnfast::cuda::mma_resident_ctas(t);
+  return c.tile;
+}
+
+}  // extern "C"
