@@ -39,6 +39,7 @@ BLOCK_THREADS = {
     "bias_grad_nhwc_kernel": 256,
     "bias_grad_nchw_kernel": 256,
     "transpose_kernel": 256,
+    "conv2d_mma_splitk_kernel": 256,
 }
 
 # The tensor-core engine's kernels take their block size and dynamic shared memory from the tile

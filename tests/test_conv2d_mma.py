@@ -4,7 +4,7 @@ cp.async pipeline) on the CPU through the CUDA-on-CPU harness, against torch in 
 Every tile configuration on the vector path, the masked path (any C), NCHW and NHWC, float16,
 bfloat16 and float as TF32, shapes that cross the tile, slice and filter edges; three thread orders
 with identical bits; no shared-memory bank conflicts in the engine's ldmatrix and epilogue; the
-tile choice. The bound is the a-priori one of tests/cuda_harness.py: a float32-accumulated sum of
+tile choice; split-K for grids under a wave. The bound is the a-priori one of tests/cuda_harness.py: a float32-accumulated sum of
 R*S*C terms, one rounding of the output, and for TF32 the rounding of both inputs to 10 bits.
 """
 import ctypes
@@ -104,6 +104,48 @@ def test_mma_forward_misaligned_input_takes_the_masked_path(lib):
     ref = F.conv2d(x.double(), w.double())
     mag = F.conv2d(x.double().abs(), w.double().abs())
     assert_within(from_nhwc(y), ref, EPS_ACC * (R * S * C + 2) * mag + EPS[torch.float16] * ref.abs(), "misaligned")
+
+
+SPLIT_CASES = {
+    # 64 channels 3x3 on a 6x6 image: one or two CTAs, 9 to 18 slices: split-K on 132 SMs.
+    "c64-3x3": (1, 64, 6, 6, 40, 3, 3, (1, 1), (1, 1), (1, 1)),
+    # the masked path (halves: C % 8 != 0), 28 slices of 64 elements.
+    "c36-7x7": (1, 36, 8, 8, 16, 7, 7, (1, 1), (3, 3), (1, 1)),
+}
+
+
+def set_sm_count(lib, n):
+    lib.cnnfast_set_sm_count(n)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["tf32", "f16"])
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("case", list(SPLIT_CASES))
+def test_mma_forward_split_k(lib, dtype, layout, case):
+    """A grid under one wave splits the reduction; the splits are added in order by a second kernel
+    (bias and ReLU there): the same bound, identical bits under every thread order."""
+    c = SPLIT_CASES[case]
+    sizes = sizes_arg([*c[:7], *c[7], *c[8], *c[9], 1])
+    tiles = [-1] if case == "c36-7x7" else [t[0] for t in TILES.values()]
+    for tile in tiles:
+        shown = TILES["64x64"][0] if tile < 0 else tile
+        splits = lib.cnnfast_conv2d_mma_splits(DTYPES[dtype], sizes, shown, 132)
+        assert 2 <= splits <= 16, (tile, splits)
+        run_engine(lib, c, dtype, layout, tile)
+
+
+def test_mma_split_plan_leaves_full_grids_alone(lib):
+    # ResNet-50's 56x56 layer at batch 32: many waves, no split; the same layer at batch 1 on 132 SMs splits.
+    big = sizes_arg([32, 64, 56, 56, 256, 1, 1, 1, 1, 0, 0, 1, 1, 1])
+    assert lib.cnnfast_conv2d_mma_splits(DTYPES[torch.float16], big, TILES["128x128"][0], 132) == 1
+    small = sizes_arg([1, 256, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, 1])
+    splits = lib.cnnfast_conv2d_mma_splits(DTYPES[torch.float16], small, TILES["128x128"][0], 132)
+    # 4 CTAs, 264 slots: 16 splits wanted (72 slices allow 18 of 4); 72 slices in splits of
+    # ceil(72 / 16) = 5 make ceil(72 / 5) = 15 splits, none empty.
+    assert splits == 15
+    # A reduction too short to split (5 slices): none.
+    short = sizes_arg([1, 16, 6, 6, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1])
+    assert lib.cnnfast_conv2d_mma_splits(DTYPES[torch.float16], short, TILES["128x128"][0], 132) == 1
 
 
 def test_mma_engine_shared_memory_has_no_bank_conflicts(lib):

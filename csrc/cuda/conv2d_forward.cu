@@ -26,7 +26,8 @@ int current_sm_count() {
 
 int64_t conv2d_forward_workspace(Dtype t, const Conv2dProblem& p, bool nhwc, bool allow_tf32) {
   int64_t bytes = 0;
-  with_type(t, [&](auto* tag) { bytes = conv2d_forward_workspace<CNNFAST_TYPE_OF(tag)>(p, nhwc, allow_tf32); });
+  const int sms = current_sm_count();
+  with_type(t, [&](auto* tag) { bytes = conv2d_forward_workspace<CNNFAST_TYPE_OF(tag)>(p, nhwc, allow_tf32, sms); });
   return bytes;
 }
 

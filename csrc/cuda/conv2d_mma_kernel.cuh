@@ -108,6 +108,10 @@ struct ConvMmaParams {
   bool relu = false;
   bool y_nhwc = true;
   bool vec_out = false;  // NHWC output and bias 16 bytes at a time (K a multiple of the vector, aligned)
+  // Split-K: blockIdx.z takes slices [z * slices_per_split, ...) and writes float partial sums to
+  // partial[z][M][K] (no bias or ReLU); conv2d_mma_splitk_kernel adds the splits in order.
+  int splits = 1, slices_per_split = 0;
+  float* partial = nullptr;
 };
 
 // Bits t of [0, taps) (taps <= 32) for which 0 <= start + t * dilation < extent: the taps of one
@@ -139,7 +143,9 @@ __global__ void __launch_bounds__(Tile::kThreads) conv2d_mma_fprop_kernel(ConvMm
 
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int wm = warp / Tile::kWarpsN, wn = warp % Tile::kWarpsN;
-  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN, split = blockIdx.z;
+  const int first_slice = split * P.slices_per_split;
+  const int slice_count = min(P.slices_per_split, P.slices - first_slice);
   const int cc = tid % kChunks, row0 = tid / kChunks;
   const T* x = static_cast<const T*>(P.x);
   const T* w = static_cast<const T*>(P.w);
@@ -182,7 +188,7 @@ __global__ void __launch_bounds__(Tile::kThreads) conv2d_mma_fprop_kernel(ConvMm
 
   // Reduction iterator of this thread's chunk (vector path): its flat index k = (r * S + s) * C + c
   // (the KRSC weight's own offset), its tap (r, s) and channel c, and the tap's input offset.
-  int it_k = cc * E, it_r = 0, it_s = 0, it_c = 0;
+  int it_k = first_slice * kSlice + cc * E, it_r = 0, it_s = 0, it_c = 0;
   int64_t it_tap = 0;  // (r * dil_h * W + s * dil_w) * C
   if constexpr (kVec) {
     int rs;
@@ -190,7 +196,7 @@ __global__ void __launch_bounds__(Tile::kThreads) conv2d_mma_fprop_kernel(ConvMm
     P.div_S.divmod(rs, it_r, it_s);
     it_tap = (static_cast<int64_t>(it_r) * P.dil_h * P.W + static_cast<int64_t>(it_s) * P.dil_w) * P.C;
   }
-  int loaded = 0;  // slices issued
+  int loaded = first_slice;  // the next slice to issue
 
   auto load_slice = [&](int stage) {
     unsigned char* As = smem + stage * Tile::kStageBytes;
@@ -286,8 +292,8 @@ __global__ void __launch_bounds__(Tile::kThreads) conv2d_mma_fprop_kernel(ConvMm
 
   // The pipeline: Stages - 1 slices in flight, one group per slice (empty past the end). The first
   // Stages - 1 steps only load (one copy of the loader's code for the prologue and the loop).
-  for (int it = 1 - kStages; it < P.slices; ++it) {
-    if (it + kStages - 1 < P.slices) load_slice((it + kStages - 1) % kStages);
+  for (int it = 1 - kStages; it < slice_count; ++it) {
+    if (it + kStages - 1 < slice_count) load_slice((it + kStages - 1) % kStages);
     sm80::cp_async_commit();
     if (it < 0) {
       sm80::cp_async_wait<kStages - 2>();
@@ -354,7 +360,7 @@ __global__ void __launch_bounds__(Tile::kThreads) conv2d_mma_fprop_kernel(ConvMm
     }
     __syncthreads();
     // Row r of the pass is tile row (r / 16) * WTM + pass * 16 + r % 16.
-    if (P.y_nhwc) {
+    if (P.y_nhwc || P.partial) {
       constexpr int V = 16 / static_cast<int>(sizeof(T));  // outputs per 16-byte store
       constexpr int kVecsPerRow = BN / V, kIters = kRows * kVecsPerRow / Tile::kThreads;
       static_assert(kIters * Tile::kThreads == kRows * kVecsPerRow, "whole epilogue passes");
@@ -379,6 +385,13 @@ __global__ void __launch_bounds__(Tile::kThreads) conv2d_mma_fprop_kernel(ConvMm
         }
         const int m = m0 + (r / 16) * Tile::WTM + pass * 16 + r % 16, n = n0 + vc * V;
         if (m >= P.M) continue;
+        if (P.partial) {  // split-K: this split's float sums, whole
+          float* part = P.partial + (static_cast<int64_t>(split) * P.M + m) * P.K + n;
+#pragma unroll
+          for (int e = 0; e < V; ++e)
+            if (n + e < P.K) part[e] = v[e];
+          continue;
+        }
         T* dst = y + static_cast<int64_t>(m) * P.K + n;
         if (P.vec_out && n + V <= P.K) {
           Vec16<T> b;
@@ -477,19 +490,101 @@ inline MmaChoice mma_forward_choice(int64_t M, int64_t K, int sm_count) {
   return best;
 }
 
+// Split-K for a grid under one wave: enough splits to fill the resident slots, each of at least
+// kMinSlicesPerSplit slices (the pipeline's depth and then some), at most kMaxSplits. A function
+// of the problem, the tile and the SM count only, so a device gives the same bits every run.
+constexpr int kMaxSplits = 16, kMinSlicesPerSplit = 4;
+
+struct MmaSplit {
+  int splits = 1, slices_per_split = 0;
+};
+
+inline MmaSplit mma_split_plan(int64_t M, int64_t K, int64_t slices, int tile, int sm_count) {
+  const MmaTileShape& t = kMmaTileShapes[tile];
+  const int64_t ctas = ((M + t.bm - 1) / t.bm) * ((K + t.bn - 1) / t.bn);
+  const int64_t slots = static_cast<int64_t>(sm_count) * mma_resident_ctas(t);
+  int64_t splits = ctas < slots ? slots / ctas : 1;
+  const int64_t by_depth = slices / kMinSlicesPerSplit;
+  splits = splits < by_depth ? splits : by_depth;
+  splits = splits < kMaxSplits ? splits : kMaxSplits;
+  MmaSplit plan;
+  if (splits < 2) {
+    plan.slices_per_split = static_cast<int>(slices);
+    return plan;
+  }
+  plan.slices_per_split = static_cast<int>((slices + splits - 1) / splits);
+  plan.splits = static_cast<int>((slices + plan.slices_per_split - 1) / plan.slices_per_split);  // none empty
+  return plan;
+}
+
+// Slices of the reduction for a tile id and element type.
+template <class T>
+inline int64_t mma_slices(const Conv2dProblem& p, int tile) {
+  const int row_bytes = tile == kMma128x128 || tile == kMma128x64 ? 64 : 128;
+  const int64_t slice = row_bytes / static_cast<int64_t>(sizeof(T));
+  return (p.R * p.S * p.C + slice - 1) / slice;
+}
+
+// y = the splits of partial added in order (+ bias, then ReLU), as the forward's epilogue would.
+constexpr int kSplitkTileN = 32, kSplitkTileM = 8;
+
+template <class T>
+__global__ void __launch_bounds__(kSplitkTileN * kSplitkTileM)
+    conv2d_mma_splitk_kernel(const float* partial, int splits, int M, int K, const T* bias, bool relu, T* y,
+                             bool y_nhwc, FastDivmod div_PQ) {
+  const int n = blockIdx.x * kSplitkTileN + threadIdx.x % kSplitkTileN;
+  const int m = blockIdx.y * kSplitkTileM + threadIdx.x / kSplitkTileN;
+  if (m >= M || n >= K) return;
+  const int64_t mk = static_cast<int64_t>(M) * K, at = static_cast<int64_t>(m) * K + n;
+  float u = 0.0f;
+  for (int z = 0; z < splits; ++z) u += partial[z * mk + at];
+  u += bias ? to_float(bias[n]) : 0.0f;
+  if (relu) u = u < 0.0f ? 0.0f : u;  // relu(NaN) stays NaN
+  if (y_nhwc) {
+    y[at] = from_float<T>(u);
+  } else {
+    int img, pq;
+    div_PQ.divmod(m, img, pq);
+    y[(static_cast<int64_t>(img) * K + n) * (div_PQ.divisor) + pq] = from_float<T>(u);
+  }
+}
+
 // Whether a call takes the vector path (16-byte chunks of channels, aligned tensors).
 template <class T>
 inline bool mma_vector_path(const Conv2dProblem& p, const void* x, const void* w) {
   return p.C % (16 / sizeof(T)) == 0 && aligned_to(x, 16) && aligned_to(w, 16);
 }
 
-// Bytes of workspace conv2d_mma_forward needs: the NHWC input and KRSC weight of an NCHW call.
+// The tile a call runs: the masked path's, a requested one, or the choice for the SM count.
+inline int mma_tile_for(bool vector_path, int tile, int64_t M, int64_t K, int sm_count) {
+  if (!vector_path) return kMma64x64;
+  return tile >= 0 ? tile : mma_forward_choice(M, K, sm_count).tile;
+}
+
+// Bytes of the layout transposes of an NCHW call (the NHWC input, 16-byte aligned, then the KRSC
+// weight).
 template <class T>
-inline int64_t mma_forward_workspace(const Conv2dProblem& p, bool nhwc) {
+inline int64_t mma_transpose_bytes(const Conv2dProblem& p, bool nhwc) {
   if (nhwc) return 0;
   const int64_t align = 16 / sizeof(T);
   const int64_t xs = (p.input_numel() + align - 1) / align * align;
-  return (xs + p.weight_numel()) * static_cast<int64_t>(sizeof(T));
+  const int64_t ws = (p.weight_numel() + align - 1) / align * align;
+  return (xs + ws) * static_cast<int64_t>(sizeof(T));
+}
+
+// Bytes of workspace conv2d_mma_forward needs for (tile, sm_count): the transposes of an NCHW call,
+// then the split-K partial sums, for whichever of the vector and the masked path the call takes.
+template <class T>
+inline int64_t mma_forward_workspace(const Conv2dProblem& p, bool nhwc, int sm_count, int tile = -1) {
+  const int64_t M = p.N * p.P * p.Q;
+  int64_t split_bytes = 0;
+  for (bool vector_path : {true, false}) {
+    const int t = mma_tile_for(vector_path, tile, M, p.K, sm_count);
+    const MmaSplit plan = mma_split_plan(M, p.K, mma_slices<T>(p, t), t, sm_count);
+    const int64_t bytes = plan.splits > 1 ? plan.splits * M * p.K * static_cast<int64_t>(sizeof(float)) : 0;
+    split_bytes = bytes > split_bytes ? bytes : split_bytes;
+  }
+  return mma_transpose_bytes<T>(p, nhwc) + split_bytes;
 }
 
 template <class T, class Tile>
@@ -527,19 +622,30 @@ void allow_dynamic_shared(Kernel kernel, int bytes) {
 #endif
 }
 
+// One forward launch, split-K (partial: the workspace's float sums) when the plan has splits.
 template <class T, class Tile, bool kVec, class Stream>
 void launch_mma_tile(const Conv2dProblem& p, const T* x, const T* w, const T* bias, bool relu, T* y, bool y_nhwc,
-                     Stream stream) {
-  const ConvMmaParams P = mma_forward_params<T, Tile>(p, x, w, bias, relu, y, y_nhwc);
-  const LaunchConfig c{dim3(ceil_div(P.M, Tile::BM), ceil_div(P.K, Tile::BN)), dim3(Tile::kThreads),
-                       static_cast<size_t>(Tile::kSharedBytes)};
+                     const MmaSplit& plan, float* partial, Stream stream) {
+  ConvMmaParams P = mma_forward_params<T, Tile>(p, x, w, bias, relu, y, y_nhwc);
+  P.splits = plan.splits;
+  P.slices_per_split = plan.splits > 1 ? plan.slices_per_split : P.slices;
+  P.partial = plan.splits > 1 ? partial : nullptr;
+  const LaunchConfig c{dim3(ceil_div(P.M, Tile::BM), ceil_div(P.K, Tile::BN), static_cast<unsigned>(P.splits)),
+                       dim3(Tile::kThreads), static_cast<size_t>(Tile::kSharedBytes)};
   allow_dynamic_shared(conv2d_mma_fprop_kernel<T, Tile, kVec>, Tile::kSharedBytes);
   CNNFAST_LAUNCH(c, stream, conv2d_mma_fprop_kernel<T, Tile, kVec>)(P);
+  if (P.partial) {
+    const LaunchConfig r{dim3(ceil_div(P.K, kSplitkTileN), ceil_div(P.M, kSplitkTileM)),
+                         dim3(kSplitkTileN * kSplitkTileM), 0};
+    CNNFAST_LAUNCH(r, stream, conv2d_mma_splitk_kernel<T>)(partial, P.splits, P.M, P.K, bias, relu, y, y_nhwc,
+                                                           P.div_PQ);
+  }
 }
 
 // y = conv2d(x, w) (+ bias) (then ReLU) on tensor cores; mma_forward_supported(p). nhwc: x, w, y
 // NHWC / KRSC / NHWC; else NCHW / KCRS / NCHW, transposed through workspace
-// (mma_forward_workspace bytes, 16-byte aligned). tile: a kMma* id, or -1 to choose from sm_count.
+// (mma_forward_workspace bytes for the same sm_count and tile, 16-byte aligned), which also holds
+// the split-K partial sums of a grid under a wave. tile: a kMma* id, or -1 to choose from sm_count.
 template <class T, class Stream>
 void conv2d_mma_forward(const Conv2dProblem& p, bool nhwc, const T* x, const T* w, const T* bias, bool relu, T* y,
                         void* workspace, int sm_count, int tile, Stream stream) {
@@ -555,16 +661,26 @@ void conv2d_mma_forward(const Conv2dProblem& p, bool nhwc, const T* x, const T* 
     xn = xt;
     wn = wt;
   }
-  if (!mma_vector_path<T>(p, xn, wn)) {  // any C: one masked configuration
-    launch_mma_tile<T, MmaTile64x64, false>(p, xn, wn, bias, relu, y, nhwc, stream);
+  const bool vector_path = mma_vector_path<T>(p, xn, wn);
+  const int64_t M = p.N * p.P * p.Q;
+  tile = mma_tile_for(vector_path, tile, M, p.K, sm_count);
+  const MmaSplit plan = mma_split_plan(M, p.K, mma_slices<T>(p, tile), tile, sm_count);
+  float* partial = reinterpret_cast<float*>(static_cast<unsigned char*>(workspace) + mma_transpose_bytes<T>(p, nhwc));
+  if (!vector_path) {  // any C: one masked configuration
+    launch_mma_tile<T, MmaTile64x64, false>(p, xn, wn, bias, relu, y, nhwc, plan, partial, stream);
     return;
   }
-  if (tile < 0) tile = mma_forward_choice(p.N * p.P * p.Q, p.K, sm_count).tile;
   switch (tile) {
-    case kMma128x128: launch_mma_tile<T, MmaTile128x128, true>(p, xn, wn, bias, relu, y, nhwc, stream); break;
-    case kMma128x64: launch_mma_tile<T, MmaTile128x64, true>(p, xn, wn, bias, relu, y, nhwc, stream); break;
-    case kMma64x64: launch_mma_tile<T, MmaTile64x64, true>(p, xn, wn, bias, relu, y, nhwc, stream); break;
-    default: launch_mma_tile<T, MmaTile128x32, true>(p, xn, wn, bias, relu, y, nhwc, stream); break;
+    case kMma128x128:
+      launch_mma_tile<T, MmaTile128x128, true>(p, xn, wn, bias, relu, y, nhwc, plan, partial, stream);
+      break;
+    case kMma128x64:
+      launch_mma_tile<T, MmaTile128x64, true>(p, xn, wn, bias, relu, y, nhwc, plan, partial, stream);
+      break;
+    case kMma64x64:
+      launch_mma_tile<T, MmaTile64x64, true>(p, xn, wn, bias, relu, y, nhwc, plan, partial, stream);
+      break;
+    default: launch_mma_tile<T, MmaTile128x32, true>(p, xn, wn, bias, relu, y, nhwc, plan, partial, stream); break;
   }
 }
 

@@ -180,10 +180,11 @@ inline bool forward_uses_mma(const Conv2dProblem& p, bool allow_tf32) {
   return use_tensor_cores<T>(allow_tf32) && !is_depthwise(p) && mma_forward_supported(p);
 }
 
-// Bytes of workspace conv2d_forward needs (the layout transposes of an NCHW call on the mma engine).
+// Bytes of workspace conv2d_forward needs on a device of sm_count SMs (the mma engine's layout
+// transposes of an NCHW call and its split-K partial sums).
 template <class T>
-inline int64_t conv2d_forward_workspace(const Conv2dProblem& p, bool nhwc, bool allow_tf32) {
-  return forward_uses_mma<T>(p, allow_tf32) ? mma_forward_workspace<T>(p, nhwc) : 0;
+inline int64_t conv2d_forward_workspace(const Conv2dProblem& p, bool nhwc, bool allow_tf32, int sm_count) {
+  return forward_uses_mma<T>(p, allow_tf32) ? mma_forward_workspace<T>(p, nhwc, sm_count) : 0;
 }
 
 // y = conv2d(x, w) (+ bias) (then ReLU). x, w, y in one storage order (NCHW: KCRS weight; NHWC:

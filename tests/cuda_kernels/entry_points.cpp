@@ -105,7 +105,7 @@ int cnnfast_conv2d_forward(int dtype, const long long* sizes, int nhwc, const vo
     with_type(dtype, [&](auto* tag) {
       using T = CNNFAST_T;
       const cnnfast::Conv2dProblem p = conv_problem(sizes);
-      std::vector<int4> work((cnnfast::cuda::conv2d_forward_workspace<T>(p, nhwc != 0, tf32 != 0) + 15) / 16);
+      std::vector<int4> work((cnnfast::cuda::conv2d_forward_workspace<T>(p, nhwc != 0, tf32 != 0, kSmCount) + 15) / 16);
       cnnfast::cuda::conv2d_forward(p, nhwc != 0, static_cast<const T*>(x), static_cast<const T*>(w),
                                     static_cast<const T*>(bias), relu != 0, tf32 != 0, static_cast<T*>(y),
                                     work.data(), kSmCount, nullptr);
@@ -124,12 +124,24 @@ int cnnfast_conv2d_mma_forward(int dtype, const long long* sizes, int nhwc, cons
       using T = CNNFAST_T;
       const cnnfast::Conv2dProblem p = conv_problem(sizes);
       if (!cnnfast::cuda::mma_forward_supported(p)) throw std::invalid_argument("mma forward: unsupported problem");
-      std::vector<int4> work((cnnfast::cuda::mma_forward_workspace<T>(p, nhwc != 0) + 15) / 16);
+      std::vector<int4> work((cnnfast::cuda::mma_forward_workspace<T>(p, nhwc != 0, kSmCount, tile) + 15) / 16);
       cnnfast::cuda::conv2d_mma_forward(p, nhwc != 0, static_cast<const T*>(x), static_cast<const T*>(w),
                                         static_cast<const T*>(bias), relu != 0, static_cast<T*>(y), work.data(),
                                         kSmCount, tile, nullptr);
     });
   });
+}
+
+// The split-K plan of the mma forward (dtype, problem, tile id, SM count): the splits (1: none).
+int cnnfast_conv2d_mma_splits(int dtype, const long long* sizes, int tile, int sm_count) {
+  int splits = 1;
+  with_type(dtype, [&](auto* tag) {
+    using T = CNNFAST_T;
+    const cnnfast::Conv2dProblem p = conv_problem(sizes);
+    const int64_t M = p.N * p.P * p.Q;
+    splits = cnnfast::cuda::mma_split_plan(M, p.K, cnnfast::cuda::mma_slices<T>(p, tile), tile, sm_count).splits;
+  });
+  return splits;
 }
 
 // The tile the mma forward picks for an M x K output on sm_count SMs; ctas and waves (x1000) out.
