@@ -114,10 +114,6 @@ SPLIT_CASES = {
 }
 
 
-def set_sm_count(lib, n):
-    lib.cnnfast_set_sm_count(n)
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["tf32", "f16"])
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 @pytest.mark.parametrize("case", list(SPLIT_CASES))
