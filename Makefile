@@ -45,7 +45,8 @@ gpu-check:
 # build against .venv's torch is left alone) and the CPU test suite runs there. torchvision is not
 # installed (PyPI's builds do not load beside this torch), so the tests that need it skip.
 # TORCH213_TESTS: the suite less the CUDA kernels run through the CUDA-on-CPU harness (its own tests
-# in test_cuda_on_cpu.py, the machine-code checks in test_cuda_kernels.py, and each op's
+# in test_cuda_on_cpu.py and test_cuda_on_cpu_sm80.py, the tensor-core engine's in test_conv2d_mma.py,
+# the machine-code checks in test_cuda_kernels.py, and each op's
 # test_cuda_kernel_* tests in tests/test_<op>.py): g++ builds of the CUDA kernels' source, which
 # includes no torch header, so the torch version changes only their float64 reference; they are a
 # third of the suite's time. tests/test_bench_rivals.py needs the rivals extra (ONNX Runtime, OpenVINO),
@@ -57,7 +58,8 @@ TORCH213      := .venv-torch213
 TORCH213_BIN  := $(TORCH213)/bin
 TORCH213_DEPS := $(TORCH213)/.deps-installed
 TORCH213_SRC  := build/torch213/src
-TORCH213_TESTS ?= tests --ignore=tests/test_cuda_on_cpu.py --ignore=tests/test_cuda_kernels.py --ignore=tests/test_bench_rivals.py \
+TORCH213_TESTS ?= tests --ignore=tests/test_cuda_on_cpu.py --ignore=tests/test_cuda_on_cpu_sm80.py \
+	--ignore=tests/test_conv2d_mma.py --ignore=tests/test_cuda_kernels.py --ignore=tests/test_bench_rivals.py \
 	-k "not test_cuda_kernel"
 
 $(TORCH213_DEPS):
